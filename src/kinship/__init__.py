@@ -1,0 +1,1 @@
+"""kinship: code- and string-reuse attribution of executables."""

@@ -1,0 +1,71 @@
+"""Session-wide pytest fixtures: test binaries built from source, Debian's Lua libraries, and a
+private ``KINSHIP_HOME``.
+
+``bins["netsh_x64.exe"]`` and ``lua_libs["5.4"]`` are :class:`pathlib.Path` objects. When a
+fixture cannot be made here (no mingw-w64, no apt), looking it up skips the test with the
+reason; under ``CI=true`` it fails instead, because .ci/run installs every tool.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_build_module() -> ModuleType:
+    """Import tests/fixtures/build.py by path, whatever sys.path and rootdir pytest chose."""
+    name = "kinship_tests_fixtures_build"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tests/fixtures/build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load_build_module()
+
+
+@pytest.fixture(scope="session")
+def fixture_cache() -> Path:
+    """The fixture cache directory ($KINSHIP_TEST_CACHE, else ~/.cache/kinship-tests)."""
+    cache: Path = build.default_cache_dir()
+    return cache
+
+
+@pytest.fixture(scope="session")
+def bins(fixture_cache: Path) -> dict[str, Path]:
+    """Test binaries built from tests/fixtures/src (names in tests/fixtures/MANIFEST.md)."""
+    built: dict[str, Path] = build.build_all(fixture_cache)
+    return built
+
+
+@pytest.fixture(scope="session")
+def lua_libs(fixture_cache: Path) -> dict[str, Path]:
+    """``{"5.1": Path, ..., "5.4": Path}``: Debian's amd64 liblua5.X.so, real files."""
+    fetched: dict[str, Path] = build.fetch_lua(fixture_cache)
+    return fetched
+
+
+@pytest.fixture
+def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty ``KINSHIP_HOME`` for one test."""
+    home = tmp_path / "kinship-home"
+    home.mkdir()
+    monkeypatch.setenv("KINSHIP_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path | None:
+    """``../shared`` next to the repository (corpus scripts, data), or None where absent."""
+    shared = REPO_ROOT.parent / "shared"
+    return shared if shared.is_dir() else None
