@@ -1,0 +1,1 @@
+"""Per-function features: tokens, MinHash sketches, exact hashes."""

@@ -1,0 +1,1 @@
+"""LSH candidate search over MinHash sketches, and exact-hash lookup."""

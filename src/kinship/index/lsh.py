@@ -1,0 +1,232 @@
+"""MinHash LSH (banding) over stacked sketches, and an exact-hash lookup.
+
+Layout, for N indexed sketches (rows of an N x num_perm uint32 matrix) and B bands of R slots::
+
+    band b:  keys[b]  uint64[N']  sorted band hashes of the non-empty sketches
+             rows[b]  uint32[N']  row of each key (the argsort permutation)
+
+A query hashes its B bands and finds equal keys with ``np.searchsorted``: O(B log N) per query,
+no Python loop over queries. Memory: ``B * 12`` bytes per indexed function (192 bytes for
+16 bands). Empty sketches (all 0xFFFFFFFF: no tokens) are not indexed: they would all collide.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from kinship.exceptions import StoreError, UsageError
+from kinship.features.minhash import EMPTY_SLOT, I64, U32, U64, mix64
+
+log = logging.getLogger(__name__)
+
+_FORMAT_VERSION = 1
+# Multilinear band hash: sum(slot_j * K_j) mod 2**64 then mix64; collision probability of two
+# different bands ~2**-32.
+_BAND_MULT = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+     0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
+     0x2545F4914F6CDD1D, 0x9FB21C651E98DF25, 0x5851F42D4C957F2D, 0x14057B7EF767814F,
+     0xD1342543DE82EF95, 0xAF251AF3B0F025B5, 0xE9A5C2D3F4B1E4D3, 0xB492B66FBE98F273],
+    dtype=np.uint64,
+)  # fmt: skip
+MAX_ROWS = 16  # rows per band (len(_BAND_MULT))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CandidatePairs:
+    """Parallel arrays: query ``query[i]`` has candidate reference row ``row[i]``."""
+
+    query: I64
+    row: I64
+
+    def __len__(self) -> int:
+        return len(self.query)
+
+
+def band_keys(sigs: U32, bands: int, rows: int) -> U64:
+    """(N, bands) uint64 band hashes of an (N, num_perm) sketch matrix."""
+    if sigs.ndim != 2 or sigs.shape[1] < bands * rows:
+        raise UsageError(f"sketches of shape {sigs.shape} are too short for {bands}x{rows} bands")
+    if rows > MAX_ROWS:
+        raise UsageError(f"at most {MAX_ROWS} rows per band")
+    out = np.empty((sigs.shape[0], bands), dtype=np.uint64)
+    for b in range(bands):  # band by band: temporaries stay N * rows * 8 bytes
+        acc = np.zeros(sigs.shape[0], dtype=np.uint64)
+        for j in range(rows):
+            acc += sigs[:, b * rows + j].astype(np.uint64) * _BAND_MULT[j]
+        out[:, b] = mix64(acc ^ np.uint64(b))
+    return out
+
+
+def _expand(
+    lo: I64, hi: I64, owners: I64, order: npt.NDArray[np.uint32], cap: int
+) -> CandidatePairs:
+    """Turn per-(query, band) index ranges [lo, hi) into (query, row) pairs, at most ``cap`` per
+    range, duplicates removed."""
+    hi = np.minimum(hi, lo + cap)
+    counts = hi - lo
+    keep = counts > 0
+    lo, counts, owners = lo[keep], counts[keep], owners[keep]
+    total = int(counts.sum())
+    if total == 0:
+        return CandidatePairs(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    ends = np.cumsum(counts)
+    offset = np.arange(total, dtype=np.int64) - np.repeat(ends - counts, counts)
+    pos = np.repeat(lo, counts) + offset
+    rows = order[pos].astype(np.int64)
+    q = np.repeat(owners, counts)
+    packed = np.unique((q << np.int64(32)) | rows)
+    return CandidatePairs(packed >> np.int64(32), packed & np.int64(0xFFFFFFFF))
+
+
+class LSHIndex:
+    """Banded MinHash index over an (N, num_perm) uint32 sketch matrix."""
+
+    def __init__(
+        self,
+        keys: U64,
+        order: npt.NDArray[np.uint32],
+        n_rows: int,
+        rows: int,
+        max_bucket: int = 512,
+    ) -> None:
+        """Low-level constructor (used by :meth:`build` and :meth:`load`): ``keys`` and ``order``
+        are (bands, N') arrays, each keys[b] sorted."""
+        self.keys = keys
+        self.order = order
+        self.n_rows = n_rows  # rows of the indexed matrix (including empty, unindexed ones)
+        self.bands = int(keys.shape[0])
+        self.rows = rows
+        self.max_bucket = max_bucket
+
+    @classmethod
+    def build(cls, sigs: U32, bands: int, rows: int, max_bucket: int = 512) -> LSHIndex:
+        """Index the rows of ``sigs``; row i of ``sigs`` is candidate id i."""
+        if sigs.shape[0] >= 1 << 32:
+            raise UsageError("at most 2**32 - 1 sketches per index")
+        valid = np.flatnonzero(~np.all(sigs == EMPTY_SLOT, axis=1)).astype(np.uint32)
+        keys = band_keys(sigs[valid], bands, rows).T  # (bands, N')
+        perm = np.argsort(keys, axis=1)
+        sorted_keys = np.take_along_axis(keys, perm, axis=1)
+        order = valid[perm]
+        log.debug(
+            "LSH index: %d of %d sketches, %dx%d bands", len(valid), sigs.shape[0], bands, rows
+        )
+        return cls(
+            np.ascontiguousarray(sorted_keys),
+            np.ascontiguousarray(order),
+            sigs.shape[0],
+            rows,
+            max_bucket,
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.order.nbytes)
+
+    def query(self, sig: U32) -> I64:
+        """Candidate rows (sorted, unique) for one sketch; empty sketch -> none."""
+        return self.query_batch(sig[None, :]).row
+
+    def query_batch(self, sigs: U32) -> CandidatePairs:
+        """Candidates for every row of ``sigs`` (vectorised over queries and bands)."""
+        n = sigs.shape[0]
+        nonempty = np.flatnonzero(~np.all(sigs == EMPTY_SLOT, axis=1))
+        if n == 0 or len(nonempty) == 0 or self.keys.shape[1] == 0:
+            return CandidatePairs(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        qkeys = band_keys(sigs[nonempty], self.bands, self.rows)  # (Q, bands)
+        los: list[I64] = []
+        his: list[I64] = []
+        width = self.keys.shape[1]
+        for b in range(self.bands):
+            k = self.keys[b]
+            los.append(np.searchsorted(k, qkeys[:, b], side="left").astype(np.int64))
+            his.append(np.searchsorted(k, qkeys[:, b], side="right").astype(np.int64))
+        lo = np.concatenate(los)
+        hi = np.concatenate(his)
+        owners = np.tile(nonempty.astype(np.int64), self.bands)
+        band = np.repeat(np.arange(self.bands, dtype=np.int64), len(nonempty))
+        # Flatten (band, position) into one index of order.ravel().
+        base = band * width
+        return _expand(lo + base, hi + base, owners, self.order.ravel(), self.max_bucket)
+
+    def save(self, path: Path) -> None:
+        """Write the index as an uncompressed .npz (loads with mmap-free np.load)."""
+        try:
+            with path.open("wb") as fh:
+                np.savez(
+                    fh,
+                    version=np.int64(_FORMAT_VERSION),
+                    keys=self.keys,
+                    order=self.order,
+                    meta=np.array([self.n_rows, self.rows, self.max_bucket], np.int64),
+                )
+        except OSError as e:
+            raise StoreError(f"cannot write LSH index {path}: {e}") from e
+
+    @classmethod
+    def load(cls, path: Path) -> LSHIndex:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if int(z["version"]) != _FORMAT_VERSION:
+                    raise StoreError(f"{path}: LSH index format {int(z['version'])} unsupported")
+                meta = z["meta"]
+                return cls(z["keys"], z["order"], int(meta[0]), int(meta[1]), int(meta[2]))
+        except (OSError, KeyError, ValueError) as e:
+            raise StoreError(f"cannot read LSH index {path}: {e}") from e
+
+
+class ExactIndex:
+    """Sorted exact hashes: rows sharing a function's position-independent hash."""
+
+    def __init__(self, hashes: I64, order: npt.NDArray[np.uint32], max_bucket: int = 512) -> None:
+        self.hashes = hashes  # sorted
+        self.order = order
+        self.max_bucket = max_bucket
+
+    @classmethod
+    def build(cls, exact_hash: I64, max_bucket: int = 512) -> ExactIndex:
+        h = np.asarray(exact_hash, dtype=np.int64)
+        perm = np.argsort(h, kind="stable")
+        return cls(h[perm], perm.astype(np.uint32), max_bucket)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.hashes.nbytes + self.order.nbytes)
+
+    def query(self, exact_hash: int) -> I64:
+        return self.query_batch(np.array([exact_hash], dtype=np.int64)).row
+
+    def query_batch(self, exact_hash: I64) -> CandidatePairs:
+        q = np.asarray(exact_hash, dtype=np.int64)
+        lo = np.searchsorted(self.hashes, q, side="left").astype(np.int64)
+        hi = np.searchsorted(self.hashes, q, side="right").astype(np.int64)
+        return _expand(lo, hi, np.arange(len(q), dtype=np.int64), self.order, self.max_bucket)
+
+    def save(self, path: Path) -> None:
+        try:
+            with path.open("wb") as fh:
+                np.savez(
+                    fh,
+                    version=np.int64(_FORMAT_VERSION),
+                    hashes=self.hashes,
+                    order=self.order,
+                    meta=np.array([self.max_bucket], np.int64),
+                )
+        except OSError as e:
+            raise StoreError(f"cannot write exact-hash index {path}: {e}") from e
+
+    @classmethod
+    def load(cls, path: Path) -> ExactIndex:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if int(z["version"]) != _FORMAT_VERSION:
+                    raise StoreError(f"{path}: index format {int(z['version'])} unsupported")
+                return cls(z["hashes"], z["order"], int(z["meta"][0]))
+        except (OSError, KeyError, ValueError) as e:
+            raise StoreError(f"cannot read exact-hash index {path}: {e}") from e

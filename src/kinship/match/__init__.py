@@ -1,0 +1,1 @@
+"""Pair scoring, library filtering and family/actor attribution."""

@@ -1,0 +1,491 @@
+"""Attribution: query functions -> candidate pairs -> family, sample and actor scores.
+
+Steps (all vectorised over pairs):
+
+1. query functions with fewer than ``min_instructions`` instructions are ignored;
+2. candidates: exact-hash lookup + LSH on code sketches + LSH on sem sketches;
+3. pair scores (score.py); pairs below ``min_pair_score`` are dropped;
+4. library filter: a query function whose best match (ties go to the library) is a library
+   sample's function scoring >= ``library_threshold`` is library code and leaves the sums;
+5. per query function ``q``: best score per family ``s(q, F)`` and per sample; ``n(q)`` = number
+   of families matched; rarity ``r(q) = 1 / log2(1 + n(q))`` (1 for one family, 0.39 for five);
+   weight ``w(q) = ln(1 + n_instructions(q))``;
+6. family score ``S(F) = sum_q w(q) r(q) s(q, F) / sum_q w(q)`` over non-library query
+   functions: the fraction of the sample's own code the family explains. Samples alike.
+   Actor score = max over its families;
+7. verdict: top family if ``S >= unknown_threshold`` else unknown; confidence from a logistic in
+   the score and its margin over the runner-up (MatchConfig).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from kinship.exceptions import UsageError
+from kinship.features.minhash import I64, U32
+from kinship.features.model import FunctionFeatures
+from kinship.index.config import IndexConfig
+from kinship.index.lsh import CandidatePairs, ExactIndex, LSHIndex
+from kinship.match.config import MatchConfig
+from kinship.match.result import (
+    ActorScore,
+    FamilyScore,
+    FunctionMatch,
+    MatchResult,
+    SampleScore,
+    Verdict,
+)
+from kinship.match.score import F64, KINDS, SketchRows, score_pairs
+from kinship.store.base import FunctionArrays
+from kinship.store.model import SampleRecord
+
+log = logging.getLogger(__name__)
+
+# Candidate pairs scored at once: bounds the gathered sketch copies to
+# MAX_PAIRS_PER_CHUNK * num_perm * 4 bytes * 4 (128 MiB at num_perm=64).
+MAX_PAIRS_PER_CHUNK = 131072
+# Function matches kept in the result (best first): enough for every evidence view.
+MAX_FUNCTION_MATCHES = 5000
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+class SampleLabelLike(Protocol):
+    """Anything with a sample's labels (SampleLabel, kinship.store.base.SampleSummary)."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def family(self) -> str | None: ...
+    @property
+    def actor(self) -> str | None: ...
+    @property
+    def is_library(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SampleLabel:
+    """What attribution needs to know about one reference sample."""
+
+    sha256: str
+    name: str
+    family: str | None
+    actor: str | None
+    is_library: bool = False
+
+
+class ReferenceIndex:
+    """All reference functions as row-aligned arrays, with their LSH and exact-hash indexes.
+
+    Built from plain arrays (the store loads them) plus ``samples``: sample id -> label.
+    ``family_id`` (index into ``families``, -1 = unlabelled or library) and ``is_library`` are
+    derived from the labels. Memory per function: sketches 2 * num_perm * 4 bytes, LSH
+    (code_bands + sem_bands) * 12, exact index 12, scalars ~40 (~950 bytes at the defaults).
+    """
+
+    def __init__(
+        self,
+        *,
+        function_id: I64,
+        sample_id: I64,
+        n_instructions: I64,
+        exact_hash: I64,
+        code_sig: U32,
+        sem_sig: U32,
+        samples: Mapping[int, SampleLabelLike],
+        n_sem_tokens: I64 | None = None,
+        function_va: I64 | None = None,
+        function_name: Sequence[str | None] | None = None,
+        config: IndexConfig | None = None,
+    ) -> None:
+        """``n_sem_tokens`` None: every sem sketch is trusted fully. ``function_va`` None:
+        reported as 0. ``function_name`` None: no names."""
+        self.config = config or IndexConfig()
+        n = len(function_id)
+        self.function_id = np.asarray(function_id, dtype=np.int64)
+        self.sample_id = np.asarray(sample_id, dtype=np.int64)
+        self.n_instructions = np.asarray(n_instructions, dtype=np.int64)
+        self.exact_hash = np.asarray(exact_hash, dtype=np.int64)
+        self.code_sig = np.asarray(code_sig, dtype=np.uint32)
+        self.sem_sig = np.asarray(sem_sig, dtype=np.uint32)
+        if n == 0:  # an empty store may report (0, 0) sketch matrices
+            width = max(
+                self.code_sig.shape[-1] if self.code_sig.ndim == 2 else 0,
+                self.config.code_bands * self.config.code_rows,
+                self.config.sem_bands * self.config.sem_rows,
+            )
+            self.code_sig = np.zeros((0, width), dtype=np.uint32)
+            self.sem_sig = np.zeros((0, width), dtype=np.uint32)
+        self.n_sem_tokens = (
+            np.full(n, 1 << 30, dtype=np.int64)
+            if n_sem_tokens is None
+            else np.asarray(n_sem_tokens, dtype=np.int64)
+        )
+        self.function_va = (
+            np.zeros(n, dtype=np.int64)
+            if function_va is None
+            else np.asarray(function_va, np.int64)
+        )
+        self.function_name = function_name
+        for name in ("sample_id", "n_instructions", "exact_hash", "n_sem_tokens", "function_va"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"ReferenceIndex.{name} has {len(getattr(self, name))} rows, not {n}"
+                )
+        if self.code_sig.shape[0] != n or self.sem_sig.shape != self.code_sig.shape:
+            raise ValueError("ReferenceIndex sketch matrices must be (n_functions, num_perm)")
+        missing = set(np.unique(self.sample_id).tolist()) - set(samples)
+        if missing:
+            raise ValueError(f"ReferenceIndex: no labels for sample ids {sorted(missing)[:5]}")
+        self.samples: dict[int, SampleLabelLike] = dict(samples)
+        # Dense sample numbering and per-sample family/library flags.
+        self.sample_ids = np.array(sorted(self.samples), dtype=np.int64)
+        self.families = sorted(
+            {s.family for s in self.samples.values() if s.family and not s.is_library}
+        )
+        fam_index = {f: i for i, f in enumerate(self.families)}
+        actors: dict[str, Counter[str]] = {f: Counter() for f in self.families}
+        for s in self.samples.values():
+            if s.family in actors and s.actor:
+                actors[s.family][s.actor] += 1
+        self.family_actor: dict[str, str | None] = {
+            f: (c.most_common(1)[0][0] if c else None) for f, c in actors.items()
+        }
+        s_family = np.array(
+            [
+                -1
+                if (lab := self.samples[int(i)]).is_library or not lab.family
+                else fam_index[lab.family]
+                for i in self.sample_ids
+            ],
+            dtype=np.int64,
+        )
+        s_lib = np.array([self.samples[int(i)].is_library for i in self.sample_ids], dtype=bool)
+        self.sample_index = np.searchsorted(self.sample_ids, self.sample_id)  # dense, per row
+        self.family_id = s_family[self.sample_index] if n else np.zeros(0, np.int64)
+        self.is_library = s_lib[self.sample_index] if n else np.zeros(0, bool)
+        cfg = self.config
+        self.code_lsh = LSHIndex.build(self.code_sig, cfg.code_bands, cfg.code_rows, cfg.max_bucket)
+        self.sem_lsh = LSHIndex.build(self.sem_sig, cfg.sem_bands, cfg.sem_rows, cfg.max_bucket)
+        self.exact = ExactIndex.build(self.exact_hash, cfg.max_bucket)
+
+    def __len__(self) -> int:
+        return len(self.function_id)
+
+    @property
+    def num_perm(self) -> int:
+        """Sketch length (slots) of the indexed functions."""
+        return int(self.code_sig.shape[1])
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: FunctionArrays, config: IndexConfig | None = None
+    ) -> ReferenceIndex:
+        """Build from the store's one-pass dump (``Store.function_arrays()``)."""
+        return cls(
+            function_id=arrays.function_id,
+            sample_id=arrays.sample_id.astype(np.int64),
+            n_instructions=arrays.n_instructions.astype(np.int64),
+            exact_hash=arrays.exact_hash,
+            code_sig=arrays.code_sig,
+            sem_sig=arrays.sem_sig,
+            samples=arrays.samples,
+            n_sem_tokens=arrays.n_sem_tokens.astype(np.int64),
+            function_va=arrays.va.astype(np.int64),
+            config=config,
+        )
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (
+            self.function_id,
+            self.sample_id,
+            self.n_instructions,
+            self.exact_hash,
+            self.code_sig,
+            self.sem_sig,
+            self.n_sem_tokens,
+            self.function_va,
+            self.sample_index,
+            self.family_id,
+            self.is_library,
+        )
+        return int(
+            sum(a.nbytes for a in arrays)
+            + self.code_lsh.nbytes
+            + self.sem_lsh.nbytes
+            + self.exact.nbytes
+        )
+
+    @classmethod
+    def from_features(
+        cls,
+        samples: Sequence[tuple[SampleRecord, Sequence[FunctionFeatures]]],
+        config: IndexConfig | None = None,
+        num_perm: int = 64,
+    ) -> ReferenceIndex:
+        """Build from in-memory samples (tests, small corpora). Samples without ``id`` are
+        numbered in order; function ids are row numbers."""
+        labels: dict[int, SampleLabel] = {}
+        rows: list[FunctionFeatures] = []
+        sids: list[int] = []
+        used = {rec.id for rec, _ in samples if rec.id is not None}
+        next_id = 0
+        for rec, feats in samples:
+            sid = rec.id
+            if sid is None:
+                while next_id in used:
+                    next_id += 1
+                sid = next_id
+                used.add(sid)
+            labels[sid] = SampleLabel(rec.sha256, rec.name, rec.family, rec.actor, rec.is_library)
+            rows.extend(feats)
+            sids.extend([sid] * len(feats))
+        sk = SketchRows.from_features(rows, num_perm)
+        return cls(
+            function_id=np.arange(len(rows), dtype=np.int64),
+            sample_id=np.array(sids, dtype=np.int64),
+            n_instructions=sk.n_instructions,
+            exact_hash=sk.exact_hash,
+            code_sig=sk.code_sig,
+            sem_sig=sk.sem_sig,
+            samples=labels,
+            n_sem_tokens=sk.n_sem_tokens,
+            function_va=np.array([f.va for f in rows], dtype=np.int64),
+            function_name=[f.name for f in rows],
+            config=config,
+        )
+
+    def candidates(self, query: SketchRows) -> CandidatePairs:
+        """Unique (query row, reference row) pairs from exact hash, code LSH and sem LSH."""
+        parts = [
+            self.exact.query_batch(query.exact_hash),
+            self.code_lsh.query_batch(query.code_sig),
+            self.sem_lsh.query_batch(query.sem_sig),
+        ]
+        packed = np.unique(np.concatenate([(p.query << np.int64(32)) | p.row for p in parts]))
+        return CandidatePairs(packed >> np.int64(32), packed & np.int64(0xFFFFFFFF))
+
+
+def _first_of_groups(keys: Sequence[npt.NDArray[np.generic]]) -> I64:
+    """Indices of the first element of each run of equal keys (arrays already sorted)."""
+    n = len(keys[0])
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for k in keys:
+        change[1:] |= k[1:] != k[:-1]
+    return np.flatnonzero(change)
+
+
+def _confidence(score: float, runner_up: float, cfg: MatchConfig) -> float:
+    z = cfg.confidence_score_slope * (
+        score - cfg.unknown_threshold
+    ) + cfg.confidence_margin_slope * (score - runner_up)
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+def attribute(
+    query: Sequence[FunctionFeatures],
+    index: ReferenceIndex,
+    config: MatchConfig | None = None,
+    *,
+    sample_sha256: str = "",
+    exclude_sha256: str | None = None,
+) -> MatchResult:
+    """Attribute one query sample (its functions' features) against ``index``.
+
+    ``sample_sha256`` is only reported; reference functions of the sample ``exclude_sha256``
+    (typically the query itself, when it is already stored) are ignored.
+    """
+    t0 = time.perf_counter()
+    cfg = config or MatchConfig()
+    considered = [f for f in query if f.n_instructions >= cfg.min_instructions]
+    num_perm = index.num_perm
+    if considered and len(index) and considered[0].code_sig.shape[0] != num_perm:
+        raise UsageError(
+            f"query sketches have {considered[0].code_sig.shape[0]} slots, the index {num_perm}"
+        )
+    qrows = SketchRows.from_features(considered, num_perm)
+    nq = len(considered)
+
+    # 2-3. candidates and pair scores -----------------------------------------------------
+    pairs = (
+        index.candidates(qrows)
+        if nq and len(index)
+        else CandidatePairs(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    )
+    ref_ok = index.n_instructions >= cfg.min_instructions
+    if exclude_sha256:
+        own = [sid for sid, lab in index.samples.items() if lab.sha256 == exclude_sha256]
+        if own:
+            ref_ok &= ~np.isin(index.sample_id, np.array(own, dtype=np.int64))
+    keep = ref_ok[pairs.row]
+    pq, pr = pairs.query[keep], pairs.row[keep]
+    scores: list[F64] = []
+    kinds: list[npt.NDArray[np.int8]] = []
+    for s in range(0, len(pq), MAX_PAIRS_PER_CHUNK):
+        qi, ri = pq[s : s + MAX_PAIRS_PER_CHUNK], pr[s : s + MAX_PAIRS_PER_CHUNK]
+        ps = score_pairs(qrows.take(qi), _ref_rows(index, ri), cfg)
+        scores.append(ps.score)
+        kinds.append(ps.kind)
+    score = np.concatenate(scores) if scores else np.zeros(0, np.float64)
+    kind = np.concatenate(kinds) if kinds else np.zeros(0, np.int8)
+    good = score >= cfg.min_pair_score
+    pq, pr, score, kind = pq[good], pr[good], score[good], kind[good]
+    lib = index.is_library[pr]
+
+    # 4. library filter: best match per query function, ties to the library ------------------
+    order = np.lexsort((~lib, -score, pq))
+    first = order[_first_of_groups([pq[order]])]
+    lib_q = np.zeros(nq, dtype=bool)
+    lib_q[pq[first]] = lib[first] & (score[first] >= cfg.library_threshold)
+    library_best = first[lib_q[pq[first]]]
+
+    # 5. best per (query fn, family) and per (query fn, sample) over non-library refs -------------
+    own_code = ~lib_q[pq] & ~lib
+    fam = index.family_id[pr]
+    fsel = np.flatnonzero(own_code & (fam >= 0))
+    order = fsel[np.lexsort((-score[fsel], fam[fsel], pq[fsel]))]
+    qf = order[_first_of_groups([pq[order], fam[order]])]  # pair index of each (q, F) best
+    n_fam = np.bincount(pq[qf], minlength=nq)
+    rarity = 1.0 / np.log2(1.0 + np.maximum(n_fam, 1))
+    weight = np.log1p(qrows.n_instructions.astype(np.float64))
+    denom = float(weight[~lib_q].sum())
+    inv = 1.0 / denom if denom > 0 else 0.0
+    contrib = weight[pq] * rarity[pq] * score  # per pair, used at its group's best pair
+
+    n_f = len(index.families)
+    fam_score = np.bincount(fam[qf], weights=contrib[qf], minlength=n_f) * inv
+    fam_cov = np.bincount(fam[qf], weights=weight[pq[qf]], minlength=n_f) * inv
+    fam_n = np.bincount(fam[qf], minlength=n_f)
+
+    ssel = np.flatnonzero(own_code)
+    samp = index.sample_index[pr]
+    order = ssel[np.lexsort((-score[ssel], samp[ssel], pq[ssel]))]
+    qs = order[_first_of_groups([pq[order], samp[order]])]
+    n_s = len(index.sample_ids)
+    samp_score = np.bincount(samp[qs], weights=contrib[qs], minlength=n_s) * inv
+    samp_n = np.bincount(samp[qs], minlength=n_s)
+
+    # 6. rank -----------------------------------------------------------------------------------
+    fam_rank = [int(i) for i in np.argsort(-fam_score, kind="stable") if fam_n[i] > 0]
+    families = [
+        FamilyScore(
+            index.families[i],
+            index.family_actor[index.families[i]],
+            float(fam_score[i]),
+            int(fam_n[i]),
+            float(fam_cov[i]),
+        )
+        for i in fam_rank[: cfg.max_families]
+    ]
+    actor_best: dict[str, list[FamilyScore]] = {}
+    for f in (
+        FamilyScore(
+            index.families[i],
+            index.family_actor[index.families[i]],
+            float(fam_score[i]),
+            int(fam_n[i]),
+            float(fam_cov[i]),
+        )
+        for i in fam_rank
+    ):
+        if f.actor:
+            actor_best.setdefault(f.actor, []).append(f)
+    actors = sorted(
+        (ActorScore(a, fs[0].score, tuple(x.family for x in fs)) for a, fs in actor_best.items()),
+        key=lambda a: -a.score,
+    )
+    samples: list[SampleScore] = []
+    for i in [int(i) for i in np.argsort(-samp_score, kind="stable") if samp_n[i] > 0]:
+        lab = index.samples[int(index.sample_ids[i])]
+        samples.append(
+            SampleScore(lab.sha256, lab.name, lab.family, float(samp_score[i]), int(samp_n[i]))
+        )
+        if len(samples) >= cfg.max_samples:
+            break
+
+    # 7. verdict ---------------------------------------------------------------------------------
+    top = families[0].score if families else 0.0
+    runner = families[1].score if len(families) > 1 else 0.0
+    conf = _confidence(top, runner, cfg)
+    if families and top >= cfg.unknown_threshold:
+        verdict = Verdict(families[0].family, families[0].actor, conf, top)
+    else:
+        verdict = Verdict(None, None, 1.0 - conf, top)
+
+    # Evidence: best match per (query fn, reported family), plus library matches.
+    reported = np.array([index.families.index(f.family) for f in families], dtype=np.int64)
+    ev = np.concatenate([qf[np.isin(fam[qf], reported)], library_best])
+    ev = ev[np.argsort(-score[ev], kind="stable")][:MAX_FUNCTION_MATCHES]
+    matches = [
+        _function_match(index, considered, int(pq[k]), int(pr[k]), float(score[k]), int(kind[k]))
+        for k in ev
+    ]
+    result = MatchResult(
+        sample_sha256=sample_sha256,
+        verdict=verdict,
+        families=families,
+        samples=samples,
+        function_matches=matches,
+        n_query_functions=len(query),
+        n_library_functions=int(lib_q.sum()),
+        seconds=time.perf_counter() - t0,
+        actors=actors,
+        n_considered_functions=nq,
+    )
+    log.debug(
+        "attributed %s: %d pairs, verdict %s (%.3f) in %.3fs",
+        sample_sha256 or "query",
+        len(pq),
+        verdict.family,
+        top,
+        result.seconds,
+    )
+    return result
+
+
+def _ref_rows(index: ReferenceIndex, rows: I64) -> SketchRows:
+    return SketchRows(
+        index.code_sig[rows],
+        index.sem_sig[rows],
+        index.exact_hash[rows],
+        index.n_instructions[rows],
+        index.n_sem_tokens[rows],
+    )
+
+
+def _function_match(
+    index: ReferenceIndex,
+    query: Sequence[FunctionFeatures],
+    q: int,
+    r: int,
+    score: float,
+    kind: int,
+) -> FunctionMatch:
+    lab = index.samples[int(index.sample_id[r])]
+    fid = int(index.family_id[r])
+    return FunctionMatch(
+        query_va=query[q].va,
+        query_name=query[q].name,
+        ref_sample_sha256=lab.sha256,
+        ref_va=int(index.function_va[r]),
+        ref_name=index.function_name[r] if index.function_name is not None else None,
+        family=index.families[fid] if fid >= 0 else None,
+        score=score,
+        kind=KINDS[kind],
+        is_library=bool(index.is_library[r]),
+    )

@@ -1,0 +1,198 @@
+"""The attribution result: one model for every renderer, JSON round-trip exact.
+
+``MatchResult.to_dict()`` gives::
+
+    {"sample": {"sha256": ...},
+     "verdict": {"family", "actor", "confidence", "score"},
+     "families": [{"family", "actor", "score", "n_functions_matched", "coverage"}, ...],
+     "actors": [{"actor", "score", "families"}, ...],
+     "samples": [{"sha256", "name", "family", "score", "n_functions_matched"}, ...],
+     "function_matches": [{"query_va", "query_name", "ref_sample_sha256", "ref_va", "ref_name",
+                           "family", "score", "kind", "is_library"}, ...],
+     "n_query_functions", "n_considered_functions", "n_library_functions", "seconds"}
+
+and ``MatchResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class MatchKind(str, enum.Enum):
+    """Which signal made a function pair match (the strongest one)."""
+
+    EXACT = "exact"  # identical position-independent bytes
+    CODE = "code"  # code-sketch Jaccard
+    SEM = "sem"  # APIs/strings/constants/CFG-shape Jaccard
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    family: str | None  # None: "unknown"
+    actor: str | None
+    confidence: float  # 0..1, confidence in this verdict (also when it is "unknown")
+    score: float  # the top family's score (0..1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "actor": self.actor,
+            "confidence": self.confidence,
+            "score": self.score,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        return cls(d["family"], d["actor"], float(d["confidence"]), float(d["score"]))
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyScore:
+    family: str
+    actor: str | None
+    score: float  # weighted fraction of the sample's non-library code explained (0..1)
+    n_functions_matched: int  # query functions with a match in this family
+    coverage: float  # size-weighted fraction of non-library query code with a match (0..1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "actor": self.actor,
+            "score": self.score,
+            "n_functions_matched": self.n_functions_matched,
+            "coverage": self.coverage,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FamilyScore:
+        return cls(
+            d["family"],
+            d["actor"],
+            float(d["score"]),
+            int(d["n_functions_matched"]),
+            float(d["coverage"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ActorScore:
+    actor: str
+    score: float  # max over the actor's families
+    families: tuple[str, ...]  # the actor's matched families, best first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"actor": self.actor, "score": self.score, "families": list(self.families)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ActorScore:
+        return cls(d["actor"], float(d["score"]), tuple(d["families"]))
+
+
+@dataclass(frozen=True, slots=True)
+class SampleScore:
+    sha256: str
+    name: str
+    family: str | None
+    score: float  # like FamilyScore.score, for one reference sample
+    n_functions_matched: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "name": self.name,
+            "family": self.family,
+            "score": self.score,
+            "n_functions_matched": self.n_functions_matched,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SampleScore:
+        return cls(
+            d["sha256"], d["name"], d["family"], float(d["score"]), int(d["n_functions_matched"])
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionMatch:
+    query_va: int
+    query_name: str | None
+    ref_sample_sha256: str
+    ref_va: int
+    ref_name: str | None
+    family: str | None  # family of the reference sample (None: unlabelled or library)
+    score: float
+    kind: MatchKind
+    is_library: bool  # the reference is a library sample's function
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query_va": self.query_va,
+            "query_name": self.query_name,
+            "ref_sample_sha256": self.ref_sample_sha256,
+            "ref_va": self.ref_va,
+            "ref_name": self.ref_name,
+            "family": self.family,
+            "score": self.score,
+            "kind": self.kind.value,
+            "is_library": self.is_library,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FunctionMatch:
+        return cls(
+            int(d["query_va"]),
+            d["query_name"],
+            d["ref_sample_sha256"],
+            int(d["ref_va"]),
+            d["ref_name"],
+            d["family"],
+            float(d["score"]),
+            MatchKind(d["kind"]),
+            bool(d["is_library"]),
+        )
+
+
+@dataclass(slots=True)
+class MatchResult:
+    sample_sha256: str
+    verdict: Verdict
+    families: list[FamilyScore] = field(default_factory=list)  # best first
+    samples: list[SampleScore] = field(default_factory=list)  # best first
+    function_matches: list[FunctionMatch] = field(default_factory=list)  # best first
+    n_query_functions: int = 0  # functions in the query sample
+    n_library_functions: int = 0  # of those, recognised as library code and dropped
+    seconds: float = 0.0
+    actors: list[ActorScore] = field(default_factory=list)  # best first
+    n_considered_functions: int = 0  # query functions with >= min_instructions
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sample": {"sha256": self.sample_sha256},
+            "verdict": self.verdict.to_dict(),
+            "families": [f.to_dict() for f in self.families],
+            "actors": [a.to_dict() for a in self.actors],
+            "samples": [s.to_dict() for s in self.samples],
+            "function_matches": [m.to_dict() for m in self.function_matches],
+            "n_query_functions": self.n_query_functions,
+            "n_considered_functions": self.n_considered_functions,
+            "n_library_functions": self.n_library_functions,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MatchResult:
+        return cls(
+            sample_sha256=d["sample"]["sha256"],
+            verdict=Verdict.from_dict(d["verdict"]),
+            families=[FamilyScore.from_dict(x) for x in d.get("families", [])],
+            samples=[SampleScore.from_dict(x) for x in d.get("samples", [])],
+            function_matches=[FunctionMatch.from_dict(x) for x in d.get("function_matches", [])],
+            n_query_functions=int(d.get("n_query_functions", 0)),
+            n_library_functions=int(d.get("n_library_functions", 0)),
+            seconds=float(d.get("seconds", 0.0)),
+            actors=[ActorScore.from_dict(x) for x in d.get("actors", [])],
+            n_considered_functions=int(d.get("n_considered_functions", 0)),
+        )

@@ -1,0 +1,146 @@
+"""Similarity of function pairs, vectorised over aligned arrays of pairs.
+
+    score = 1.0                                            if exact hashes are equal
+          = max(code_j, sem_j * trust(n_sem)) * size_pen   otherwise
+
+* ``code_j``, ``sem_j``: MinHash estimates of the Jaccard similarity of the code and sem token
+  sets (0 when either sketch is empty);
+* ``trust(n)`` = clamp((n - sem_shape_tokens) / sem_full_trust_tokens, 0, 1) with ``n`` the
+  smaller sem token count of the pair: an overlap made of one API and the CFG shape is weak;
+* ``size_pen`` = min(1, (min/max instruction count) / size_ratio_floor): sem sets do not grow
+  with code size, so a 20-instruction wrapper and a 400-instruction function calling the same
+  APIs must not look identical. Code Jaccard already drops with size differences.
+
+The ``kind`` of a pair is the signal that gave the score: exact, else code if
+``code_j >= sem_j * trust`` else sem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from kinship.features.minhash import EMPTY_SLOT, I64, U32
+from kinship.features.model import FunctionFeatures
+from kinship.match.config import MatchConfig
+from kinship.match.result import MatchKind
+
+F64 = npt.NDArray[np.float64]
+I8 = npt.NDArray[np.int8]
+KINDS: tuple[MatchKind, ...] = (MatchKind.EXACT, MatchKind.CODE, MatchKind.SEM)  # kind codes
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SketchRows:
+    """Row-aligned arrays of what scoring needs from K functions."""
+
+    code_sig: U32  # (K, num_perm)
+    sem_sig: U32  # (K, num_perm)
+    exact_hash: I64  # (K,)
+    n_instructions: I64  # (K,)
+    n_sem_tokens: I64  # (K,)
+
+    def __len__(self) -> int:
+        return len(self.exact_hash)
+
+    @classmethod
+    def from_features(cls, features: Sequence[FunctionFeatures], num_perm: int = 64) -> SketchRows:
+        if not features:
+            empty = np.zeros((0, num_perm), dtype=np.uint32)
+            none = np.zeros(0, dtype=np.int64)
+            return cls(empty, empty.copy(), none, none.copy(), none.copy())
+        return cls(
+            np.stack([f.code_sig for f in features]).astype(np.uint32, copy=False),
+            np.stack([f.sem_sig for f in features]).astype(np.uint32, copy=False),
+            np.array([f.exact_hash for f in features], dtype=np.int64),
+            np.array([f.n_instructions for f in features], dtype=np.int64),
+            np.array([f.n_sem_tokens for f in features], dtype=np.int64),
+        )
+
+    def take(self, idx: I64) -> SketchRows:
+        return SketchRows(
+            self.code_sig[idx],
+            self.sem_sig[idx],
+            self.exact_hash[idx],
+            self.n_instructions[idx],
+            self.n_sem_tokens[idx],
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PairScores:
+    score: F64  # combined score, 0..1
+    code: F64  # code-sketch Jaccard estimate
+    sem: F64  # sem-sketch Jaccard estimate (before trust)
+    kind: I8  # index into KINDS
+
+    def kinds(self) -> list[MatchKind]:
+        return [KINDS[k] for k in self.kind.tolist()]
+
+
+def jaccard_rows(a: U32, b: U32) -> F64:
+    """Row-wise Jaccard estimates of two aligned (K, num_perm) sketch matrices (0 if empty)."""
+    if a.shape != b.shape:
+        raise ValueError(f"sketch matrices differ in shape: {a.shape} vs {b.shape}")
+    if a.shape[0] == 0:
+        return np.zeros(0, dtype=np.float64)
+    j: F64 = np.count_nonzero(a == b, axis=1) / np.float64(a.shape[1])
+    empty = np.all(a == EMPTY_SLOT, axis=1) | np.all(b == EMPTY_SLOT, axis=1)
+    j[empty] = 0.0
+    return j
+
+
+def sem_trust(n_sem_tokens: I64, config: MatchConfig) -> F64:
+    """Trust (0..1) in a sem Jaccard given the smaller sem token count of the pair."""
+    specific = n_sem_tokens.astype(np.float64) - config.sem_shape_tokens
+    out: F64 = np.clip(specific / config.sem_full_trust_tokens, 0.0, 1.0)
+    return out
+
+
+def size_penalty(n_a: I64, n_b: I64, config: MatchConfig) -> F64:
+    """1 for similar sizes, falling linearly below ``size_ratio_floor``."""
+    lo = np.minimum(n_a, n_b).astype(np.float64)
+    hi = np.maximum(np.maximum(n_a, n_b), 1).astype(np.float64)
+    if config.size_ratio_floor <= 0.0:
+        return np.ones(len(lo), dtype=np.float64)
+    out: F64 = np.minimum(1.0, (lo / hi) / config.size_ratio_floor)
+    return out
+
+
+def score_pairs(
+    query: SketchRows, ref: SketchRows, config: MatchConfig | None = None
+) -> PairScores:
+    """Scores of the aligned pairs (query row i, ref row i)."""
+    cfg = config or MatchConfig()
+    if len(query) != len(ref):
+        raise ValueError("query and ref must have the same number of rows")
+    code = jaccard_rows(query.code_sig, ref.code_sig)
+    sem = jaccard_rows(query.sem_sig, ref.sem_sig)
+    sem_w = sem * sem_trust(np.minimum(query.n_sem_tokens, ref.n_sem_tokens), cfg)
+    exact = query.exact_hash == ref.exact_hash
+    pen = size_penalty(query.n_instructions, ref.n_instructions, cfg)
+    score = np.where(exact, 1.0, np.maximum(code, sem_w) * pen)
+    kind = np.where(exact, 0, np.where(code >= sem_w, 1, 2)).astype(np.int8)
+    return PairScores(score.astype(np.float64), code, sem, kind)
+
+
+def score_candidates(
+    query: FunctionFeatures,
+    candidates: Sequence[FunctionFeatures],
+    config: MatchConfig | None = None,
+) -> PairScores:
+    """Scores of one query function against each candidate (vectorised)."""
+    num_perm = int(query.code_sig.shape[0])
+    ref = SketchRows.from_features(candidates, num_perm)
+    q = SketchRows.from_features([query], num_perm).take(np.zeros(len(ref), dtype=np.int64))
+    return score_pairs(q, ref, config)
+
+
+def score_function_pair(
+    a: FunctionFeatures, b: FunctionFeatures, config: MatchConfig | None = None
+) -> float:
+    """Score of one pair (see module docstring)."""
+    return float(score_candidates(a, [b], config).score[0])

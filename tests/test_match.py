@@ -1,0 +1,246 @@
+"""Pair scoring, library filtering and attribution on hand-made FunctionFeatures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from kinship.features.extract import extract_features
+from kinship.features.minhash import EMPTY_SLOT
+from kinship.features.model import FunctionFeatures
+from kinship.match.aggregate import ReferenceIndex, SampleLabel, attribute
+from kinship.match.config import MatchConfig
+from kinship.match.result import (
+    ActorScore,
+    FamilyScore,
+    FunctionMatch,
+    MatchKind,
+    MatchResult,
+    SampleScore,
+    Verdict,
+)
+from kinship.match.score import score_candidates, score_function_pair
+from kinship.store.model import SampleRecord
+from test_features import netsh_like
+
+RNG = np.random.default_rng(12345)
+_counter = iter(range(1, 1 << 30))
+
+
+def feat(
+    code: np.ndarray | None = None,
+    sem: np.ndarray | None = None,
+    *,
+    n_ins: int = 40,
+    n_sem: int = 12,
+    exact: int | None = None,
+) -> FunctionFeatures:
+    k = next(_counter)
+    return FunctionFeatures(
+        va=0x1000 * k,
+        name=f"f{k}",
+        n_instructions=n_ins,
+        n_blocks=4,
+        n_edges=5,
+        size=n_ins * 4,
+        exact_hash=exact if exact is not None else int(RNG.integers(-(2**63), 2**63 - 1)),
+        code_sig=code if code is not None else rand_sig(),
+        sem_sig=sem if sem is not None else rand_sig(),
+        n_code_tokens=80,
+        n_sem_tokens=n_sem,
+    )
+
+
+def rand_sig() -> np.ndarray:
+    return RNG.integers(0, 2**32 - 2, 64, dtype=np.uint32)
+
+
+def near(sig: np.ndarray, changed: int = 8) -> np.ndarray:
+    out = sig.copy()
+    out[RNG.choice(64, changed, replace=False)] = RNG.integers(0, 2**32 - 2, changed)
+    return out
+
+
+def variant(f: FunctionFeatures, changed: int = 8) -> FunctionFeatures:
+    """A new version of f: similar code sketch, different bytes."""
+    return feat(near(f.code_sig, changed), near(f.sem_sig, changed), n_ins=f.n_instructions)
+
+
+def rec(name: str, family: str | None, actor: str | None = None, lib: bool = False) -> SampleRecord:
+    sha = (name.encode().hex() * 64)[:64]
+    return SampleRecord(
+        sha, sha[:32], sha[:40], name, "pe", "x64", 1000, family=family, actor=actor, is_library=lib
+    )
+
+
+def test_score_exact_code_sem() -> None:
+    a = feat()
+    assert score_function_pair(a, feat(a.code_sig, a.sem_sig, exact=a.exact_hash)) == 1.0
+    s = score_candidates(a, [variant(a, 8), feat(), feat(rand_sig(), a.sem_sig, n_sem=5 + 1)])
+    assert 0.75 <= s.score[0] <= 0.95 and s.kinds()[0] is MatchKind.CODE
+    assert s.score[1] < 0.1
+    # sem identical but only one specific token (1 API + 5 shape tokens): weak evidence
+    assert s.score[2] == 0.25 and s.kinds()[2] is MatchKind.SEM
+
+
+def test_size_penalty() -> None:
+    a = feat(n_ins=400)
+    b = feat(rand_sig(), a.sem_sig, n_ins=20)
+    assert score_function_pair(a, b) == 0.1  # sem 1.0 * (20/400)/0.5
+
+
+def test_x86_x64_same_source_scores_high_on_sem() -> None:
+    a = extract_features(netsh_like(0x1000, x64=False))
+    b = extract_features(netsh_like(0x1000, x64=True))
+    s = score_candidates(a, [b])
+    assert s.score[0] >= 0.7
+    assert s.sem[0] >= s.code[0]
+
+
+def _corpus() -> tuple[ReferenceIndex, dict[str, list[FunctionFeatures]]]:
+    fam_a = [feat() for _ in range(30)]
+    fam_b = [feat() for _ in range(30)]
+    crt = [feat() for _ in range(10)]
+    shared5 = feat()  # a function present in all five families
+    samples = {
+        "a1": fam_a + crt[:5] + [shared5],
+        "a2": [variant(f) for f in fam_a[:25]] + crt[5:] + [shared5],
+        "b1": fam_b + crt + [shared5],
+        "c1": [feat() for _ in range(20)] + [shared5],
+        "d1": [feat() for _ in range(20)] + [shared5],
+        "e1": [feat() for _ in range(20)] + [shared5],
+        "lib": crt + [feat() for _ in range(10)],
+        "unlabelled": [variant(f) for f in fam_b[:10]],
+    }
+    families = {
+        "a1": "FamA",
+        "a2": "FamA",
+        "b1": "FamB",
+        "c1": "FamC",
+        "d1": "FamD",
+        "e1": "FamE",
+        "lib": None,
+        "unlabelled": None,
+    }
+    actors = {"FamA": "APT-A", "FamB": "APT-B"}
+    index = ReferenceIndex.from_features(
+        [
+            (rec(n, families[n], actors.get(families[n] or ""), lib=n == "lib"), fs)
+            for n, fs in samples.items()
+        ]
+    )
+    named = {"fam_a": fam_a, "fam_b": fam_b, "crt": crt, "shared5": [shared5]}
+    return index, named
+
+
+def test_query_mostly_family_a() -> None:
+    index, named = _corpus()
+    fam_a, crt = named["fam_a"], named["crt"]
+    query = [variant(f, 6) for f in fam_a[:20]] + [feat() for _ in range(5)] + crt[:6]
+    res = attribute(query, index, sample_sha256="q" * 64)
+    assert res.verdict.family == "FamA" and res.verdict.actor == "APT-A"
+    assert res.verdict.confidence > 0.9
+    assert res.families[0].family == "FamA" and res.families[0].n_functions_matched == 20
+    assert 0.5 < res.families[0].score <= 1.0
+    assert res.n_library_functions == 6  # CRT functions recognised and dropped
+    assert res.n_query_functions == res.n_considered_functions == 31
+    assert all(m.is_library for m in res.function_matches if m.family is None)
+    assert {s.family for s in res.samples[:2]} == {"FamA"}
+    assert res.actors[0] == ActorScore("APT-A", res.families[0].score, ("FamA",))
+    top = [m for m in res.function_matches if m.family == "FamA"]
+    assert len(top) == 20 and all(m.ref_name and m.ref_va for m in top)
+
+
+def test_random_query_is_unknown() -> None:
+    index, named = _corpus()
+    res = attribute([feat() for _ in range(40)], index)
+    assert res.verdict.family is None
+    assert res.families == [] and res.verdict.confidence > 0.5
+    # one family function among 40 random ones: listed, but below the unknown threshold
+    res = attribute([feat() for _ in range(40)] + named["fam_b"][:1], index)
+    assert res.families[0].family == "FamB" and res.verdict.family is None
+    lenient = attribute(
+        [feat() for _ in range(40)] + named["fam_b"][:1], index, MatchConfig(unknown_threshold=0.01)
+    )
+    assert lenient.verdict.family == "FamB" and lenient.verdict.confidence < 0.8
+
+
+def test_small_functions_ignored() -> None:
+    index, named = _corpus()
+    tiny = [feat(f.code_sig, f.sem_sig, n_ins=5, exact=f.exact_hash) for f in named["fam_b"]]
+    res = attribute(tiny, index)
+    assert res.n_considered_functions == 0 and res.verdict.family is None
+
+
+def test_function_shared_by_five_families_has_low_weight() -> None:
+    index, named = _corpus()
+    shared = named["shared5"][0]
+    own = named["fam_b"][0]
+    res_shared = attribute([shared], index)
+    res_own = attribute([own], index)
+    by_fam = {f.family: f.score for f in res_shared.families}
+    assert set(by_fam) == {"FamA", "FamB", "FamC", "FamD", "FamE"}
+    assert res_own.families[0].score == 1.0
+    assert all(abs(s - 1 / np.log2(6)) < 1e-9 for s in by_fam.values())
+
+
+def test_exclude_self() -> None:
+    index, named = _corpus()
+    query = named["fam_b"]
+    sha_b1 = rec("b1", "FamB").sha256
+    assert attribute(query, index, exclude_sha256=None).verdict.family == "FamB"
+    res = attribute(query, index, sample_sha256=sha_b1, exclude_sha256=sha_b1)
+    # only the unlabelled variants of ten functions remain
+    assert res.families == [] and res.samples[0].name == "unlabelled"
+
+
+def test_empty_index_and_sem_only_signatures() -> None:
+    empty = ReferenceIndex.from_features([])
+    assert len(empty) == 0
+    assert attribute([feat()], empty).verdict.family is None
+    no_code = np.full(64, EMPTY_SLOT, dtype=np.uint32)
+    f = feat(no_code)
+    index = ReferenceIndex.from_features([(rec("s", "FamS"), [f])])
+    res = attribute([feat(no_code, f.sem_sig)], index)
+    assert res.verdict.family == "FamS"
+    assert res.function_matches[0].kind is MatchKind.SEM
+
+
+def test_match_result_json_roundtrip() -> None:
+    index, named = _corpus()
+    res = attribute(
+        [variant(f) for f in named["fam_a"]] + named["crt"][:3], index, sample_sha256="ab" * 32
+    )
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["sample"]["sha256"] == "ab" * 32
+    assert set(d["verdict"]) >= {"family", "actor", "confidence"}
+    assert set(d["families"][0]) >= {"family", "actor", "score"}
+    assert MatchResult.from_dict(d) == res
+    manual = MatchResult(
+        "x" * 64,
+        Verdict(None, None, 0.75, 0.05),
+        [FamilyScore("F", None, 0.05, 1, 0.1)],
+        [SampleScore("y" * 64, "y.exe", None, 0.1, 2)],
+        [FunctionMatch(1, None, "y" * 64, 2, "g", None, 0.5, MatchKind.SEM, False)],
+        3,
+        1,
+        0.01,
+    )
+    assert MatchResult.from_dict(json.loads(json.dumps(manual.to_dict()))) == manual
+
+
+def test_reference_index_validates_rows() -> None:
+    labels = {1: SampleLabel("s" * 64, "s", "F", None)}
+    sig = np.stack([rand_sig(), rand_sig()])
+    with pytest.raises(ValueError, match="sample_id"):
+        ReferenceIndex(
+            function_id=np.arange(2),
+            sample_id=np.array([1]),
+            n_instructions=np.array([10, 10]),
+            exact_hash=np.array([1, 2]),
+            code_sig=sig,
+            sem_sig=sig,
+            samples=labels,
+        )
