@@ -1,0 +1,233 @@
+"""kinship's Python API. The CLI is a thin layer over :class:`Kinship`.
+
+    from kinship.api import Kinship
+    from kinship.pipeline import Labels
+
+    with Kinship("refs.db") as k:
+        k.add(["refs/lua"], Labels(family="lua", actor="Example Actor"))
+        result = k.match("suspicious.dll")
+        print(result.verdict.family, result.verdict.confidence)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from kinship.binary.model import Arch
+from kinship.evidence.compare import (
+    CompareResult,
+    FunctionPair,
+    SampleRef,
+    aligned_rows,
+    shared,
+    shared_apis,
+)
+from kinship.exceptions import InputError, UsageError
+from kinship.features.model import FunctionFeatures
+from kinship.info import InfoResult, build_info
+from kinship.ingest import AddReport, ProgressFn, add_inputs, dump_base_from_name, expand
+from kinship.ingest import read_manifest as _read_manifest
+from kinship.match.aggregate import ReferenceIndex, attribute
+from kinship.match.result import MatchResult
+from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse
+from kinship.store.base import Store
+from kinship.store.model import SampleRecord, StoreStats
+from kinship.store.paths import default_db_path
+from kinship.store.sqlite import SQLiteStore
+
+logger = logging.getLogger(__name__)
+
+# A compare shows at most this many pairs with full listings (the rest are listed without).
+MAX_LISTED_PAIRS = 50
+
+
+def sample_input(path: str | Path, *, base: int | None = None, arch: Arch | None = None
+                 ) -> SampleInput:
+    """A single file to analyse (query side). Dump bases come from ``base`` or the file name."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(str(p), "no such file")
+    if p.is_dir():
+        raise InputError(str(p), "is a directory (give a file)")
+    if base is None:
+        base = dump_base_from_name(p.name)
+    return SampleInput(name=str(p), path=p, base=base, arch=arch)
+
+
+class Kinship:
+    """A store plus the operations on it. Thread-unsafe; one per thread/process."""
+
+    def __init__(self, db: str | Path | None = None, *, store: Store | None = None) -> None:
+        self.store: Store = store if store is not None else SQLiteStore(db or default_db_path())
+        self._index: ReferenceIndex | None = None
+        self._index_generation = -1
+
+    def __enter__(self) -> Kinship:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ---- ingest ---------------------------------------------------------------------------
+    def add(
+        self,
+        paths: Sequence[str | Path],
+        labels: Labels | None = None,
+        *,
+        base: int | None = None,
+        jobs: int = 1,
+        replace: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> AddReport:
+        """Add files, folders (``<family>/<version>/<sample>``) and zip archives."""
+        items = expand([Path(p) for p in paths], labels or Labels(), base=base)
+        return add_inputs(self.store, items, jobs=jobs, replace=replace, progress=progress)
+
+    def add_manifest(
+        self,
+        manifest: str | Path,
+        defaults: Labels | None = None,
+        *,
+        jobs: int = 1,
+        replace: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> AddReport:
+        """Add the files listed in a CSV/JSON manifest with their labels."""
+        base = defaults or Labels()
+        rows = _read_manifest(Path(manifest))
+
+        def items():  # type: ignore[no-untyped-def]
+            for path, labels in rows:
+                yield from expand([path], base.merged(labels), use_tree=False)
+
+        return add_inputs(self.store, items(), jobs=jobs, replace=replace, progress=progress)
+
+    # ---- labels / inventory ---------------------------------------------------------------
+    def relabel(self, ref: str, **labels: Any) -> SampleRecord:
+        rec = self.store.get_sample(ref)
+        self.store.update_labels(rec.sha256, **labels)
+        return self.store.get_sample(rec.sha256)
+
+    def stats(self) -> StoreStats:
+        return self.store.stats()
+
+    # ---- analysis -------------------------------------------------------------------------
+    def analyse(self, path: str | Path, *, base: int | None = None, arch: Arch | None = None,
+                keep: bool = True) -> AnalysedSample:
+        return analyse(sample_input(path, base=base, arch=arch), keep=keep)
+
+    def reference_index(self) -> ReferenceIndex:
+        """The index over everything stored, rebuilt only when the store changed."""
+        gen = self.store.generation()
+        if self._index is None or gen != self._index_generation:
+            self._index = ReferenceIndex.from_arrays(self.store.function_arrays())
+            self._index_generation = gen
+        return self._index
+
+    def match(
+        self,
+        path: str | Path,
+        *,
+        base: int | None = None,
+        arch: Arch | None = None,
+        include_self: bool = False,
+    ) -> MatchResult:
+        """Rank stored families/actors/samples by code shared with the file at ``path``."""
+        t0 = time.perf_counter()
+        sample = self.analyse(path, base=base, arch=arch, keep=False)
+        return self.match_features(sample.record, sample.features, include_self=include_self,
+                                   t0=t0)
+
+    def match_features(
+        self,
+        record: SampleRecord,
+        features: list[FunctionFeatures],
+        *,
+        include_self: bool = False,
+        t0: float | None = None,
+    ) -> MatchResult:
+        t0 = t0 if t0 is not None else time.perf_counter()
+        index = self.reference_index()
+        exclude = None if include_self else record.sha256
+        result = attribute(features, index, sample_sha256=record.sha256, exclude_sha256=exclude)
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def compare(self, a: str | Path, b: str | Path, *, max_listed: int = MAX_LISTED_PAIRS
+                ) -> CompareResult:
+        """Matched function pairs between two files, with aligned listings."""
+        t0 = time.perf_counter()
+        left = self.analyse(a)
+        right = self.analyse(b)
+        return compare_samples(left, right, max_listed=max_listed, t0=t0)
+
+    def info(self, path: str | Path, *, base: int | None = None, arch: Arch | None = None
+             ) -> InfoResult:
+        return build_info(self.analyse(path, base=base, arch=arch))
+
+
+def _ref(s: AnalysedSample) -> SampleRef:
+    r = s.record
+    return SampleRef(r.sha256, r.name, r.format, r.arch, r.n_functions, r.family, r.source)
+
+
+def compare_samples(
+    left: AnalysedSample, right: AnalysedSample, *, max_listed: int = MAX_LISTED_PAIRS,
+    t0: float | None = None,
+) -> CompareResult:
+    """Pairs of ``left``'s functions with their best match in ``right``."""
+    t0 = t0 if t0 is not None else time.perf_counter()
+    if left.disassembly is None or right.disassembly is None:
+        raise UsageError("compare needs samples analysed with keep=True")
+    assert left.binary is not None and right.binary is not None
+    # Attribution lists function evidence per family, so the right sample becomes its own
+    # one-sample "family" here.
+    ref = dataclasses.replace(right.record, family=right.record.family or right.record.name,
+                              is_library=False)
+    index = ReferenceIndex.from_features([(ref, right.features)])
+    res = attribute(left.features, index, sample_sha256=left.record.sha256, exclude_sha256=None)
+    lfun = {f.va: f for f in left.disassembly.functions}
+    rfun = {f.va: f for f in right.disassembly.functions}
+    lfeat = {f.va: f for f in left.features}
+    rfeat = {f.va: f for f in right.features}
+    best: dict[int, Any] = {}
+    for m in res.function_matches:
+        if m.query_va not in best or m.score > best[m.query_va].score:
+            best[m.query_va] = m
+    matches = sorted(best.values(), key=lambda m: (-m.score * (lfeat[m.query_va].n_instructions
+                                                                if m.query_va in lfeat else 1)))
+    pairs: list[FunctionPair] = []
+    for k, m in enumerate(matches):
+        lf, rf = lfun.get(m.query_va), rfun.get(m.ref_va)
+        if lf is None or rf is None:
+            continue
+        pair = FunctionPair(
+            left_va=lf.va, right_va=rf.va, left_name=lf.name, right_name=rf.name,
+            score=round(float(m.score), 4), kind=m.kind,
+            left_instructions=lf.n_instructions, right_instructions=rf.n_instructions,
+            apis=shared_apis(lf, rf), strings=shared(lf.strings, rf.strings),
+        )
+        if k < max_listed:
+            pair.rows, pair.identity = aligned_rows(left.binary, lf, right.binary, rf)
+            pair.identity = round(pair.identity, 4)
+        pairs.append(pair)
+    total = sum(f.n_instructions for f in left.features) or 1
+    covered = sum(lfeat[p.left_va].n_instructions * p.score for p in pairs if p.left_va in lfeat)
+    return CompareResult(
+        left=_ref(left), right=_ref(right), pairs=pairs,
+        similarity=round(covered / total, 4), seconds=round(time.perf_counter() - t0, 3),
+    )

@@ -1,0 +1,193 @@
+"""Terminal renderers (rich) for every result model. JSON goes through ``to_dict`` instead."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from kinship.evidence.compare import CompareResult, FunctionPair
+from kinship.info import InfoResult
+from kinship.ingest import AddReport
+from kinship.match.result import MatchResult
+from kinship.store.model import SampleRecord, StoreStats
+
+KIND_STYLE = {"same": "green", "api": "bold cyan", "similar": "yellow", "diff": "red", "gap": "dim"}
+
+
+def _hx(v: int | None) -> str:
+    return f"0x{v:x}" if v is not None else "-"
+
+
+def _size(n: int) -> str:
+    f = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if f < 1024 or unit == "GiB":
+            return f"{f:.1f} {unit}" if unit != "B" else f"{int(f)} B"
+        f /= 1024
+    return f"{f:.1f} GiB"
+
+
+def render_add(c: Console, r: AddReport) -> None:
+    c.print(
+        f"added [bold]{len(r.added)}[/] sample(s), {r.n_functions} functions, "
+        f"{r.n_instructions} instructions in {r.seconds:.2f} s; "
+        f"{len(r.duplicates)} already stored; {len(r.failed)} failed"
+    )
+    for f in r.failed:
+        c.print(f"[red]skipped[/] {f.name}: {f.reason}")
+
+
+def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
+    v = r.verdict
+    if v.family is None:
+        head = Text("verdict: unknown", style="bold yellow")
+        head.append(f"  (best score {v.score:.3f} below the threshold)", style="dim")
+    else:
+        head = Text(f"verdict: {v.family}", style="bold green")
+        if v.actor:
+            head.append(f"  actor: {v.actor}", style="bold")
+        head.append(f"  confidence {v.confidence:.2f}  score {v.score:.3f}")
+    c.print(head)
+    c.print(
+        f"[dim]{r.n_query_functions} functions in the query, {r.n_library_functions} library "
+        f"functions ignored, {r.seconds:.2f} s[/]"
+    )
+    t = Table(title="families", show_lines=False)
+    for col in ("family", "actor", "score", "functions", "coverage"):
+        t.add_column(col, justify="right" if col in ("score", "functions", "coverage") else "left")
+    for f in r.families[:top]:
+        t.add_row(f.family or "(unlabelled)", f.actor or "", f"{f.score:.3f}",
+                  str(f.n_functions_matched), f"{f.coverage:.1%}")
+    c.print(t)
+    if r.samples:
+        t = Table(title="most similar samples")
+        for col in ("sha256", "name", "family", "score", "functions"):
+            t.add_column(col)
+        for s in r.samples[:top]:
+            t.add_row(s.sha256[:16], s.name, s.family or "", f"{s.score:.3f}",
+                      str(s.n_functions_matched))
+        c.print(t)
+    shown = [m for m in r.function_matches if not m.is_library][:top]
+    if shown:
+        t = Table(title="top shared functions")
+        for col in ("query", "reference", "sample", "family", "score", "kind"):
+            t.add_column(col)
+        for m in shown:
+            t.add_row(
+                f"{_hx(m.query_va)} {m.query_name or ''}".strip(),
+                f"{_hx(m.ref_va)} {m.ref_name or ''}".strip(),
+                m.ref_sample_sha256[:12], m.family or "", f"{m.score:.3f}", m.kind,
+            )
+        c.print(t)
+
+
+def _pair_table(p: FunctionPair, left_title: str, right_title: str) -> Table:
+    t = Table(show_header=True, box=None, pad_edge=False, expand=False)
+    t.add_column(left_title, overflow="fold")
+    t.add_column("", width=1)
+    t.add_column(right_title, overflow="fold")
+    marks = {"same": "=", "api": "=", "similar": "~", "diff": "!", "gap": " "}
+    for row in p.rows:
+        style = KIND_STYLE.get(row.kind, "")
+        lt = f"{row.left.va:08x}  {row.left.text}" if row.left and row.left.va is not None else ""
+        rt = f"{row.right.va:08x}  {row.right.text}" if row.right and row.right.va is not None else ""
+        t.add_row(Text(lt, style=style), marks.get(row.kind, " "), Text(rt, style=style))
+    return t
+
+
+def render_compare(c: Console, r: CompareResult, listings: int = 3) -> None:
+    c.print(
+        f"[bold]{r.left.name}[/] ({r.left.format}/{r.left.arch}, {r.left.n_functions} functions)"
+        f"  vs  [bold]{r.right.name}[/] ({r.right.format}/{r.right.arch}, "
+        f"{r.right.n_functions} functions)"
+    )
+    c.print(f"code similarity (share of the left sample's code matched): {r.similarity:.1%}, "
+            f"{len(r.pairs)} matched pairs, {r.seconds:.2f} s")
+    t = Table(title="matched function pairs")
+    for col in ("left", "right", "score", "kind", "insns", "identity", "shared APIs"):
+        t.add_column(col)
+    for p in r.pairs[:40]:
+        t.add_row(
+            f"{_hx(p.left_va)} {p.left_name or ''}".strip(),
+            f"{_hx(p.right_va)} {p.right_name or ''}".strip(),
+            f"{p.score:.3f}", p.kind, f"{p.left_instructions}/{p.right_instructions}",
+            f"{p.identity:.0%}" if p.rows else "", ", ".join(p.apis[:6]),
+        )
+    c.print(t)
+    for p in [p for p in r.pairs if p.rows][:listings]:
+        title = (f"{_hx(p.left_va)} {p.left_name or ''} <-> {_hx(p.right_va)} "
+                 f"{p.right_name or ''}  score {p.score:.3f}, identity {p.identity:.0%}")
+        c.print(Panel(_pair_table(p, f"{r.left.name} ({r.left.arch})",
+                                  f"{r.right.name} ({r.right.arch})"), title=title))
+
+
+def render_info(c: Console, r: InfoResult, functions: bool = False) -> None:
+    t = Table(show_header=False, box=None)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in (
+        ("name", r.name), ("format", f"{r.format} / {r.arch}"), ("size", _size(r.size)),
+        ("sha256", r.sha256), ("sha1", r.sha1), ("md5", r.md5), ("imphash", r.imphash or "-"),
+        ("image base", _hx(r.image_base)), ("entry point", _hx(r.entry_point)),
+        ("compile time", r.compile_time or "-"), ("pdb path", r.pdb_path or "-"),
+        ("functions", f"{r.n_functions} ({', '.join(f'{k}: {n}' for k, n in r.discovery.items())})"),
+        ("instructions", str(r.n_instructions)),
+    ):
+        t.add_row(k, v)
+    c.print(t)
+    st = Table(title="sections")
+    for col in ("name", "va", "vsize", "offset", "raw", "flags", "entropy"):
+        st.add_column(col)
+    for s in r.sections:
+        flags = ("x" if s["executable"] else "-") + ("w" if s["writable"] else "-")
+        st.add_row(s["name"], _hx(s["va"]), _hx(s["virtual_size"]), _hx(s["offset"]),
+                   _hx(s["raw_size"]), flags, f"{s['entropy']:.2f}")
+    c.print(st)
+    if r.imports:
+        it = Table(title="imports")
+        it.add_column("library")
+        it.add_column("functions", overflow="fold")
+        for lib, names in r.imports.items():
+            it.add_row(lib or "(unknown)", ", ".join(names))
+        c.print(it)
+    if r.exports:
+        c.print(f"exports ({len(r.exports)}): " + ", ".join(e["name"] for e in r.exports[:40]))
+    if functions:
+        ft = Table(title="functions")
+        for col in ("va", "name", "insns", "blocks", "found by", "APIs"):
+            ft.add_column(col)
+        for f in r.functions:
+            ft.add_row(_hx(f.va), f.name or "", str(f.n_instructions), str(f.n_blocks),
+                       f.discovery, ", ".join(f.apis[:8]))
+        c.print(ft)
+    for w in r.warnings:
+        c.print(f"[yellow]warning:[/] {w}")
+
+
+def render_stats(c: Console, s: StoreStats) -> None:
+    t = Table(show_header=False, box=None)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in (("store", s.path), ("schema version", str(s.schema_version)),
+                 ("samples", str(s.samples)), ("library samples", str(s.library_samples)),
+                 ("families", str(s.families)), ("actors", str(s.actors)),
+                 ("functions", str(s.functions)), ("size on disk", _size(s.size_bytes)),
+                 ("bytes per function",
+                  f"{s.size_bytes / s.functions:.0f}" if s.functions else "-")):
+        t.add_row(k, v)
+    c.print(t)
+
+
+def render_samples(c: Console, samples: list[SampleRecord]) -> None:
+    t = Table(title=f"{len(samples)} samples")
+    for col in ("sha256", "name", "family", "actor", "version", "first seen", "source", "fmt",
+                "functions"):
+        t.add_column(col)
+    for s in samples:
+        t.add_row(s.sha256[:16], s.name, s.family or "", s.actor or "", s.version or "",
+                  s.first_seen or "", s.source or "", f"{s.format}/{s.arch}"
+                  + (" lib" if s.is_library else ""), str(s.n_functions))
+    c.print(t)
+
