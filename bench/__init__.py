@@ -1,0 +1,1 @@
+"""Benchmarks for kinship against reference tools on the dev corpus (see bench/README.md)."""
