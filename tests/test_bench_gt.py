@@ -1,10 +1,14 @@
-from pathlib import Path
 
+from bench.disasm_vs_smda import BinaryResult, ToolRun, totals
 from bench.gt import (
-    AddressRange, CorpusEntry, GroundTruth, SubsetSpec, is_runtime_label, score_starts,
+    AddressRange,
+    CorpusEntry,
+    GroundTruth,
+    SubsetSpec,
+    is_runtime_label,
+    score_starts,
     select_subset,
 )
-from bench.disasm_vs_smda import BinaryResult, ToolRun, totals
 
 
 def gt(complete=True):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,7 +31,14 @@ from kinship.evidence.compare import (
 from kinship.exceptions import InputError, UsageError
 from kinship.features.model import FunctionFeatures
 from kinship.info import InfoResult, build_info
-from kinship.ingest import AddReport, ProgressFn, add_inputs, dump_base_from_name, expand
+from kinship.ingest import (
+    AddReport,
+    Failure,
+    ProgressFn,
+    add_inputs,
+    dump_base_from_name,
+    expand,
+)
 from kinship.ingest import read_manifest as _read_manifest
 from kinship.match.aggregate import ReferenceIndex, attribute
 from kinship.match.result import MatchResult
@@ -110,7 +117,7 @@ class Kinship:
         base = defaults or Labels()
         rows = _read_manifest(Path(manifest))
 
-        def items():  # type: ignore[no-untyped-def]
+        def items() -> Iterator[SampleInput | Failure]:
             for path, labels in rows:
                 yield from expand([path], base.merged(labels), use_tree=False)
 
@@ -173,7 +180,15 @@ class Kinship:
         t0 = time.perf_counter()
         left = self.analyse(a)
         right = self.analyse(b)
-        return compare_samples(left, right, max_listed=max_listed, t0=t0)
+        return compare_samples(left, right, max_listed=max_listed, t0=t0,
+                               library_vas=self.library_functions(left))
+
+    def library_functions(self, sample: AnalysedSample) -> set[int]:
+        """VAs of ``sample``'s functions that match the store's library corpus."""
+        if not any(True for _ in self.store.samples(library=True)):
+            return set()
+        res = self.match_features(sample.record, sample.features, include_self=True)
+        return {m.query_va for m in res.function_matches if m.is_library}
 
     def info(self, path: str | Path, *, base: int | None = None, arch: Arch | None = None
              ) -> InfoResult:
@@ -187,9 +202,14 @@ def _ref(s: AnalysedSample) -> SampleRef:
 
 def compare_samples(
     left: AnalysedSample, right: AnalysedSample, *, max_listed: int = MAX_LISTED_PAIRS,
-    t0: float | None = None,
+    t0: float | None = None, library_vas: set[int] | None = None,
 ) -> CompareResult:
-    """Pairs of ``left``'s functions with their best match in ``right``."""
+    """Pairs of ``left``'s functions with their best match in ``right``.
+
+    Pairs are ranked by score times size, with library code (``library_vas``: functions of
+    ``left`` known from the library corpus) after everything else.
+    """
+    library_vas = library_vas or set()
     t0 = t0 if t0 is not None else time.perf_counter()
     if left.disassembly is None or right.disassembly is None:
         raise UsageError("compare needs samples analysed with keep=True")
@@ -203,13 +223,15 @@ def compare_samples(
     lfun = {f.va: f for f in left.disassembly.functions}
     rfun = {f.va: f for f in right.disassembly.functions}
     lfeat = {f.va: f for f in left.features}
-    rfeat = {f.va: f for f in right.features}
     best: dict[int, Any] = {}
     for m in res.function_matches:
         if m.query_va not in best or m.score > best[m.query_va].score:
             best[m.query_va] = m
-    matches = sorted(best.values(), key=lambda m: (-m.score * (lfeat[m.query_va].n_instructions
-                                                                if m.query_va in lfeat else 1)))
+    def rank(m: Any) -> tuple[bool, float]:
+        size = lfeat[m.query_va].n_instructions if m.query_va in lfeat else 1
+        return (m.query_va in library_vas, -m.score * size)
+
+    matches = sorted(best.values(), key=rank)
     pairs: list[FunctionPair] = []
     for k, m in enumerate(matches):
         lf, rf = lfun.get(m.query_va), rfun.get(m.ref_va)
@@ -220,6 +242,7 @@ def compare_samples(
             score=round(float(m.score), 4), kind=m.kind,
             left_instructions=lf.n_instructions, right_instructions=rf.n_instructions,
             apis=shared_apis(lf, rf), strings=shared(lf.strings, rf.strings),
+            is_library=lf.va in library_vas,
         )
         if k < max_listed:
             pair.rows, pair.identity = aligned_rows(left.binary, lf, right.binary, rf)

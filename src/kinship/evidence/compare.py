@@ -45,6 +45,7 @@ class FunctionPair:
     apis: list[str] = field(default_factory=list)  # APIs both sides call
     strings: list[str] = field(default_factory=list)  # strings both sides reference
     identity: float = 0.0  # fraction of aligned rows that agree
+    is_library: bool = False  # the left function matches the store's library corpus
     rows: list[ListingRow] = field(default_factory=list)
 
 

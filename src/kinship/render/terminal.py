@@ -7,7 +7,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from kinship.evidence.compare import CompareResult, FunctionPair
+from kinship.evidence.compare import CompareResult, FunctionPair, Side
 from kinship.info import InfoResult
 from kinship.ingest import AddReport
 from kinship.match.result import MatchResult
@@ -83,6 +83,15 @@ def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
         c.print(t)
 
 
+def _side_text(side: Side | None) -> str:
+    if side is None or side.va is None:
+        return ""
+    text = f"{side.va:08x}  {side.text}"
+    if side.string and side.string not in text:
+        text += f'  ; "{side.string[:40]}"'
+    return text
+
+
 def _pair_table(p: FunctionPair, left_title: str, right_title: str) -> Table:
     t = Table(show_header=True, box=None, pad_edge=False, expand=False)
     t.add_column(left_title, overflow="fold")
@@ -91,9 +100,8 @@ def _pair_table(p: FunctionPair, left_title: str, right_title: str) -> Table:
     marks = {"same": "=", "api": "=", "similar": "~", "diff": "!", "gap": " "}
     for row in p.rows:
         style = KIND_STYLE.get(row.kind, "")
-        lt = f"{row.left.va:08x}  {row.left.text}" if row.left and row.left.va is not None else ""
-        rt = f"{row.right.va:08x}  {row.right.text}" if row.right and row.right.va is not None else ""
-        t.add_row(Text(lt, style=style), marks.get(row.kind, " "), Text(rt, style=style))
+        t.add_row(Text(_side_text(row.left), style=style), marks.get(row.kind, " "),
+                  Text(_side_text(row.right), style=style))
     return t
 
 
@@ -105,12 +113,12 @@ def render_compare(c: Console, r: CompareResult, listings: int = 3) -> None:
     )
     c.print(f"code similarity (share of the left sample's code matched): {r.similarity:.1%}, "
             f"{len(r.pairs)} matched pairs, {r.seconds:.2f} s")
-    t = Table(title="matched function pairs")
+    t = Table(title="matched function pairs (library code last, marked L)")
     for col in ("left", "right", "score", "kind", "insns", "identity", "shared APIs"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for p in r.pairs[:40]:
         t.add_row(
-            f"{_hx(p.left_va)} {p.left_name or ''}".strip(),
+            ("L " if p.is_library else "") + f"{_hx(p.left_va)} {p.left_name or ''}".strip(),
             f"{_hx(p.right_va)} {p.right_name or ''}".strip(),
             f"{p.score:.3f}", p.kind, f"{p.left_instructions}/{p.right_instructions}",
             f"{p.identity:.0%}" if p.rows else "", ", ".join(p.apis[:6]),
@@ -124,6 +132,7 @@ def render_compare(c: Console, r: CompareResult, listings: int = 3) -> None:
 
 
 def render_info(c: Console, r: InfoResult, functions: bool = False) -> None:
+    found_by = ", ".join(f"{k}: {n}" for k, n in r.discovery.items())
     t = Table(show_header=False, box=None)
     t.add_column(style="bold")
     t.add_column()
@@ -132,7 +141,7 @@ def render_info(c: Console, r: InfoResult, functions: bool = False) -> None:
         ("sha256", r.sha256), ("sha1", r.sha1), ("md5", r.md5), ("imphash", r.imphash or "-"),
         ("image base", _hx(r.image_base)), ("entry point", _hx(r.entry_point)),
         ("compile time", r.compile_time or "-"), ("pdb path", r.pdb_path or "-"),
-        ("functions", f"{r.n_functions} ({', '.join(f'{k}: {n}' for k, n in r.discovery.items())})"),
+        ("functions", f"{r.n_functions} ({found_by})"),
         ("instructions", str(r.n_instructions)),
     ):
         t.add_row(k, v)

@@ -1,0 +1,372 @@
+"""Control-flow recovery: global code exploration (phase 1) and per-function CFGs (phase 2).
+
+Phase 1 (:class:`CodeGraph.explore`) decodes every byte range reachable from the function
+starts exactly once, recording block leaders (branch targets, fall-throughs of conditional
+branches), jump tables, direct call targets and code pointers. Phase 2
+(:meth:`CodeGraph.build_function`) cuts the decoded instructions into basic blocks per
+function, never crossing into another function's start (tail calls).
+
+Jump tables recognised (the bound comes from a preceding ``cmp idx, N`` + ``ja``/``jae`` when
+there is one, else entries are read until one is not executable, at most
+``max_jump_table_entries``)::
+
+    jmp [idx*4 + table]                      x86, x64 non-PIC (entries are absolute VAs)
+    lea rB, [rip+T]                          GCC/clang PIC   (entry: int32 relative to T)
+    movsxd rX, dword [rB + idx*4]
+    add rX, rB ; jmp rX
+    lea rB, [__ImageBase]                    MSVC x64        (entry: uint32 RVA, T=image base)
+    mov eX, dword [rB + idx*4 + tableRVA]
+    add rX, rB ; jmp rX
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+
+import iced_x86 as iced
+from iced_x86 import Code, FlowControl, OpKind, Register
+
+from kinship.disasm.config import DisasmConfig
+from kinship.disasm.decoder import FULL_REGISTER, MNEMONICS, CodeDecoder
+from kinship.disasm.discovery import is_noreturn_name
+from kinship.disasm.model import BasicBlock, Discovery, Flow, Function, Instruction
+
+log = logging.getLogger(__name__)
+
+# How many instructions before an indirect jump are searched for the table set-up.
+JUMP_TABLE_LOOKBACK = 12
+
+_COND_UPPER_BOUND = {"ja": 1, "jbe": 1, "jae": 0, "jb": 0, "jg": 1, "jle": 1, "jge": 0, "jl": 0}
+
+
+@dataclass
+class CodeGraph:
+    """Everything phase 1 learnt about the code of one binary."""
+
+    decoder: CodeDecoder
+    config: DisasmConfig
+    names: dict[int, str]  # function VA -> symbol/export name
+    insns: dict[int, Instruction] = field(default_factory=dict)
+    leaders: set[int] = field(default_factory=set)
+    jump_tables: dict[int, list[int]] = field(default_factory=dict)
+    call_targets: list[int] = field(default_factory=list)
+    jumps: list[Instruction] = field(default_factory=list)  # direct unconditional jumps
+    code_pointers: list[int] = field(default_factory=list)
+    noreturn_calls: set[int] = field(default_factory=set)
+    # linear runs decoded by explore(): instructions, indexes of direct internal calls
+    runs: list[tuple[list[Instruction], list[int]]] = field(default_factory=list)
+    blocks: dict[int, BasicBlock] = field(default_factory=dict)
+    _block_calls: dict[int, list[int]] = field(default_factory=dict)
+    _raw_successors: dict[int, list[int]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    stub_ranges: list[tuple[int, int]] = field(default_factory=list)
+    _thunks: dict[int, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stub_ranges = [
+            (s.va, s.va + s.virtual_size)
+            for s in self.decoder.binary.sections
+            if s.executable and s.name.startswith(".plt")
+        ]
+
+    # -- phase 1 -------------------------------------------------------------------------
+
+    def explore(self, roots: list[int]) -> None:
+        """Decode everything reachable from ``roots`` (calls, branches, jump tables)."""
+        insns = self.insns
+        leaders = self.leaders
+        executable = self.decoder.addresses.executable
+        limit = self.config.max_instructions
+        work = list(reversed(roots))
+        while work:
+            start = work.pop()
+            if start in insns:
+                continue
+            if len(insns) >= limit:
+                self.warnings.append(f"instruction limit {limit} reached; disassembly partial")
+                return
+            recent: list[Instruction] = []
+            calls: list[int] = []
+            self.runs.append((recent, calls))
+            api_regs: dict[int, str] = {}
+            for insn, reg in self.decoder.run(start, insns):
+                insns[insn.va] = insn
+                recent.append(insn)
+                flow = insn.flow
+                if flow is Flow.NEXT:
+                    if reg >= 0:
+                        if insn.api:
+                            api_regs[reg] = insn.api
+                        else:
+                            api_regs.pop(reg, None)
+                    ref = insn.data_ref
+                    if ref is not None and insn.api is None and executable(ref):
+                        self.code_pointers.append(ref)
+                    continue
+                if flow is Flow.CALL:
+                    target = insn.target
+                    if target is not None:
+                        api = self._thunk_api(target)
+                        if api is not None:
+                            insn.api = api
+                            insn.norm = "call api"
+                        elif executable(target) and not self._in_stub_section(target):
+                            self.call_targets.append(target)
+                            calls.append(len(recent) - 1)
+                            work.append(target)
+                            if is_noreturn_name(self.names.get(target, "")):
+                                self.noreturn_calls.add(insn.va)
+                                break
+                    elif insn.api is None and reg in api_regs:
+                        insn.api = api_regs[reg]
+                        insn.norm = "call api"
+                    if insn.api is not None and is_noreturn_name(insn.api):
+                        self.noreturn_calls.add(insn.va)
+                        break
+                    continue
+                if flow is Flow.COND:
+                    target = insn.target
+                    leaders.add(insn.va + insn.size)
+                    if target is not None and executable(target):
+                        leaders.add(target)
+                        work.append(target)
+                    continue
+                if flow is Flow.JUMP:
+                    target = insn.target
+                    if target is not None:
+                        api = self._thunk_api(target)
+                        if api is not None:
+                            insn.api = api
+                            insn.norm = "jmp api"
+                        elif executable(target) and not self._in_stub_section(target):
+                            leaders.add(target)
+                            work.append(target)
+                            self.jumps.append(insn)
+                    break
+                if flow is Flow.INDIRECT_JUMP:
+                    if insn.api is None and reg in api_regs:
+                        insn.api = api_regs[reg]
+                        insn.norm = "jmp api"
+                    if insn.api is None and self.config.resolve_jump_tables:
+                        targets = self._jump_table(insn, recent)
+                        if targets:
+                            self.jump_tables[insn.va] = targets
+                            leaders.update(targets)
+                            work.extend(targets)
+                    break
+                break  # RET, INT
+            else:
+                # the run fell into known code or stopped at undecodable bytes
+                if recent:
+                    last = recent[-1]
+                    leaders.add(last.va + last.size)
+
+    def _in_stub_section(self, va: int) -> bool:
+        """True inside ELF .plt/.plt.sec/.plt.got: import stubs, not functions."""
+        return any(lo <= va < hi for lo, hi in self.stub_ranges)
+
+    def _thunk_api(self, target: int) -> str | None:
+        """The import reached through ``target`` when it is an import stub (PLT, jmp [IAT])."""
+        thunks = self.decoder.api_thunks
+        api = thunks.get(target)
+        if api is not None:
+            return api
+        try:
+            return self._thunks[target]
+        except KeyError:
+            pass
+        ins = self.decoder.decode_one(target)
+        if ins is not None and ins.code in (Code.ENDBR64, Code.ENDBR32):
+            ins = self.decoder.decode_one(target + ins.len)
+        if (
+            ins is not None
+            and ins.flow_control == FlowControl.INDIRECT_BRANCH
+            and ins.op0_kind == OpKind.MEMORY
+        ):
+            if ins.is_ip_rel_memory_operand:
+                api = thunks.get(ins.ip_rel_memory_address)
+            elif ins.memory_base == Register.NONE and ins.memory_index == Register.NONE:
+                api = thunks.get(ins.memory_displacement)
+        self._thunks[target] = api
+        return api
+
+    # -- jump tables ---------------------------------------------------------------------
+
+    def _jump_table(self, jmp: Instruction, recent: list[Instruction]) -> list[int]:
+        dec = self.decoder
+        ins = dec.decode_one(jmp.va)
+        if ins is None:
+            return []
+        window = recent[-JUMP_TABLE_LOOKBACK:-1]
+        decoded = [d for d in (dec.decode_one(i.va) for i in window) if d is not None]
+        bound = _table_bound(decoded)
+        ptr = dec.bitness // 8
+        if ins.op0_kind == OpKind.MEMORY:
+            if (
+                ins.memory_base == Register.NONE
+                and ins.memory_index != Register.NONE
+                and ins.memory_index_scale == ptr
+            ):
+                table = ins.memory_displacement & ((1 << dec.bitness) - 1)
+                return self._read_table(table, ptr, None, False, bound)
+            return []
+        if ins.op0_kind != OpKind.REGISTER:
+            return []
+        # jmp reg: find "load dword [rB + idx*4 + D]" and "lea rB, [T]" in the window.
+        lea_values: dict[int, int] = {}
+        for d in decoded:
+            mnem = MNEMONICS[d.mnemonic]
+            if mnem == "lea" and d.op0_kind == OpKind.REGISTER and d.op1_kind == OpKind.MEMORY:
+                if d.is_ip_rel_memory_operand:
+                    lea_values[FULL_REGISTER[d.op0_register]] = d.ip_rel_memory_address
+                elif d.memory_base == Register.NONE and d.memory_index == Register.NONE:
+                    lea_values[FULL_REGISTER[d.op0_register]] = d.memory_displacement
+        for d in reversed(decoded):
+            mnem = MNEMONICS[d.mnemonic]
+            if mnem not in ("movsxd", "mov", "movsx") or d.op1_kind != OpKind.MEMORY:
+                continue
+            if d.memory_index == Register.NONE or d.memory_index_scale != 4:
+                continue
+            base = FULL_REGISTER[d.memory_base] if d.memory_base != Register.NONE else -1
+            if base not in lea_values:
+                if base == -1 and ptr == 8 and dec.absolute_ok:
+                    # mov rax, [idx*8 + table]; jmp rax (non-PIC x64) uses scale 8: not here
+                    continue
+                continue
+            origin = lea_values[base]
+            table = origin + (d.memory_displacement if d.memory_displacement < 1 << 31 else 0)
+            signed = mnem != "mov"
+            return self._read_table(table, 4, origin, signed, bound)
+        for d in reversed(decoded):  # mov reg, [idx*ptr + table]; jmp reg
+            if (
+                MNEMONICS[d.mnemonic] == "mov"
+                and d.op1_kind == OpKind.MEMORY
+                and d.memory_base == Register.NONE
+                and d.memory_index != Register.NONE
+                and d.memory_index_scale == ptr
+            ):
+                table = d.memory_displacement & ((1 << dec.bitness) - 1)
+                return self._read_table(table, ptr, None, False, bound)
+        return []
+
+    def _read_table(
+        self, table: int, width: int, origin: int | None, signed: bool, bound: int | None
+    ) -> list[int]:
+        limit = self.config.max_jump_table_entries
+        count = min(bound, limit) if bound else limit
+        data = self.decoder.binary.read(table, count * width)
+        executable = self.decoder.addresses.executable
+        targets: list[int] = []
+        for i in range(len(data) // width):
+            value = int.from_bytes(data[i * width : (i + 1) * width], "little", signed=signed)
+            target = value if origin is None else (origin + value) & ((1 << 64) - 1)
+            if not executable(target):
+                break
+            targets.append(target)
+        return list(dict.fromkeys(targets))
+
+    # -- phase 2 -------------------------------------------------------------------------
+
+    def cut_blocks(self, starts: dict[int, Discovery]) -> None:
+        """Split every decoded run into basic blocks at leaders and function starts."""
+        insns = self.insns
+        boundaries = self.leaders | starts.keys()
+        noreturn = self.noreturn_calls
+        tables = self.jump_tables
+        blocks = self.blocks
+        for run, calls in self.runs:
+            if not run:
+                continue
+            cuts = [k for k, i in enumerate(run) if i.va in boundaries]
+            if not cuts or cuts[0] != 0:
+                cuts.insert(0, 0)
+            cuts.append(len(run))
+            ci = 0
+            for a, b in itertools.pairwise(cuts):
+                body = run[a:b]
+                last = body[-1]
+                flow = last.flow
+                nxt = last.va + last.size
+                target = last.target
+                if flow is Flow.NEXT:
+                    raw = [nxt]
+                elif flow is Flow.CALL:
+                    raw = [] if last.va in noreturn else [nxt]
+                elif flow is Flow.COND:
+                    raw = [nxt] if target is None else [nxt, target]
+                elif flow is Flow.JUMP:
+                    raw = [target] if target is not None and last.api is None else []
+                    if target is not None and target in starts and last.api is None:
+                        last.norm = last.mnemonic + " func"
+                elif flow is Flow.INDIRECT_JUMP:
+                    raw = tables.get(last.va, [])
+                else:
+                    raw = []
+                va = body[0].va
+                succ = [x for x in raw if x in insns and x not in starts]
+                if len(succ) != len(raw):
+                    self._raw_successors[va] = raw
+                blocks[va] = BasicBlock(va, body, succ)
+                block_calls = []
+                while ci < len(calls) and calls[ci] < b:
+                    block_calls.append(run[calls[ci]].target or 0)
+                    ci += 1
+                if block_calls:
+                    self._block_calls[va] = block_calls
+
+    def build_function(self, start: int, discovery: Discovery) -> Function | None:
+        """The basic blocks reachable from ``start`` without entering other functions.
+
+        Blocks are shared between functions that reach the same code; :meth:`cut_blocks`
+        must have run with the final set of starts.
+        """
+        blocks = self.blocks
+        entry = blocks.get(start)
+        if entry is None:
+            return None
+        budget = self.config.max_function_instructions
+        found: dict[int, BasicBlock] = {start: entry}
+        work = [entry]
+        count = 0
+        while work:
+            block = work.pop()
+            count += len(block.instructions)
+            if count >= budget:
+                self.warnings.append(f"function {start:#x} truncated at {budget} instructions")
+                break
+            for s in block.successors:
+                if s not in found:
+                    nb = blocks.get(s)
+                    if nb is not None:
+                        found[s] = nb
+                        work.append(nb)
+        raw = self._raw_successors
+        if raw:  # loops back to the function's own entry (self tail recursion)
+            for va, block in found.items():
+                r = raw.get(va)
+                if r is not None and start in r:
+                    found[va] = BasicBlock(va, block.instructions, [*block.successors, start])
+        ordered = [found[start]] + [found[v] for v in sorted(found) if v != start]
+        block_calls = self._block_calls
+        calls = [t for b in ordered for t in block_calls.get(b.va, ())]
+        return Function(start, ordered, discovery, self.names.get(start), calls)
+
+
+def _table_bound(decoded: list[iced.Instruction]) -> int | None:
+    """Entry count from the last ``cmp reg, N`` followed by an unsigned/signed bound check."""
+    for i in range(len(decoded) - 1, 0, -1):
+        mnem = MNEMONICS[decoded[i].mnemonic]
+        if mnem not in _COND_UPPER_BOUND:
+            continue
+        for j in range(i - 1, max(i - 3, -1), -1):
+            cmp = decoded[j]
+            if MNEMONICS[cmp.mnemonic] == "cmp" and cmp.op_count == 2 and cmp.op1_kind not in (
+                OpKind.REGISTER,
+                OpKind.MEMORY,
+            ):
+                n = cmp.immediate(1) + _COND_UPPER_BOUND[mnem]
+                return n if 0 < n <= 1 << 16 else None
+        return None
+    return None

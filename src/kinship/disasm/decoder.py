@@ -1,0 +1,434 @@
+"""Instruction decoding and normalisation on top of iced-x86.
+
+:class:`CodeDecoder` turns bytes at a virtual address into
+:class:`~kinship.disasm.model.Instruction` objects. Every distinct instruction encoding is
+analysed once (operand kinds, normalised token, position-independent bytes) and cached by its
+raw bytes (by its bytes with the displacement zeroed for relative branches and RIP-relative
+operands); only the position-dependent parts (branch target, RIP-relative address) are
+recomputed per occurrence. In real code most instructions repeat an earlier encoding, so
+they cost one dict lookup.
+
+Normalised form (``Instruction.norm``): ``"mnemonic tok1, tok2"`` where each operand becomes
+
+    reg     any general-purpose register, any width (x86 and x64 meet)
+    xmm ymm zmm st mm k seg cr dr bnd tmm   other register classes
+    stk     memory based on esp/rsp/ebp/rbp (locals, arguments)
+    mem     any other memory operand (globals, RIP-relative, heap pointers, string ops)
+    0..16   small immediates, kept literally (bit masks, counts, small enums)
+    imm     other immediates
+    addr    an immediate that points into the image (``push offset aString``)
+    loc     jump target inside the function
+    func    call target / tail-call target (a function of the same binary)
+    api     call/jump that reaches an import
+    far     far branch
+
+Example: ``mov eax, dword ptr [ebp+8]`` -> ``"mov reg, stk"``; ``call [__imp_Sleep]`` ->
+``"call api"``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterator
+
+import iced_x86 as iced
+from iced_x86 import Code, FlowControl, Mnemonic, OpKind, Register, RegisterExt
+
+from kinship.binary.model import Arch, Binary
+from kinship.disasm.model import Flow, Instruction
+
+log = logging.getLogger(__name__)
+
+# Images mapped below this address (PIE ELF at 0) make small struct offsets look like
+# addresses; displacements/immediates are then only addresses through RIP-relative operands.
+MIN_ABSOLUTE_ADDRESS = 0x10000
+# Strings are looked up for at most this many distinct addresses per sample (the check reads
+# up to 512 bytes each); beyond it operands simply carry no string.
+MAX_STRING_LOOKUPS = 200_000
+
+
+def _enum_names(enum_module: object) -> dict[int, str]:
+    return {
+        getattr(enum_module, n): n
+        for n in dir(enum_module)
+        if n.isupper() and isinstance(getattr(enum_module, n), int)
+    }
+
+
+MNEMONICS: list[str] = [""] * (max(_enum_names(Mnemonic)) + 1)
+for _v, _n in _enum_names(Mnemonic).items():
+    MNEMONICS[_v] = _n.lower()
+
+
+def _register_class(reg: int) -> str:
+    checks = (
+        (RegisterExt.is_gpr, "reg"),
+        (RegisterExt.is_xmm, "xmm"),
+        (RegisterExt.is_ymm, "ymm"),
+        (RegisterExt.is_zmm, "zmm"),
+        (RegisterExt.is_st, "st"),
+        (RegisterExt.is_mm, "mm"),
+        (RegisterExt.is_k, "k"),
+        (RegisterExt.is_segment_register, "seg"),
+        (RegisterExt.is_cr, "cr"),
+        (RegisterExt.is_dr, "dr"),
+        (RegisterExt.is_bnd, "bnd"),
+        (RegisterExt.is_tmm, "tmm"),
+        (RegisterExt.is_ip, "ip"),
+    )
+    for check, name in checks:
+        if check(reg):  # type: ignore[arg-type]
+            return name
+    return "reg"
+
+
+_N_REGISTERS = max(_enum_names(Register)) + 1
+REGISTER_CLASS: list[str] = [_register_class(r) for r in range(_N_REGISTERS)]
+FULL_REGISTER: list[int] = [
+    RegisterExt.full_register(r) if r != Register.NONE else Register.NONE  # type: ignore[arg-type]
+    for r in range(_N_REGISTERS)
+]
+REGISTER_NAMES: dict[int, str] = {v: n.lower() for v, n in _enum_names(Register).items()}
+STACK_REGISTERS = frozenset(
+    {Register.ESP, Register.RSP, Register.EBP, Register.RBP, Register.SP, Register.BP}
+)
+
+_FLOW: dict[int, Flow] = {
+    FlowControl.NEXT: Flow.NEXT,
+    FlowControl.UNCONDITIONAL_BRANCH: Flow.JUMP,
+    FlowControl.INDIRECT_BRANCH: Flow.INDIRECT_JUMP,
+    FlowControl.CONDITIONAL_BRANCH: Flow.COND,
+    FlowControl.RETURN: Flow.RET,
+    FlowControl.CALL: Flow.CALL,
+    FlowControl.INDIRECT_CALL: Flow.CALL,
+    FlowControl.INTERRUPT: Flow.INT,
+    FlowControl.XBEGIN_XABORT_XEND: Flow.NEXT,
+    FlowControl.EXCEPTION: Flow.INT,
+}
+_BLOCK_ENDING_INTERRUPTS = frozenset({"int3", "int1", "ud0", "ud1", "ud2", "hlt"})
+# `int 0x29` is Windows __fastfail (never returns); other `int n` are system calls.
+_FASTFAIL_VECTOR = 0x29
+
+_IMM_KINDS: dict[int, int] = {  # op kind -> width in bits of the (sign-extended) value
+    OpKind.IMMEDIATE8: 0,  # unsigned
+    OpKind.IMMEDIATE8_2ND: 0,
+    OpKind.IMMEDIATE16: 16,
+    OpKind.IMMEDIATE32: 32,
+    OpKind.IMMEDIATE64: 64,
+    OpKind.IMMEDIATE8TO16: 16,
+    OpKind.IMMEDIATE8TO32: 32,
+    OpKind.IMMEDIATE8TO64: 64,
+    OpKind.IMMEDIATE32TO64: 64,
+}
+_NEAR_BRANCH_KINDS = frozenset({OpKind.NEAR_BRANCH16, OpKind.NEAR_BRANCH32, OpKind.NEAR_BRANCH64})
+_FAR_BRANCH_KINDS = frozenset({OpKind.FAR_BRANCH16, OpKind.FAR_BRANCH32})
+
+# Position dependence of a cached template.
+DEP_NONE = 0
+DEP_BRANCH = 1  # near branch: target = ip + displacement
+DEP_RIPREL = 2  # RIP-relative memory operand
+
+# Template fields, cached per raw encoding:
+# (mnemonic, norm, flow, pic_bytes, data_ref, imm, api, string, dependence, register)
+Template = tuple[str, str, Flow, bytes, int | None, int | None, str | None, str | None, int, int]
+
+
+class AddressSpace:
+    """Fast membership tests for mapped and executable addresses of a :class:`Binary`."""
+
+    def __init__(self, binary: Binary) -> None:
+        spans = sorted(
+            (s.va, s.va + max(s.virtual_size, s.raw_size), s.executable)
+            for s in binary.sections
+            if max(s.virtual_size, s.raw_size) > 0
+        )
+        self._starts = [s[0] for s in spans]
+        self._ends = [s[1] for s in spans]
+        self._exec = [s[2] for s in spans]
+        merged: list[list[int]] = []
+        for lo, hi, ex in spans:
+            if not ex:
+                continue
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self._exec_starts = [m[0] for m in merged]
+        self._exec_ends = [m[1] for m in merged]
+        self.low = self._starts[0] if spans else 0
+        self.high = max(self._ends) if spans else 0
+
+    def _index(self, va: int) -> int:
+        i = bisect.bisect_right(self._starts, va) - 1
+        if i >= 0 and va < self._ends[i]:
+            return i
+        return -1
+
+    def mapped(self, va: int) -> bool:
+        return self.low <= va < self.high and self._index(va) >= 0
+
+    def executable(self, va: int) -> bool:
+        i = bisect.bisect_right(self._exec_starts, va) - 1
+        return i >= 0 and va < self._exec_ends[i]
+
+
+class _Region:
+    """One executable section: its bytes and a reusable iced decoder over them."""
+
+    __slots__ = ("data", "decoder", "end", "va")
+
+    def __init__(self, va: int, data: bytes, bitness: int) -> None:
+        self.va = va
+        self.end = va + len(data)
+        self.data = data
+        self.decoder = iced.Decoder(bitness, data, ip=va)
+
+
+class CodeDecoder:
+    """Decodes and normalises instructions of one binary (caches per encoding and address)."""
+
+    def __init__(self, binary: Binary, max_literal_immediate: int = 16) -> None:
+        self.binary = binary
+        self.bitness = 64 if binary.arch is Arch.X64 else 32
+        self.addresses = AddressSpace(binary)
+        self.max_literal = max_literal_immediate
+        self.api_thunks = binary.api_thunks
+        self._mask = (1 << self.bitness) - 1
+        # Absolute addresses are meaningful only in images mapped high enough (see
+        # MIN_ABSOLUTE_ADDRESS); PIE/shared objects at 0 use RIP-relative addressing.
+        self.absolute_ok = self.addresses.low >= MIN_ABSOLUTE_ADDRESS
+        self._templates: dict[bytes, Template] = {}
+        self._dep_templates: dict[bytes, Template] = {}
+        self._strings: dict[int, str | None] = {}
+        self._regions: list[_Region] = []
+        for s in sorted(binary.sections, key=lambda s: s.va):
+            if s.executable and s.raw_size > 0:
+                data = binary.data[s.offset : s.offset + min(s.raw_size, max(s.virtual_size, 1))]
+                if s.virtual_size == 0:
+                    data = binary.data[s.offset : s.offset + s.raw_size]
+                self._regions.append(_Region(s.va, data, self.bitness))
+        self._region_starts = [r.va for r in self._regions]
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def region(self, va: int) -> _Region | None:
+        i = bisect.bisect_right(self._region_starts, va) - 1
+        if i >= 0 and va < self._regions[i].end:
+            return self._regions[i]
+        return None
+
+    def regions(self) -> list[tuple[int, int]]:
+        """(start, end) VA of every decodable executable range."""
+        return [(r.va, r.end) for r in self._regions]
+
+    def read(self, va: int, size: int) -> bytes:
+        r = self.region(va)
+        if r is None:
+            return b""
+        return r.data[va - r.va : va - r.va + size]
+
+    def string(self, va: int) -> str | None:
+        """The string at ``va`` (cached); cheap rejection of non-printable starts."""
+        try:
+            return self._strings[va]
+        except KeyError:
+            pass
+        result: str | None = None
+        if len(self._strings) < MAX_STRING_LOOKUPS and not self.addresses.executable(va):
+            head = self.binary.read(va, 4)
+            if len(head) == 4 and (
+                all(0x20 <= c < 0x7F or c in (9, 10, 13) for c in head)
+                or (head[1] == 0 and head[3] == 0 and 0x20 <= head[0] < 0x7F)
+            ):
+                result = self.binary.string_at(va)
+        self._strings[va] = result
+        return result
+
+    def is_address(self, value: int) -> bool:
+        return self.absolute_ok and self.addresses.mapped(value)
+
+    # -- decoding ------------------------------------------------------------------------
+
+    def run(self, va: int, stop: dict[int, Instruction]) -> Iterator[tuple[Instruction, int]]:
+        """Decode linearly from ``va``; yields (instruction, register) pairs.
+
+        ``register`` is the full destination register of ``mov reg, [mem]`` and the target
+        register of ``call reg``/``jmp reg`` (for import resolution through registers), else
+        -1. Stops before an address already in ``stop``, at an invalid instruction or at the
+        end of the section; the caller stops at block-ending instructions.
+        """
+        r = self.region(va)
+        if r is None:
+            return
+        dec = r.decoder
+        pos = va - r.va
+        dec.position = pos
+        dec.ip = va
+        data = r.data
+        templates = self._templates
+        thunks = self.api_thunks
+        dep_templates = self._dep_templates
+        for ins in dec:
+            if va in stop:
+                return
+            n = ins.len
+            raw = data[pos : pos + n]
+            t = templates.get(raw)
+            if t is None:
+                if ins.code == Code.INVALID:
+                    return
+                # Position-dependent encodings (relative branches, RIP-relative operands) are
+                # cached by their bytes with the displacement zeroed, others by raw bytes.
+                pic = self._pic_key(dec, ins, raw)
+                if pic is None:
+                    t = templates[raw] = self._analyse(dec, ins, raw)
+                else:
+                    t = dep_templates.get(pic)
+                    if t is None:
+                        t = dep_templates[pic] = self._analyse(dec, ins, raw)
+            dep = t[8]
+            if dep == DEP_NONE:
+                yield Instruction(va, n, t[0], t[1], t[2], t[3], None, t[4], t[5], t[6], t[7]), t[9]
+            elif dep == DEP_BRANCH:
+                yield (
+                    Instruction(
+                        va, n, t[0], t[1], t[2], t[3], ins.near_branch_target, None, None, None,
+                        None,
+                    ),
+                    t[9],
+                )
+            else:
+                ref = ins.ip_rel_memory_address
+                api = thunks.get(ref)
+                norm = t[1]
+                if api is not None and (t[2] is Flow.CALL or t[2] is Flow.INDIRECT_JUMP):
+                    norm = t[0] + " api"
+                yield (
+                    Instruction(
+                        va, n, t[0], norm, t[2], t[3], None, ref, t[5], api,
+                        None if api else self.string(ref),
+                    ),
+                    t[9],
+                )
+            va += n
+            pos += n
+
+    def _pic_key(self, dec: iced.Decoder, ins: iced.Instruction, raw: bytes) -> bytes | None:
+        """``raw`` with its branch/RIP-relative displacement zeroed, or None if it has none."""
+        if ins.op0_kind in _NEAR_BRANCH_KINDS:
+            co = dec.get_constant_offsets(ins)
+            if not co.has_immediate:
+                return None
+            o = co.immediate_offset
+            return raw[:o] + bytes(co.immediate_size) + raw[o + co.immediate_size :]
+        if ins.is_ip_rel_memory_operand:
+            co = dec.get_constant_offsets(ins)
+            if not co.has_displacement:
+                return None
+            o = co.displacement_offset
+            return raw[:o] + bytes(co.displacement_size) + raw[o + co.displacement_size :]
+        return None
+
+    def decode_one(self, va: int) -> iced.Instruction | None:
+        """The raw iced instruction at ``va`` (for jump-table and thunk analysis)."""
+        r = self.region(va)
+        if r is None:
+            return None
+        # A fresh decoder: the region's shared one may be suspended inside run().
+        dec = iced.Decoder(self.bitness, r.data[va - r.va : va - r.va + 16], ip=va)
+        if not dec.can_decode:
+            return None
+        ins = dec.decode()
+        return None if ins.code == Code.INVALID else ins
+
+    def _analyse(self, dec: iced.Decoder, ins: iced.Instruction, raw: bytes) -> Template:
+        """Full operand analysis of one encoding (the cache-miss path)."""
+        mnem = MNEMONICS[ins.mnemonic]
+        flow = _FLOW.get(ins.flow_control, Flow.NEXT)
+        if flow is Flow.INT and mnem not in _BLOCK_ENDING_INTERRUPTS:
+            if not (mnem == "int" and ins.immediate8 == _FASTFAIL_VECTOR):
+                flow = Flow.NEXT
+        elif mnem == "hlt":
+            flow = Flow.INT
+        tokens: list[str] = []
+        dep = DEP_NONE
+        data_ref: int | None = None
+        imm: int | None = None
+        zero_disp = zero_imm = False
+        register = -1
+        for k in range(ins.op_count):
+            kind = ins.op_kind(k)
+            if kind == OpKind.REGISTER:
+                reg = ins.op_register(k)
+                tokens.append(REGISTER_CLASS[reg])
+                if k == 0 and flow in (Flow.CALL, Flow.INDIRECT_JUMP):
+                    register = FULL_REGISTER[reg]
+            elif kind == OpKind.MEMORY:
+                base = ins.memory_base
+                if ins.is_ip_rel_memory_operand:
+                    dep = DEP_RIPREL
+                    zero_disp = True
+                    tokens.append("mem")
+                    continue
+                tokens.append("stk" if base in STACK_REGISTERS else "mem")
+                disp = ins.memory_displacement & self._mask
+                if base == Register.NONE and ins.memory_segment not in (Register.FS, Register.GS):
+                    if ins.memory_index == Register.NONE:
+                        # absolute address; only dismissed when the image is mapped low
+                        if self.addresses.mapped(disp) and (self.absolute_ok or disp > 0xFFF):
+                            data_ref = disp
+                            zero_disp = True
+                    elif self.is_address(disp):
+                        data_ref = disp  # table base, [reg*4 + table]
+                        zero_disp = True
+                elif self.bitness == 32 and self.is_address(disp):
+                    data_ref = disp
+                    zero_disp = True
+            elif kind in _NEAR_BRANCH_KINDS:
+                dep = DEP_BRANCH
+                zero_imm = True
+                tokens.append("func" if flow is Flow.CALL else "loc")
+            elif kind in _IMM_KINDS:
+                value = ins.immediate(k)
+                if self.is_address(value & self._mask) and imm is None and data_ref is None:
+                    data_ref = value & self._mask
+                    zero_imm = k == 0 or not any(ins.op_kind(j) in _IMM_KINDS for j in range(k))
+                    tokens.append("addr")
+                    continue
+                width = _IMM_KINDS[kind]
+                if width and value >= 1 << (width - 1):
+                    value -= 1 << width
+                if imm is None:
+                    imm = value
+                tokens.append(str(value) if 0 <= value <= self.max_literal else "imm")
+            elif kind in _FAR_BRANCH_KINDS:
+                tokens.append("far")
+            else:
+                tokens.append("mem")  # string-instruction memory operands
+        if (
+            mnem == "mov"
+            and register == -1
+            and data_ref in self.api_thunks
+            and ins.op0_kind == OpKind.REGISTER
+        ):
+            register = FULL_REGISTER[ins.op0_register]
+        if dep == DEP_RIPREL and mnem == "mov" and ins.op0_kind == OpKind.REGISTER:
+            register = FULL_REGISTER[ins.op0_register]
+        pic = raw
+        if zero_disp or zero_imm:
+            co = dec.get_constant_offsets(ins)
+            buf = bytearray(raw)
+            if zero_disp and co.has_displacement:
+                o = co.displacement_offset
+                buf[o : o + co.displacement_size] = bytes(co.displacement_size)
+            if zero_imm and co.has_immediate:
+                o = co.immediate_offset
+                buf[o : o + co.immediate_size] = bytes(co.immediate_size)
+            pic = bytes(buf)
+        api = self.api_thunks.get(data_ref) if data_ref is not None else None
+        string = self.string(data_ref) if data_ref is not None and api is None else None
+        if api is not None and flow in (Flow.CALL, Flow.INDIRECT_JUMP, Flow.JUMP):
+            tokens = ["api"]
+        norm = f"{mnem} {', '.join(tokens)}" if tokens else mnem
+        return (mnem, norm, flow, pic, data_ref, imm, api, string, dep, register)

@@ -1,0 +1,93 @@
+"""The disassembler entry point: :func:`disassemble` (Binary -> Disassembly)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+
+from kinship.binary.model import Binary
+from kinship.disasm.cfg import CodeGraph
+from kinship.disasm.config import DisasmConfig
+from kinship.disasm.decoder import CodeDecoder
+from kinship.disasm.discovery import (
+    data_pointer_candidates,
+    function_names,
+    gap_candidates,
+    looks_like_prologue,
+    seed_starts,
+    tailcall_targets,
+)
+from kinship.disasm.model import Disassembly, Discovery, Function
+
+log = logging.getLogger(__name__)
+
+
+def disassemble(binary: Binary, config: DisasmConfig | None = None) -> Disassembly:
+    """Find the functions of ``binary`` and recover their control-flow graphs.
+
+    Never raises for odd code: undecodable bytes end a block, limits hit become warnings in
+    the result.
+    """
+    config = config or DisasmConfig()
+    t0 = time.perf_counter()
+    # The run allocates ~10 acyclic objects per instruction; the cyclic collector would rescan
+    # the growing graph over and over (half the run time on a 1 MB library), so pause it.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _disassemble(binary, config, t0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _disassemble(binary: Binary, config: DisasmConfig, t0: float) -> Disassembly:
+    decoder = CodeDecoder(binary, config.max_literal_immediate)
+    names = function_names(binary)
+    graph = CodeGraph(decoder, config, names)
+    starts = seed_starts(binary, config, decoder)
+    graph.explore(list(starts))
+
+    def add(vas: list[int], why: Discovery) -> list[int]:
+        new = [v for v in vas if v not in starts]
+        for v in new:
+            starts[v] = why
+        return new
+
+    add(graph.call_targets, Discovery.CALL)
+    if config.scan_pointers:
+        candidates = [
+            p
+            for p in (*graph.code_pointers, *data_pointer_candidates(binary, decoder))
+            if p not in starts and p not in graph.insns and looks_like_prologue(decoder, p)
+        ]
+        graph.explore(add(list(dict.fromkeys(candidates)), Discovery.POINTER))
+        add(graph.call_targets, Discovery.CALL)
+    for _ in range(config.prologue_scan_rounds if config.scan_prologues else 0):
+        covered = [(r[0].va, r[-1].va + r[-1].size) for r, _ in graph.runs if r]
+        found = add(gap_candidates(decoder, covered, starts), Discovery.PROLOGUE)
+        if not found:
+            break
+        graph.explore(found)
+        add(graph.call_targets, Discovery.CALL)
+    if config.tailcall_heuristic:
+        for _ in range(3):
+            tails = tailcall_targets(decoder, graph.jumps, starts, graph.insns)
+            if not add(tails, Discovery.TAILCALL):
+                break
+    graph.cut_blocks(starts)
+    functions: list[Function] = []
+    warnings: list[str] = []
+    for va in sorted(starts):
+        if len(functions) >= config.max_functions:
+            warnings.append(f"function limit {config.max_functions} reached")
+            break
+        fn = graph.build_function(va, starts[va])
+        if fn is not None:
+            functions.append(fn)
+    warnings.extend(graph.warnings)
+    n = sum(f.n_instructions for f in functions)
+    seconds = time.perf_counter() - t0
+    log.debug("%s: %d functions, %d instructions in %.2fs", binary.path, len(functions), n, seconds)
+    return Disassembly(functions, n, seconds, warnings)
