@@ -28,7 +28,7 @@ from kinship.evidence.compare import (
     shared,
     shared_apis,
 )
-from kinship.exceptions import InputError, UsageError
+from kinship.exceptions import InputError, StoreError, UsageError
 from kinship.features.model import FunctionFeatures
 from kinship.info import InfoResult, build_info
 from kinship.ingest import (
@@ -42,7 +42,7 @@ from kinship.ingest import (
 from kinship.ingest import read_manifest as _read_manifest
 from kinship.match.aggregate import ReferenceIndex, attribute
 from kinship.match.result import MatchResult
-from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse
+from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
 from kinship.store.base import Store
 from kinship.store.model import SampleRecord, StoreStats
 from kinship.store.paths import default_db_path
@@ -141,6 +141,12 @@ class Kinship:
         """The index over everything stored, rebuilt only when the store changed."""
         gen = self.store.generation()
         if self._index is None or gen != self._index_generation:
+            stored = self.store.feature_params()
+            if stored is not None and stored != feature_params():
+                raise StoreError(
+                    "the store's sketches were made with other feature parameters than this "
+                    "kinship version uses; re-ingest the samples into a new store"
+                )
             self._index = ReferenceIndex.from_arrays(self.store.function_arrays())
             self._index_generation = gen
         return self._index
@@ -171,8 +177,26 @@ class Kinship:
         index = self.reference_index()
         exclude = None if include_self else record.sha256
         result = attribute(features, index, sample_sha256=record.sha256, exclude_sha256=exclude)
+        self._name_references(result)
         result.seconds = time.perf_counter() - t0
         return result
+
+    def _name_references(self, result: MatchResult) -> None:
+        """Fill in reference function names (the in-memory index keeps none) from the store."""
+        wanted: dict[str, set[int]] = {}
+        for m in result.function_matches:
+            if m.ref_name is None:
+                wanted.setdefault(m.ref_sample_sha256, set()).add(m.ref_va)
+        names: dict[tuple[str, int], str] = {}
+        for sha, vas in wanted.items():
+            for f in self.store.functions(sha):
+                if f.va in vas and f.name:
+                    names[(sha, f.va)] = f.name
+        result.function_matches = [
+            dataclasses.replace(m, ref_name=names.get((m.ref_sample_sha256, m.ref_va)))
+            if m.ref_name is None else m
+            for m in result.function_matches
+        ]
 
     def compare(self, a: str | Path, b: str | Path, *, max_listed: int = MAX_LISTED_PAIRS
                 ) -> CompareResult:

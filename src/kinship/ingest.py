@@ -30,7 +30,7 @@ from typing import Any
 from kinship.binary.archive import iter_archive
 from kinship.binary.load import is_archive
 from kinship.exceptions import InputError, KinshipError, UsageError
-from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse
+from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
 from kinship.store.base import Store
 
 logger = logging.getLogger(__name__)
@@ -255,6 +255,8 @@ def add_inputs(
     total = len(todo)
     if total == 0 and not report.failed and not report.duplicates:
         raise UsageError("nothing to add: no files found")
+    if todo:
+        store.bind_feature_params(feature_params())
     for done, (item, res) in enumerate(_results(todo, jobs), 1):
         if progress:
             progress(done, total, item.name)

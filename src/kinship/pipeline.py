@@ -6,6 +6,7 @@ store, so a failure here cannot corrupt anything already stored.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from kinship.binary.load import load_bytes, load_file
 from kinship.binary.model import Arch, Binary
 from kinship.disasm.disassemble import disassemble
 from kinship.disasm.model import Disassembly
+from kinship.features.config import FeatureConfig
 from kinship.features.extract import extract_all
 from kinship.features.model import FunctionFeatures
 from kinship.store.model import SampleRecord
@@ -65,6 +67,12 @@ class AnalysedSample:
     seconds: dict[str, float]  # load / disasm / features wall times
     binary: Binary | None = None  # kept only when asked (evidence views need it)
     disassembly: Disassembly | None = None
+
+
+def feature_params() -> dict[str, Any]:
+    """Everything that shapes a stored sketch; a store refuses to mix two different sets."""
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(FeatureConfig()).items()}
 
 
 def binary_info(binary: Binary) -> dict[str, Any]:
