@@ -161,3 +161,52 @@ def test_console_script_runs(tmp_home: Path) -> None:
                        timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["samples"] == 0
+
+
+def _memory_image(exe: Path) -> bytes:
+    """The PE as the loader maps it: each section's bytes at its RVA (an unpacked dump)."""
+    import pefile
+
+    pe = pefile.PE(str(exe))
+    image = bytearray(pe.OPTIONAL_HEADER.SizeOfImage)
+    image[: pe.OPTIONAL_HEADER.SizeOfHeaders] = pe.__data__[: pe.OPTIONAL_HEADER.SizeOfHeaders]
+    for s in pe.sections:
+        raw = s.get_data()[: max(s.Misc_VirtualSize, 0) or len(s.get_data())]
+        image[s.VirtualAddress : s.VirtualAddress + len(raw)] = raw
+    pe.close()
+    return bytes(image)
+
+
+def test_zip_and_memory_dump_inputs(tmp_home: Path, tmp_path: Path,
+                                    bins: dict[str, Path]) -> None:
+    import pyzipper
+
+    archive = tmp_path / "samples.zip"
+    with pyzipper.AESZipFile(archive, "w", encryption=pyzipper.WZ_AES) as zf:
+        zf.setpassword(b"infected")
+        zf.write(bins["netsh_x86.exe"], "2016/implant.exe")
+    code, out = run("add", archive, "--family", "netshdoor", "--json")
+    assert code == 0, out
+    assert json.loads(out)["added"][0]["name"].endswith("implant.exe")
+
+    dump = tmp_path / "implant_dump_0x00400000"
+    dump.write_bytes(_memory_image(bins["netsh_x86.exe"]))
+    code, out = run("match", dump, "--json", "--include-self")
+    assert code == 0, out
+    assert json.loads(out)["verdict"]["family"] == "netshdoor"
+    plain = tmp_path / "implant.bin"
+    plain.write_bytes(dump.read_bytes())
+    code, out = run("info", plain, "--base", "0x400000", "--json")
+    assert code == 0, out
+    assert json.loads(out)["n_functions"] > 50
+
+
+def test_huge_file_refused_without_reading(tmp_home: Path, tmp_path: Path) -> None:
+    huge = tmp_path / "huge.exe"
+    with huge.open("wb") as f:  # sparse: 500 MB on paper, nothing on disk
+        f.write(b"MZ")
+        f.truncate(500 * 1024 * 1024)
+    r = CliRunner().invoke(main, ["add", str(huge), "--json"])
+    assert r.exit_code == EXIT_CODES["bad_input"]
+    doc = json.loads(r.output)
+    assert doc["n_failed"] == 1 and "MAX_FILE_SIZE" in doc["failed"][0]["reason"]

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kinship.binary import limits
 from kinship.binary.archive import iter_archive
 from kinship.binary.load import is_archive
 from kinship.exceptions import InputError, KinshipError, UsageError
@@ -192,11 +193,21 @@ def _expand_file(path: Path, labels: Labels, base: int | None) -> Iterator[Sampl
 
 
 def _sha256_of(item: SampleInput) -> str | None:
+    """SHA-256 of the input, streamed; None when unreadable or over the size limit (the
+    analysis then reports the real error)."""
+    if item.data is not None:
+        return hashlib.sha256(item.data).hexdigest()
+    assert item.path is not None
     try:
-        data = item.data if item.data is not None else item.path.read_bytes()  # type: ignore[union-attr]
+        if item.path.stat().st_size > limits.MAX_FILE_SIZE:
+            return None
+        h = hashlib.sha256()
+        with item.path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     except OSError:
-        return None  # the analysis reports the real error
-    return hashlib.sha256(data).hexdigest()
+        return None
+    return h.hexdigest()
 
 
 def _analyse_safely(item: SampleInput) -> AnalysedSample | Failure:
