@@ -212,3 +212,80 @@ def test_listing(bins: dict[str, Path]) -> None:
     assert any("kernel32.dll!CreateProcessA" in ln.operands for ln in calls)
     assert all(ln.text().startswith(ln.mnemonic) for ln in lines)
     assert sum(ln.block_start for ln in lines) == fn.n_blocks
+
+
+# --------------------------------------------------------------------- issue #2 discovery
+
+
+def test_iat_thunks_become_functions() -> None:
+    code = bytes.fromhex(
+        "e80b000000"  # call thunk_sleep (TEXT_VA+0x10)
+        "c3"  # ret
+        + "cc" * 10
+        + "ff2500204000"  # +0x10 thunk_sleep: jmp [IAT Sleep]
+        "9090"
+        "ff2504204000"  # +0x18 thunk_exit: jmp [IAT ExitProcess], called by nothing
+        "9090"
+    )
+    d = disassemble(_binary(code))
+    starts = {f.va: f for f in d.functions}
+    assert starts[TEXT_VA + 0x10].discovery is Discovery.THUNK
+    assert starts[TEXT_VA + 0x18].discovery is Discovery.THUNK
+    assert starts[TEXT_VA + 0x10].apis == ["kernel32.dll!Sleep"]
+    call = starts[TEXT_VA].instructions()[0]
+    assert call.api == "kernel32.dll!Sleep" and call.norm == "call api"
+
+
+def test_call_next_instruction_is_not_a_function() -> None:
+    code = bytes.fromhex("e800000000" "5b" "c3")  # call $+5; pop ebx; ret
+    d = disassemble(_binary(code))
+    assert [f.va for f in d.functions] == [TEXT_VA]
+    assert d.functions[0].n_instructions == 3
+
+
+def _pic32_binary(code: bytes, rodata: bytes) -> Binary:
+    """A 32-bit PIC ELF shared object mapped at 0: .text 0x1000, .rodata 0x2000, GOT 0x3000."""
+    got = b"\0" * 16
+    blob = code + rodata + got
+    return Binary(
+        path="synthetic-pic32",
+        data=blob,
+        format=Format.ELF,
+        arch=Arch.X86,
+        image_base=0,
+        hashes=Hashes(*(h(blob).hexdigest() for h in (hashlib.md5, hashlib.sha1, hashlib.sha256))),
+        sections=[
+            Section(".text", 0x1000, len(code), 0, len(code), True, False),
+            Section(".rodata", 0x2000, len(rodata), len(code), len(rodata), False, False),
+            Section(".got.plt", 0x3000, len(got), len(code) + len(rodata), len(got), False, True),
+        ],
+        entry_point=0x1000,
+    )
+
+
+def test_pic32_jump_table_relative_to_got() -> None:
+    # clang -m32 -fPIC: mov eax, [ebx + eax*4 + (table - GOT)]; add eax, ebx; jmp eax
+    head = bytes.fromhex(
+        "83f802"  # cmp eax, 2
+        "771d"  # ja default (0x1022)
+        "8b8483" + (0x2000 - 0x3000).to_bytes(4, "little", signed=True).hex()  # mov eax, [...]
+        + "01d8"  # add eax, ebx
+        "ffe0"  # jmp eax
+    )
+    case_va = [0x1000 + len(head) + 6 * k for k in range(3)]
+    cases = b"".join(bytes.fromhex("b8") + k.to_bytes(4, "little") + b"\xc3" for k in range(3))
+    code = head + cases + b"\xc3"  # default: ret
+    table = b"".join((va - 0x3000).to_bytes(4, "little", signed=True) for va in case_va)
+    d = disassemble(_pic32_binary(code, table))
+    assert [f.va for f in d.functions] == [0x1000]
+    blocks = {b.va for b in d.functions[0].blocks}
+    assert set(case_va) <= blocks
+
+
+def test_pic32_lea_ebx_is_a_got_relative_string() -> None:
+    rodata = b"hello from the rodata\0"
+    # lea eax, [ebx + (0x2000 - GOT)]; ret
+    code = bytes.fromhex("8d83") + (0x2000 - 0x3000).to_bytes(4, "little", signed=True) + b"\xc3"
+    d = disassemble(_pic32_binary(code, rodata))
+    lea = d.functions[0].instructions()[0]
+    assert lea.data_ref == 0x2000 and lea.string == "hello from the rodata"

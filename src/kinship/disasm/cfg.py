@@ -29,7 +29,7 @@ import iced_x86 as iced
 from iced_x86 import Code, FlowControl, OpKind, Register
 
 from kinship.disasm.config import DisasmConfig
-from kinship.disasm.decoder import FULL_REGISTER, MNEMONICS, CodeDecoder
+from kinship.disasm.decoder import FULL_REGISTER, MNEMONICS, STOPPED, CodeDecoder
 from kinship.disasm.discovery import is_noreturn_name
 from kinship.disasm.model import BasicBlock, Discovery, Flow, Function, Instruction
 
@@ -52,6 +52,8 @@ class CodeGraph:
     leaders: set[int] = field(default_factory=set)
     jump_tables: dict[int, list[int]] = field(default_factory=dict)
     call_targets: list[int] = field(default_factory=list)
+    # import stubs (``jmp [IAT]`` outside ELF .plt) reached by a direct call or jump
+    thunk_starts: list[int] = field(default_factory=list)
     jumps: list[Instruction] = field(default_factory=list)  # direct unconditional jumps
     code_pointers: list[int] = field(default_factory=list)
     noreturn_calls: set[int] = field(default_factory=set)
@@ -79,6 +81,9 @@ class CodeGraph:
         leaders = self.leaders
         executable = self.decoder.addresses.executable
         limit = self.config.max_instructions
+        thunk_slots = self.decoder.api_thunks  # IAT/GOT slots and ELF PLT stubs
+        decode_block = self.decoder.decode_block
+        pointers = self.code_pointers
         work = list(reversed(roots))
         while work:
             start = work.pop()
@@ -91,28 +96,30 @@ class CodeGraph:
             calls: list[int] = []
             self.runs.append((recent, calls))
             api_regs: dict[int, str] = {}
-            for insn, reg in self.decoder.run(start, insns):
-                insns[insn.va] = insn
-                recent.append(insn)
+            va = start
+            while True:
+                reg = decode_block(va, insns, recent, api_regs, pointers)
+                if reg == STOPPED:
+                    # the run fell into known code or stopped at undecodable bytes
+                    if recent:
+                        last = recent[-1]
+                        leaders.add(last.va + last.size)
+                    break
+                insn = recent[-1]
+                va = insn.va + insn.size
                 flow = insn.flow
-                if flow is Flow.NEXT:
-                    if reg >= 0:
-                        if insn.api:
-                            api_regs[reg] = insn.api
-                        else:
-                            api_regs.pop(reg, None)
-                    ref = insn.data_ref
-                    if ref is not None and insn.api is None and executable(ref):
-                        self.code_pointers.append(ref)
-                    continue
                 if flow is Flow.CALL:
                     target = insn.target
                     if target is not None:
+                        if target == va:
+                            continue  # call $+5; pop reg: reads EIP (32-bit PIC), not a call
                         api = self._thunk_api(target)
                         if api is not None:
                             insn.api = api
                             insn.norm = "call api"
-                        elif executable(target) and not self._in_stub_section(target):
+                            if target not in thunk_slots and not self.in_stub_section(target):
+                                self.thunk_starts.append(target)
+                        elif executable(target) and not self.in_stub_section(target):
                             self.call_targets.append(target)
                             calls.append(len(recent) - 1)
                             work.append(target)
@@ -128,7 +135,7 @@ class CodeGraph:
                     continue
                 if flow is Flow.COND:
                     target = insn.target
-                    leaders.add(insn.va + insn.size)
+                    leaders.add(va)
                     if target is not None and executable(target):
                         leaders.add(target)
                         work.append(target)
@@ -140,7 +147,9 @@ class CodeGraph:
                         if api is not None:
                             insn.api = api
                             insn.norm = "jmp api"
-                        elif executable(target) and not self._in_stub_section(target):
+                            if target not in thunk_slots and not self.in_stub_section(target):
+                                self.thunk_starts.append(target)
+                        elif executable(target) and not self.in_stub_section(target):
                             leaders.add(target)
                             work.append(target)
                             self.jumps.append(insn)
@@ -157,13 +166,8 @@ class CodeGraph:
                             work.extend(targets)
                     break
                 break  # RET, INT
-            else:
-                # the run fell into known code or stopped at undecodable bytes
-                if recent:
-                    last = recent[-1]
-                    leaders.add(last.va + last.size)
 
-    def _in_stub_section(self, va: int) -> bool:
+    def in_stub_section(self, va: int) -> bool:
         """True inside ELF .plt/.plt.sec/.plt.got: import stubs, not functions."""
         return any(lo <= va < hi for lo, hi in self.stub_ranges)
 
@@ -225,18 +229,26 @@ class CodeGraph:
                     lea_values[FULL_REGISTER[d.op0_register]] = d.memory_displacement
         for d in reversed(decoded):
             mnem = MNEMONICS[d.mnemonic]
-            if mnem not in ("movsxd", "mov", "movsx") or d.op1_kind != OpKind.MEMORY:
+            if mnem not in ("movsxd", "mov", "movsx", "add") or d.op1_kind != OpKind.MEMORY:
                 continue
             if d.memory_index == Register.NONE or d.memory_index_scale != 4:
                 continue
             base = FULL_REGISTER[d.memory_base] if d.memory_base != Register.NONE else -1
+            if base not in lea_values and base != -1 and dec.pic_base is not None:
+                # 32-bit PIC: [got + idx*4 + off] with entries relative to the GOT (gcc:
+                # add eax, [eax+edx*4+off]; clang: mov eax, [ebx+eax*4+off]; add eax, ebx)
+                lea_values[base] = dec.pic_base
             if base not in lea_values:
                 if base == -1 and ptr == 8 and dec.absolute_ok:
                     # mov rax, [idx*8 + table]; jmp rax (non-PIC x64) uses scale 8: not here
                     continue
                 continue
             origin = lea_values[base]
-            table = origin + (d.memory_displacement if d.memory_displacement < 1 << 31 else 0)
+            disp = d.memory_displacement
+            if dec.bitness == 32:
+                table = (origin + disp) & 0xFFFF_FFFF
+            else:
+                table = origin + (disp if disp < 1 << 31 else 0)
             signed = mnem != "mov"
             return self._read_table(table, 4, origin, signed, bound)
         for d in reversed(decoded):  # mov reg, [idx*ptr + table]; jmp reg
@@ -258,10 +270,11 @@ class CodeGraph:
         count = min(bound, limit) if bound else limit
         data = self.decoder.binary.read(table, count * width)
         executable = self.decoder.addresses.executable
+        mask = (1 << self.decoder.bitness) - 1
         targets: list[int] = []
         for i in range(len(data) // width):
             value = int.from_bytes(data[i * width : (i + 1) * width], "little", signed=signed)
-            target = value if origin is None else (origin + value) & ((1 << 64) - 1)
+            target = value if origin is None else (origin + value) & mask
             if not executable(target):
                 break
             targets.append(target)

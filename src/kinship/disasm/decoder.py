@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Iterator
 
 import iced_x86 as iced
 from iced_x86 import Code, FlowControl, Mnemonic, OpKind, Register, RegisterExt
 
-from kinship.binary.model import Arch, Binary
+from kinship.binary.model import Arch, Binary, Format
 from kinship.disasm.model import Flow, Instruction
 
 log = logging.getLogger(__name__)
@@ -43,6 +42,10 @@ log = logging.getLogger(__name__)
 # Images mapped below this address (PIE ELF at 0) make small struct offsets look like
 # addresses; displacements/immediates are then only addresses through RIP-relative operands.
 MIN_ABSOLUTE_ADDRESS = 0x10000
+# ``lea reg, [ebx + off]`` in 32-bit PIC code is read as GOT-relative (an address) when the
+# offset is negative (data before the GOT: .rodata, .text) or at least this large; smaller
+# positive offsets are as likely struct fields.
+MIN_GOT_OFFSET = 0x1000
 # Strings are looked up for at most this many distinct addresses per sample (the check reads
 # up to 512 bytes each); beyond it operands simply carry no string.
 MAX_STRING_LOOKUPS = 200_000
@@ -129,9 +132,15 @@ DEP_NONE = 0
 DEP_BRANCH = 1  # near branch: target = ip + displacement
 DEP_RIPREL = 2  # RIP-relative memory operand
 
+# decode_block's return value for a run that ended without a control-flow instruction.
+STOPPED = -2
+
 # Template fields, cached per raw encoding:
-# (mnemonic, norm, flow, pic_bytes, data_ref, imm, api, string, dependence, register)
-Template = tuple[str, str, Flow, bytes, int | None, int | None, str | None, str | None, int, int]
+# (mnemonic, norm, flow, pic_bytes, data_ref, imm, api, string, dependence, register,
+#  code_pointer: data_ref is an executable address taken by a non-branch instruction)
+Template = tuple[
+    str, str, Flow, bytes, int | None, int | None, str | None, str | None, int, int, bool
+]
 
 
 class AddressSpace:
@@ -198,6 +207,13 @@ class CodeDecoder:
         # Absolute addresses are meaningful only in images mapped high enough (see
         # MIN_ABSOLUTE_ADDRESS); PIE/shared objects at 0 use RIP-relative addressing.
         self.absolute_ok = self.addresses.low >= MIN_ABSOLUTE_ADDRESS
+        # 32-bit PIC code (ELF shared objects and PIE) addresses data relative to the GOT
+        # (``_GLOBAL_OFFSET_TABLE_``, the start of .got.plt), loaded into a register through
+        # ``__x86.get_pc_thunk`` or ``call $+5; pop reg``, then ``add reg, GOT-here``.
+        self.pic_base: int | None = None
+        if self.bitness == 32 and binary.format is Format.ELF and not self.absolute_ok:
+            got = {s.name: s.va for s in binary.sections}
+            self.pic_base = got.get(".got.plt", got.get(".got"))
         self._templates: dict[bytes, Template] = {}
         self._dep_templates: dict[bytes, Template] = {}
         self._strings: dict[int, str | None] = {}
@@ -250,69 +266,101 @@ class CodeDecoder:
 
     # -- decoding ------------------------------------------------------------------------
 
-    def run(self, va: int, stop: dict[int, Instruction]) -> Iterator[tuple[Instruction, int]]:
-        """Decode linearly from ``va``; yields (instruction, register) pairs.
+    def decode_block(
+        self,
+        va: int,
+        stop: dict[int, Instruction],
+        out: list[Instruction],
+        api_regs: dict[int, str],
+        pointers: list[int],
+    ) -> int:
+        """Decode linearly from ``va`` through the first instruction that is not ``Flow.NEXT``.
 
-        ``register`` is the full destination register of ``mov reg, [mem]`` and the target
-        register of ``call reg``/``jmp reg`` (for import resolution through registers), else
-        -1. Stops before an address already in ``stop``, at an invalid instruction or at the
-        end of the section; the caller stops at block-ending instructions.
+        Every instruction is appended to ``out`` and recorded in ``stop`` (VA -> instruction).
+        Returns the register of that last instruction: the full target register of
+        ``call reg``/``jmp reg``, else -1 (see :meth:`_analyse`); or :data:`STOPPED` when the
+        run ended without one: before an address already in ``stop``, at an invalid
+        instruction or at the end of the section. Along the way ``mov reg, [IAT slot]`` loads
+        are tracked in ``api_regs`` (register -> API, for ``call reg``) and executable
+        addresses taken by operands are appended to ``pointers``.
+
+        This is the hot loop of the disassembler: one dict lookup per instruction whose
+        encoding was seen before, no generator, no per-instruction attribute reads.
         """
         r = self.region(va)
         if r is None:
-            return
+            return STOPPED
         dec = r.decoder
         pos = va - r.va
         dec.position = pos
         dec.ip = va
         data = r.data
         templates = self._templates
-        thunks = self.api_thunks
-        dep_templates = self._dep_templates
+        append = out.append
+        next_flow = Flow.NEXT
         for ins in dec:
             if va in stop:
-                return
+                return STOPPED
             n = ins.len
             raw = data[pos : pos + n]
             t = templates.get(raw)
             if t is None:
                 if ins.code == Code.INVALID:
-                    return
-                # Position-dependent encodings (relative branches, RIP-relative operands) are
-                # cached by their bytes with the displacement zeroed, others by raw bytes.
-                pic = self._pic_key(dec, ins, raw)
-                if pic is None:
-                    t = templates[raw] = self._analyse(dec, ins, raw)
-                else:
-                    t = dep_templates.get(pic)
-                    if t is None:
-                        t = dep_templates[pic] = self._analyse(dec, ins, raw)
+                    return STOPPED
+                t = self._template(dec, ins, raw)
             dep = t[8]
             if dep == DEP_NONE:
-                yield Instruction(va, n, t[0], t[1], t[2], t[3], None, t[4], t[5], t[6], t[7]), t[9]
+                insn = Instruction(va, n, t[0], t[1], t[2], t[3], None, t[4], t[5], t[6], t[7])
+                if t[10]:
+                    pointers.append(t[4])  # type: ignore[arg-type]
             elif dep == DEP_BRANCH:
-                yield (
-                    Instruction(
-                        va, n, t[0], t[1], t[2], t[3], ins.near_branch_target, None, None, None,
-                        None,
-                    ),
-                    t[9],
+                insn = Instruction(
+                    va, n, t[0], t[1], t[2], t[3], ins.near_branch_target, None, None, None, None
                 )
             else:
-                ref = ins.ip_rel_memory_address
-                api = thunks.get(ref)
-                norm = t[1]
-                if api is not None and (t[2] is Flow.CALL or t[2] is Flow.INDIRECT_JUMP):
-                    norm = t[0] + " api"
-                yield (
-                    Instruction(
-                        va, n, t[0], norm, t[2], t[3], None, ref, t[5], api,
-                        None if api else self.string(ref),
-                    ),
-                    t[9],
-                )
+                insn = self._riprel(va, n, t, ins.ip_rel_memory_address, pointers)
+            stop[va] = insn
+            append(insn)
             va += n
             pos += n
+            reg = t[9]
+            if t[2] is not next_flow:
+                return reg
+            if reg >= 0:
+                if insn.api:
+                    api_regs[reg] = insn.api
+                else:
+                    api_regs.pop(reg, None)
+        return STOPPED
+
+    def _riprel(
+        self, va: int, n: int, t: Template, ref: int, pointers: list[int]
+    ) -> Instruction:
+        api = self.api_thunks.get(ref)
+        norm = t[1]
+        if api is not None and (t[2] is Flow.CALL or t[2] is Flow.INDIRECT_JUMP):
+            norm = t[0] + " api"
+        elif api is None and t[2] is Flow.NEXT and self.addresses.executable(ref):
+            pointers.append(ref)
+        return Instruction(
+            va, n, t[0], norm, t[2], t[3], None, ref, t[5], api, None if api else self.string(ref)
+        )
+
+    def _template(self, dec: iced.Decoder, ins: iced.Instruction, raw: bytes) -> Template:
+        """The cached analysis of an encoding seen for the first time at this address."""
+        # Position-dependent encodings (relative branches, RIP-relative operands) are cached
+        # by their bytes with the displacement zeroed, others by raw bytes.
+        pic = self._pic_key(dec, ins, raw)
+        if pic is None:
+            t = self._templates[raw] = self._analyse(dec, ins, raw)
+            return t
+        t2 = self._dep_templates.get(pic)
+        if t2 is None:
+            t2 = self._dep_templates[pic] = self._analyse(dec, ins, raw)
+        # The template holds nothing position-dependent (targets and RIP-relative addresses
+        # are recomputed per occurrence), so the raw bytes may find it directly next time.
+        self._templates[raw] = t2
+        return t2
 
     def _pic_key(self, dec: iced.Decoder, ins: iced.Instruction, raw: bytes) -> bytes | None:
         """``raw`` with its branch/RIP-relative displacement zeroed, or None if it has none."""
@@ -385,6 +433,19 @@ class CodeDecoder:
                 elif self.bitness == 32 and self.is_address(disp):
                     data_ref = disp
                     zero_disp = True
+                elif (
+                    self.pic_base is not None
+                    and mnem == "lea"
+                    and base == Register.EBX
+                    and ins.memory_index == Register.NONE
+                    and (disp >= 0x8000_0000 or disp >= MIN_GOT_OFFSET)
+                ):
+                    # lea reg, [ebx + off]: GOT-relative address of a string/global/callback
+                    # (small offsets are rather struct fields of a pointer in ebx)
+                    value = (self.pic_base + disp) & self._mask
+                    if self.addresses.mapped(value):
+                        data_ref = value
+                        zero_disp = True
             elif kind in _NEAR_BRANCH_KINDS:
                 dep = DEP_BRANCH
                 zero_imm = True
@@ -431,4 +492,10 @@ class CodeDecoder:
         if api is not None and flow in (Flow.CALL, Flow.INDIRECT_JUMP, Flow.JUMP):
             tokens = ["api"]
         norm = f"{mnem} {', '.join(tokens)}" if tokens else mnem
-        return (mnem, norm, flow, pic, data_ref, imm, api, string, dep, register)
+        code_pointer = (
+            flow is Flow.NEXT
+            and data_ref is not None
+            and api is None
+            and self.addresses.executable(data_ref)
+        )
+        return (mnem, norm, flow, pic, data_ref, imm, api, string, dep, register, code_pointer)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
 
 from kinship.binary.model import Binary
 from kinship.disasm.cfg import CodeGraph
 from kinship.disasm.config import DisasmConfig
 from kinship.disasm.decoder import CodeDecoder
 from kinship.disasm.discovery import (
+    Coverage,
     data_pointer_candidates,
     function_names,
     gap_candidates,
+    iat_thunk_candidates,
     looks_like_prologue,
     seed_starts,
     tailcall_targets,
@@ -42,6 +45,20 @@ def disassemble(binary: Binary, config: DisasmConfig | None = None) -> Disassemb
             gc.enable()
 
 
+def _add_thunks(
+    graph: CodeGraph, decoder: CodeDecoder, add: Callable[[list[int], Discovery], list[int]]
+) -> None:
+    """Import stubs: those reached by calls/jumps, then ``jmp [IAT]`` in uncovered code."""
+    graph.explore(add(graph.thunk_starts, Discovery.THUNK))
+    covered = Coverage([(r[0].va, r[-1].va + r[-1].size) for r, _ in graph.runs if r])
+    stubs = [
+        va
+        for va in iat_thunk_candidates(decoder)
+        if va not in covered and va not in decoder.api_thunks and not graph.in_stub_section(va)
+    ]
+    graph.explore(add(stubs, Discovery.THUNK))
+
+
 def _disassemble(binary: Binary, config: DisasmConfig, t0: float) -> Disassembly:
     decoder = CodeDecoder(binary, config.max_literal_immediate)
     names = function_names(binary)
@@ -56,26 +73,35 @@ def _disassemble(binary: Binary, config: DisasmConfig, t0: float) -> Disassembly
         return new
 
     add(graph.call_targets, Discovery.CALL)
+    _add_thunks(graph, decoder, add)
     if config.scan_pointers:
+        in_code = Coverage([(r[0].va, r[-1].va + r[-1].size) for r, _ in graph.runs if r])
+        # An address taken by an instruction (push offset cb) is a stronger hint than a
+        # pointer-sized value in data: weak prologues count there at any alignment.
+        operand = set(graph.code_pointers)
         candidates = [
             p
             for p in (*graph.code_pointers, *data_pointer_candidates(binary, decoder))
-            if p not in starts and p not in graph.insns and looks_like_prologue(decoder, p)
+            if p not in starts
+            and p not in in_code
+            and looks_like_prologue(decoder, p, any_alignment=p in operand)
         ]
         graph.explore(add(list(dict.fromkeys(candidates)), Discovery.POINTER))
         add(graph.call_targets, Discovery.CALL)
     for _ in range(config.prologue_scan_rounds if config.scan_prologues else 0):
-        covered = [(r[0].va, r[-1].va + r[-1].size) for r, _ in graph.runs if r]
-        found = add(gap_candidates(decoder, covered, starts), Discovery.PROLOGUE)
+        spans = [(r[0].va, r[-1].va + r[-1].size) for r, _ in graph.runs if r]
+        found = add(gap_candidates(decoder, spans, starts), Discovery.PROLOGUE)
         if not found:
             break
         graph.explore(found)
         add(graph.call_targets, Discovery.CALL)
+        graph.explore(add(graph.thunk_starts, Discovery.THUNK))
     if config.tailcall_heuristic:
         for _ in range(3):
             tails = tailcall_targets(decoder, graph.jumps, starts, graph.insns)
             if not add(tails, Discovery.TAILCALL):
                 break
+    graph.explore(add(graph.thunk_starts, Discovery.THUNK))
     graph.cut_blocks(starts)
     functions: list[Function] = []
     warnings: list[str] = []

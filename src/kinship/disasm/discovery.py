@@ -13,7 +13,9 @@ import logging
 import struct
 from collections.abc import Iterable
 
+import iced_x86 as iced
 import numpy as np
+from iced_x86 import Code, FlowControl
 
 from kinship.binary.model import Binary, Format
 from kinship.disasm.config import DisasmConfig
@@ -25,6 +27,16 @@ log = logging.getLogger(__name__)
 # Data sections larger than this are not scanned for code pointers (hostile samples pad
 # sections to gigabytes; real .rdata/.data.rel.ro stay far below).
 MAX_POINTER_SCAN_BYTES = 64 * 1024 * 1024
+# Instructions decoded per gap by the prologue sweep (a gap can be a large data blob).
+MAX_GAP_SWEEP_INSTRUCTIONS = 200_000
+_END_FLOWS = frozenset(
+    {
+        FlowControl.RETURN,
+        FlowControl.UNCONDITIONAL_BRANCH,
+        FlowControl.INDIRECT_BRANCH,
+        FlowControl.INTERRUPT,
+    }
+)
 # Padding runs longer than this are treated as data, not alignment.
 MAX_PADDING = 4096
 
@@ -123,8 +135,12 @@ def seed_starts(binary: Binary, config: DisasmConfig, decoder: CodeDecoder) -> d
     return starts
 
 
-def looks_like_prologue(decoder: CodeDecoder, va: int) -> bool:
-    """A function-prologue byte pattern at ``va`` that also decodes as valid code."""
+def looks_like_prologue(decoder: CodeDecoder, va: int, any_alignment: bool = False) -> bool:
+    """A function-prologue byte pattern at ``va`` that also decodes as valid code.
+
+    Weak patterns (a bare ``push``/``sub esp``) count only at 16-byte aligned addresses unless
+    ``any_alignment`` (the caller knows ``va`` starts a gap right after other code's end).
+    """
     head = decoder.read(va, 8)
     strong: tuple[bytes, ...]
     weak: tuple[bytes, ...]
@@ -133,7 +149,7 @@ def looks_like_prologue(decoder: CodeDecoder, va: int) -> bool:
     else:
         strong, weak = _STRONG_PROLOGUES_32, _WEAK_PROLOGUES_32
     if not head.startswith(strong) and not (
-        va % WEAK_PROLOGUE_ALIGNMENT == 0 and head.startswith(weak)
+        (any_alignment or va % WEAK_PROLOGUE_ALIGNMENT == 0) and head.startswith(weak)
     ):
         return False
     cur = va
@@ -177,9 +193,12 @@ def skip_padding(decoder: CodeDecoder, va: int, end: int) -> int:
 def gap_candidates(
     decoder: CodeDecoder, covered: list[tuple[int, int]], starts: dict[int, Discovery]
 ) -> list[int]:
-    """Prologues at the first non-padding byte of every range no decoded code covers.
+    """Prologues in the ranges no decoded code covers.
 
-    ``covered`` holds the (start, end) VA of every decoded linear run, in any order.
+    ``covered`` holds the (start, end) VA of every decoded linear run, in any order. Each gap
+    is swept linearly; its first non-padding byte and the first non-padding byte after every
+    ``ret``/``jmp``/``int3`` in it are candidates (where one function ends, the next may
+    begin), accepted when a prologue pattern matches there.
     """
     spans = sorted(covered)
     found: list[int] = []
@@ -189,13 +208,40 @@ def gap_candidates(
         while cursor < hi:
             nxt = spans[i][0] if i < len(spans) and spans[i][0] < hi else hi
             if nxt > cursor:
-                cand = skip_padding(decoder, cursor, nxt)
-                if cand < nxt and cand not in starts and looks_like_prologue(decoder, cand):
-                    found.append(cand)
+                found.extend(_sweep_gap(decoder, cursor, nxt, starts))
             if nxt >= hi:
                 break
             cursor = max(cursor, spans[i][1])
             i += 1
+    return found
+
+
+def _sweep_gap(decoder: CodeDecoder, lo: int, hi: int, starts: dict[int, Discovery]) -> list[int]:
+    found: list[int] = []
+    cand = skip_padding(decoder, lo, hi)
+    if cand >= hi:
+        return found
+    data = decoder.read(cand, hi - cand)
+    dec = iced.Decoder(decoder.bitness, data, ip=cand)
+    base = cand
+    budget = MAX_GAP_SWEEP_INSTRUCTIONS
+    first = True
+    while cand < hi:
+        # Weak patterns at any alignment only at the gap's start and after a ret: after a jmp
+        # the next bytes are as often an unreached switch case ("sub esp, 8; push esi").
+        if cand not in starts and looks_like_prologue(decoder, cand, any_alignment=first):
+            found.append(cand)
+        dec.position = cand - base
+        dec.ip = cand
+        cand = hi
+        for ins in dec:
+            budget -= 1
+            if ins.code == Code.INVALID or budget <= 0:
+                return found
+            if ins.flow_control in _END_FLOWS and MNEMONICS[ins.mnemonic] != "int":
+                cand = skip_padding(decoder, ins.next_ip, hi)
+                first = ins.flow_control == FlowControl.RETURN
+                break
     return found
 
 
@@ -258,3 +304,44 @@ def tailcall_targets(
         if (t < own or (nxt is not None and t >= nxt)) and looks_like_prologue(decoder, t):
             found.append(t)
     return list(dict.fromkeys(found))
+
+
+class Coverage:
+    """Membership test for "inside some decoded linear run" (runs given as (start, end))."""
+
+    def __init__(self, covered: list[tuple[int, int]]) -> None:
+        merged: list[list[int]] = []
+        for lo, hi in sorted(covered):
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self._starts = [m[0] for m in merged]
+        self._ends = [m[1] for m in merged]
+
+    def __contains__(self, va: int) -> bool:
+        i = bisect.bisect_right(self._starts, va) - 1
+        return i >= 0 and va < self._ends[i]
+
+
+def iat_thunk_candidates(decoder: CodeDecoder) -> list[int]:
+    """Every ``jmp [slot]`` (``ff 25``) in code whose slot is an import (IAT) entry.
+
+    mingw and MSVC link one such stub per imported function; the stubs lie in a table no
+    code falls into, so only this scan finds the ones nothing calls directly.
+    """
+    slots = decoder.api_thunks
+    if not slots:
+        return []
+    found: list[int] = []
+    x64 = decoder.bitness == 64
+    for lo, hi in decoder.regions():
+        data = decoder.read(lo, hi - lo)
+        pos = data.find(b"\xff\x25")
+        while 0 <= pos <= len(data) - 6:
+            disp = int.from_bytes(data[pos + 2 : pos + 6], "little", signed=x64)
+            slot = (lo + pos + 6 + disp) if x64 else disp
+            if slot in slots:
+                found.append(lo + pos)
+            pos = data.find(b"\xff\x25", pos + 1)
+    return found

@@ -73,6 +73,7 @@ class Discovery(str, enum.Enum):
     TAILCALL = "tailcall"
     POINTER = "pointer"  # address-of a function in code/data (callbacks, vtables)
     PROLOGUE = "prologue"
+    THUNK = "thunk"  # an import stub (``jmp [IAT]``) called or jumped to, or found in a gap
 
 
 @dataclass(slots=True)
