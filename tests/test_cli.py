@@ -15,7 +15,7 @@ from kinship.cli import main
 from kinship.exceptions import EXIT_CODES
 
 COMMANDS = [["add"], ["match"], ["compare"], ["info"], ["db", "stats"], ["db", "list"],
-            ["db", "label"], ["db", "remove"]]
+            ["db", "label"], ["db", "remove"], ["strings"]]
 
 
 def run(*args: str | Path) -> tuple[int, str]:
@@ -210,3 +210,16 @@ def test_huge_file_refused_without_reading(tmp_home: Path, tmp_path: Path) -> No
     assert r.exit_code == EXIT_CODES["bad_input"]
     doc = json.loads(r.output)
     assert doc["n_failed"] == 1 and "MAX_FILE_SIZE" in doc["failed"][0]["reason"]
+
+
+def test_html_options(tmp_home: Path, tmp_path: Path, bins: dict[str, Path]) -> None:
+    run("add", bins["netsh_x86.exe"], "--family", "netshdoor")
+    page = tmp_path / "match.html"
+    code, out = run("match", bins["netsh_x64.exe"], "--html", page, "--json")
+    assert code == 0 and json.loads(out)["verdict"]["family"] == "netshdoor"
+    text = page.read_text()
+    assert "netshdoor" in text and "<svg" in text and "http://" not in text.replace(
+        "http://www.w3.org", "")
+    page = tmp_path / "compare.html"
+    code, _ = run("compare", bins["netsh_x86.exe"], bins["netsh_x64.exe"], "--html", page)
+    assert code == 0 and "run_command" in page.read_text()

@@ -379,12 +379,13 @@ def test_sqlite_migrates_older_schema(tmp_path: Path, monkeypatch: pytest.Monkey
     path = tmp_path / "k.db"
     with SQLiteStore(path) as s:
         s.add_sample(make_record("a"), make_functions("a", 2))
-    monkeypatch.setattr(sqlite_mod, "SCHEMA_VERSION", 2)
+    current = sqlite_mod.SCHEMA_VERSION
+    monkeypatch.setattr(sqlite_mod, "SCHEMA_VERSION", current + 1)
     monkeypatch.setattr(
-        sqlite_mod, "MIGRATIONS", {1: ("ALTER TABLE samples ADD COLUMN note TEXT",)}
+        sqlite_mod, "MIGRATIONS", {current: ("ALTER TABLE samples ADD COLUMN note TEXT",)}
     )
     with SQLiteStore(path) as s:
-        assert s.stats().schema_version == 2
+        assert s.stats().schema_version == current + 1
         assert s.functions(digest("a", "sha256")) == make_functions("a", 2)
     con = sqlite3.connect(path)
     assert "note" in {r[1] for r in con.execute("PRAGMA table_info(samples)")}

@@ -41,12 +41,15 @@ from kinship.ingest import (
 )
 from kinship.ingest import read_manifest as _read_manifest
 from kinship.match.aggregate import ReferenceIndex, attribute
+from kinship.match.combine import combine
 from kinship.match.result import MatchResult
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
 from kinship.store.base import Store
 from kinship.store.model import SampleRecord, StoreStats
 from kinship.store.paths import default_db_path
 from kinship.store.sqlite import SQLiteStore
+from kinship.strings.extract import StringTable
+from kinship.strings.similarity import string_reuse
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +166,7 @@ class Kinship:
         t0 = time.perf_counter()
         sample = self.analyse(path, base=base, arch=arch, keep=False)
         return self.match_features(sample.record, sample.features, include_self=include_self,
-                                   t0=t0)
+                                   t0=t0, strings=sample.strings)
 
     def match_features(
         self,
@@ -172,11 +175,18 @@ class Kinship:
         *,
         include_self: bool = False,
         t0: float | None = None,
+        strings: StringTable | None = None,
     ) -> MatchResult:
+        """Code-reuse attribution, combined with string reuse when ``strings`` is given."""
         t0 = t0 if t0 is not None else time.perf_counter()
         index = self.reference_index()
         exclude = None if include_self else record.sha256
         result = attribute(features, index, sample_sha256=record.sha256, exclude_sha256=exclude)
+        if strings is not None:
+            reuse = string_reuse(strings, self.store.string_postings,
+                                 sample_sha256=record.sha256, sample_name=record.name,
+                                 exclude_sha256=exclude)
+            result = combine(result, reuse)
         self._name_references(result)
         result.seconds = time.perf_counter() - t0
         return result

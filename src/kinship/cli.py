@@ -20,6 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kinship.api import Kinship
 from kinship.binary.model import Arch
+from kinship.cli_evidence import register as register_evidence
+from kinship.cli_evidence import write_compare_html, write_match_html
 from kinship.exceptions import EXIT_CODES, KinshipError, UsageError
 from kinship.ingest import AddReport, ProgressFn
 from kinship.pipeline import Labels
@@ -175,20 +177,27 @@ def _exit_for(error_name: str) -> int:
 @click.option("--arch", type=click.Choice(["x86", "x64"]), help="Architecture of a raw dump.")
 @click.option("--top", default=10, show_default=True, help="Rows per table.")
 @click.option("--include-self", is_flag=True, help="Also match against FILE's own stored copy.")
+@click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML evidence page to this file.")
 @common
 def match(file: Path, base: str | None, arch: str | None, top: int, include_self: bool,
-          db: Path | None, as_json: bool) -> None:
+          html: Path | None, db: Path | None, as_json: bool) -> None:
     """Attribute FILE: ranked families/actors, confidence, top shared functions.
 
     \b
     Examples:
       kinship match suspicious.dll
       kinship match implant_dump_0x10000000 --json | jq .verdict
+      kinship match suspicious.dll --html evidence.html
     A null family in the JSON verdict means "unknown".
     """
+    arch_ = Arch(arch) if arch else None
     with Kinship(db) as k:
-        res = k.match(file, base=_int(base), arch=Arch(arch) if arch else None,
-                      include_self=include_self)
+        if html:
+            res = write_match_html(k, file, html, base=_int(base), arch=arch_,
+                                   include_self=include_self)
+        else:
+            res = k.match(file, base=_int(base), arch=arch_, include_self=include_self)
     if as_json:
         _emit(res.to_dict())
     else:
@@ -202,18 +211,24 @@ def match(file: Path, base: str | None, arch: str | None, top: int, include_self
               help="How many pairs to show side by side in the terminal.")
 @click.option("--max-pairs", default=50, show_default=True,
               help="Pairs that get a full aligned listing (JSON/HTML).")
+@click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML evidence page to this file.")
 @common
-def compare(a: Path, b: Path, listings: int, max_pairs: int, db: Path | None,
-            as_json: bool) -> None:
+def compare(a: Path, b: Path, listings: int, max_pairs: int, html: Path | None,
+            db: Path | None, as_json: bool) -> None:
     """Matched function pairs of A and B with aligned side-by-side disassembly.
 
     \b
     Examples:
       kinship compare backdoor_2016_x86.exe backdoor_2019_x64.exe
       kinship compare a.exe b.dll --json > pairs.json
+      kinship compare a.exe b.dll --html compare.html
     """
     with Kinship(db) as k:
-        res = k.compare(a, b, max_listed=max_pairs)
+        if html:
+            res = write_compare_html(k, a, b, html, max_listed=max_pairs)
+        else:
+            res = k.compare(a, b, max_listed=max_pairs)
     if as_json:
         _emit(res.to_dict())
     else:
@@ -334,6 +349,8 @@ def db_remove(sample: str, db: Path | None, as_json: bool) -> None:
     else:
         out.print(f"removed {rec.sha256} ({rec.name})")
 
+
+register_evidence(main)
 
 if __name__ == "__main__":
     main()

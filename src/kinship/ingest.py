@@ -33,6 +33,7 @@ from kinship.binary.load import is_archive
 from kinship.exceptions import InputError, KinshipError, UsageError
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
 from kinship.store.base import Store
+from kinship.strings.similarity import to_stored
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +281,8 @@ def add_inputs(
             report.duplicates.append(item.name)  # same bytes twice in one batch
             continue
         try:
-            store.add_sample(res.record, res.features, replace=replace)
+            store.add_sample(res.record, res.features, replace=replace,
+                             strings=to_stored(res.strings.strings))
         except KinshipError as e:
             report.failed.append(Failure(item.name, str(e), type(e).__name__))
             continue

@@ -20,7 +20,9 @@ from kinship.disasm.model import Disassembly
 from kinship.features.config import FeatureConfig
 from kinship.features.extract import extract_all
 from kinship.features.model import FunctionFeatures
+from kinship.sample_hashes import sample_hashes
 from kinship.store.model import SampleRecord
+from kinship.strings.extract import StringTable, extract_strings
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class AnalysedSample:
     seconds: dict[str, float]  # load / disasm / features wall times
     binary: Binary | None = None  # kept only when asked (evidence views need it)
     disassembly: Disassembly | None = None
+    strings: StringTable = field(default_factory=StringTable)  # all strings, file order
 
 
 def feature_params() -> dict[str, Any]:
@@ -118,8 +121,12 @@ def analyse(item: SampleInput, *, keep: bool = False) -> AnalysedSample:
     t2 = time.perf_counter()
     feats = extract_all(dis.functions)
     t3 = time.perf_counter()
+    strings = extract_strings(binary, dis)
     labels = item.labels
     info = binary_info(binary)
+    # Weak sample-level evidence (ssdeep, pure Python and slow, only in `kinship info`).
+    info["hashes"] = sample_hashes(binary, with_ssdeep=False).to_dict()
+    t4 = time.perf_counter()
     info["warnings"] = info["warnings"] + list(dis.warnings)
     record = SampleRecord(
         sha256=binary.hashes.sha256,
@@ -142,7 +149,9 @@ def analyse(item: SampleInput, *, keep: bool = False) -> AnalysedSample:
     return AnalysedSample(
         record=record,
         features=feats,
-        seconds={"load": t1 - t0, "disasm": t2 - t1, "features": t3 - t2},
+        seconds={"load": t1 - t0, "disasm": t2 - t1, "features": t3 - t2,
+                 "strings": t4 - t3},
         binary=binary if keep else None,
         disassembly=dis if keep else None,
+        strings=strings,
     )

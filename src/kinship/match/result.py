@@ -9,7 +9,11 @@
      "samples": [{"sha256", "name", "family", "score", "n_functions_matched"}, ...],
      "function_matches": [{"query_va", "query_name", "ref_sample_sha256", "ref_va", "ref_name",
                            "family", "score", "kind", "is_library"}, ...],
-     "n_query_functions", "n_considered_functions", "n_library_functions", "seconds"}
+     "n_query_functions", "n_considered_functions", "n_library_functions", "seconds",
+     "shared_strings": [SharedString.to_dict(), ...]}     (string reuse, match/combine.py)
+
+Family entries also carry ``code_score`` (None: not combined), ``string_score`` and
+``n_strings_shared`` once string reuse is combined in; ``score`` is then the combined score.
 
 and ``MatchResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r``.
 """
@@ -19,6 +23,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import Any
+
+from kinship.strings.similarity import SharedString
 
 
 class MatchKind(str, enum.Enum):
@@ -56,6 +62,9 @@ class FamilyScore:
     score: float  # weighted fraction of the sample's non-library code explained (0..1)
     n_functions_matched: int  # query functions with a match in this family
     coverage: float  # size-weighted fraction of non-library query code with a match (0..1)
+    code_score: float | None = None  # code-reuse score when ``score`` combines strings too
+    string_score: float = 0.0  # string-reuse score (strings/similarity.py), 0..1
+    n_strings_shared: int = 0  # distinctive strings shared with the family
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,16 +73,23 @@ class FamilyScore:
             "score": self.score,
             "n_functions_matched": self.n_functions_matched,
             "coverage": self.coverage,
+            "code_score": self.code_score,
+            "string_score": self.string_score,
+            "n_strings_shared": self.n_strings_shared,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FamilyScore:
+        code = d.get("code_score")
         return cls(
             d["family"],
             d["actor"],
             float(d["score"]),
             int(d["n_functions_matched"]),
             float(d["coverage"]),
+            None if code is None else float(code),
+            float(d.get("string_score", 0.0)),
+            int(d.get("n_strings_shared", 0)),
         )
 
 
@@ -167,6 +183,7 @@ class MatchResult:
     seconds: float = 0.0
     actors: list[ActorScore] = field(default_factory=list)  # best first
     n_considered_functions: int = 0  # query functions with >= min_instructions
+    shared_strings: list[SharedString] = field(default_factory=list)  # best first
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -180,6 +197,7 @@ class MatchResult:
             "n_considered_functions": self.n_considered_functions,
             "n_library_functions": self.n_library_functions,
             "seconds": self.seconds,
+            "shared_strings": [x.to_dict() for x in self.shared_strings],
         }
 
     @classmethod
@@ -195,4 +213,5 @@ class MatchResult:
             seconds=float(d.get("seconds", 0.0)),
             actors=[ActorScore.from_dict(x) for x in d.get("actors", [])],
             n_considered_functions=int(d.get("n_considered_functions", 0)),
+            shared_strings=[SharedString.from_dict(x) for x in d.get("shared_strings", [])],
         )

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from types import TracebackType
@@ -129,6 +129,39 @@ class FunctionArrays:
         return int(self.function_id.shape[0])
 
 
+@dataclass(frozen=True, slots=True)
+class StoredString:
+    """One string of a sample as the store keeps it (see ``kinship.strings.extract``)."""
+
+    text: str
+    encoding: str  # "ascii" | "utf-16le" | "stack"
+    offset: int | None  # file offset (None: not backed by file bytes)
+    va: int | None  # virtual address (None: not mapped)
+    section: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StringPosting:
+    """A stored string and the sample it was found in (for rarity and string reuse)."""
+
+    string: StoredString
+    sample_id: int
+    sha256: str
+    name: str
+    family: str | None
+    actor: str | None  # effective actor
+    source: str | None
+    first_seen: str | None
+    is_library: bool
+
+
+# Stored strings per sample (hostile samples; real programs keep a few hundred distinctive
+# ones once ``kinship.strings.rarity`` has dropped the generic ones).
+MAX_STORED_STRINGS = 20_000
+# Texts looked up per round trip in ``string_postings`` (SQLite's host-parameter limit is 32766).
+MAX_TEXTS_PER_QUERY = 500
+
+
 @runtime_checkable
 class Store(Protocol):
     """A corpus of samples and their functions. Writes are atomic per call."""
@@ -138,9 +171,16 @@ class Store(Protocol):
         ...
 
     def add_sample(
-        self, rec: SampleRecord, functions: Sequence[FunctionFeatures], *, replace: bool = False
+        self,
+        rec: SampleRecord,
+        functions: Sequence[FunctionFeatures],
+        *,
+        replace: bool = False,
+        strings: Sequence[StoredString] = (),
     ) -> int:
-        """Store a sample and all its functions in one transaction; return the sample id.
+        """Store a sample, all its functions and its ``strings`` (the first
+        :data:`MAX_STORED_STRINGS`, one row per distinct text) in one transaction; return the
+        sample id.
 
         A sample whose sha256 is already stored is left alone (its id is returned) unless
         ``replace`` is True, in which case it is replaced under the same id. If anything fails
@@ -176,6 +216,15 @@ class Store(Protocol):
 
     def function_arrays(self) -> FunctionArrays:
         """All functions of all samples as numpy arrays (one pass over the store)."""
+        ...
+
+    def sample_strings(self, ref: str) -> list[StoredString]:
+        """The stored strings of a sample, in the order they were added."""
+        ...
+
+    def string_postings(self, texts: Iterable[str]) -> dict[str, list[StringPosting]]:
+        """For each of ``texts`` that any stored sample has: where it was found (sample id
+        order). Texts no sample has are absent from the result."""
         ...
 
     def families(self) -> list[FamilyRecord]:
@@ -248,6 +297,21 @@ def normalise_record(rec: SampleRecord) -> tuple[str, str, str]:
             raise StoreError(f"sample record has an invalid {col}: {getattr(rec, col)!r}")
         out.append(value)
     return out[0], out[1], out[2]
+
+
+def distinct_strings(strings: Sequence[StoredString]) -> list[StoredString]:
+    """The first occurrence of each text, at most :data:`MAX_STORED_STRINGS` (logs the cut)."""
+    seen: set[str] = set()
+    out: list[StoredString] = []
+    for s in strings:
+        if s.text in seen:
+            continue
+        seen.add(s.text)
+        out.append(s)
+        if len(out) >= MAX_STORED_STRINGS:
+            log.info("sample strings cut to the store's limit of %d", MAX_STORED_STRINGS)
+            break
+    return out
 
 
 def check_labels(labels: dict[str, str | bool | None]) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
@@ -25,10 +25,13 @@ from kinship.store.base import (
     FunctionArrays,
     SampleSummary,
     StoreConfig,
+    StoredString,
+    StringPosting,
     aggregate_families,
     check_labels,
     check_signature_lengths,
     clip_texts,
+    distinct_strings,
     encode_info,
     normalise_params,
     normalise_record,
@@ -39,7 +42,7 @@ from kinship.store.model import SampleRecord, StoreStats
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1  # reported by stats(); mirrors the SQLite layout it imitates
+SCHEMA_VERSION = 2  # reported by stats(); mirrors the SQLite layout it imitates
 
 
 @dataclass
@@ -48,6 +51,7 @@ class _Sample:
 
     rec: SampleRecord  # ``family`` is the family name; ``actor`` only the sample's own
     functions: list[FunctionFeatures]
+    strings: list[StoredString] = field(default_factory=list)
 
 
 class MemoryStore:
@@ -144,7 +148,12 @@ class MemoryStore:
         return any(s.rec.sha256 == key for s in self._samples.values())
 
     def add_sample(
-        self, rec: SampleRecord, functions: Sequence[FunctionFeatures], *, replace: bool = False
+        self,
+        rec: SampleRecord,
+        functions: Sequence[FunctionFeatures],
+        *,
+        replace: bool = False,
+        strings: Sequence[StoredString] = (),
     ) -> int:
         self._check_open()
         sha256, md5, sha1 = normalise_record(rec)
@@ -182,7 +191,7 @@ class MemoryStore:
         if existing is None:
             self._next_sample_id += 1
         self._family_actor = families
-        self._samples[sample_id] = _Sample(new, stored)
+        self._samples[sample_id] = _Sample(new, stored, distinct_strings(strings))
         first = self._next_function_id
         self._function_ids[sample_id] = list(range(first, first + len(stored)))
         self._next_function_id += len(stored)
@@ -267,6 +276,24 @@ class MemoryStore:
     def functions(self, ref: str) -> list[FunctionFeatures]:
         self._check_open()
         return list(self._samples[self._resolve(ref)].functions)
+
+    def sample_strings(self, ref: str) -> list[StoredString]:
+        self._check_open()
+        return list(self._samples[self._resolve(ref)].strings)
+
+    def string_postings(self, texts: Iterable[str]) -> dict[str, list[StringPosting]]:
+        self._check_open()
+        wanted = set(texts)
+        out: dict[str, list[StringPosting]] = {}
+        for sid in sorted(self._samples):
+            sample = self._samples[sid]
+            rec = self._public(sample)
+            for s in sample.strings:
+                if s.text in wanted:
+                    out.setdefault(s.text, []).append(StringPosting(
+                        s, sid, rec.sha256, rec.name, rec.family, rec.actor, rec.source,
+                        rec.first_seen, rec.is_library))
+        return out
 
     def function_arrays(self) -> FunctionArrays:
         self._check_open()

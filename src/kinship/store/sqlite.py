@@ -1,11 +1,13 @@
 """The default store: one SQLite file (WAL mode), no server.
 
-Layout (schema version 1)::
+Layout (schema version 2)::
 
     meta(key, value)                 schema_version, generation, code_sig_len, sem_sig_len
     families(id, name UNIQUE, actor)
     samples(id, sha256 UNIQUE, md5, sha1, ..., family_id -> families, actor, info JSON)
     functions(id, sample_id -> samples ON DELETE CASCADE, va, ..., code_sig BLOB, sem_sig BLOB)
+    sample_strings(sample_id -> samples ON DELETE CASCADE, string, offset, va, section,
+                   encoding)     one row per distinct text of a sample (version 2)
 
 Function rows are kept lean because there are millions of them: the two MinHash sketches are
 raw little-endian uint32 blobs (``K * 4`` bytes each), ``name``/``apis``/``strings``/
@@ -26,7 +28,7 @@ import logging
 import operator
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,14 +40,18 @@ import numpy as np
 from kinship.exceptions import NotFoundError, StoreError, UsageError
 from kinship.features.model import FunctionFeatures
 from kinship.store.base import (
+    MAX_TEXTS_PER_QUERY,
     FamilyRecord,
     FunctionArrays,
     SampleSummary,
     StoreConfig,
+    StoredString,
+    StringPosting,
     aggregate_families,
     check_labels,
     check_signature_lengths,
     clip_texts,
+    distinct_strings,
     encode_info,
     normalise_params,
     normalise_record,
@@ -56,7 +62,20 @@ from kinship.store.model import SampleRecord, StoreStats
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+_STRINGS_SCHEMA = """
+CREATE TABLE sample_strings (
+    sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+    string TEXT NOT NULL,
+    offset INTEGER,             -- file offset; NULL when not backed by file bytes
+    va INTEGER,                 -- signed 64-bit view, as functions.va
+    section TEXT,
+    encoding TEXT NOT NULL      -- ascii | utf-16le | stack
+);
+CREATE INDEX sample_strings_string ON sample_strings(string);
+CREATE INDEX sample_strings_sample ON sample_strings(sample_id);
+"""
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -108,10 +127,8 @@ CREATE TABLE functions (
 );
 CREATE INDEX functions_sample ON functions(sample_id);
 CREATE INDEX functions_exact ON functions(exact_hash);
-"""
+""" + _STRINGS_SCHEMA
 
-# MIGRATIONS[v] upgrades a version-v store to v+1 (statements run in one transaction).
-MIGRATIONS: dict[int, tuple[str, ...]] = {}
 
 _SAMPLE_COLUMNS = (
     "s.id, s.sha256, s.md5, s.sha1, s.name, s.format, s.arch, s.size, f.name, "
@@ -187,6 +204,11 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
     if pending.strip():
         raise StoreError("internal error: incomplete statement in the schema script")
+
+
+# MIGRATIONS[v] upgrades a version-v store to v+1 (statements run in one transaction).
+# 1 -> 2: sample strings (samples stored before have none until re-added with --replace).
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: tuple(_statements(_STRINGS_SCHEMA))}
 
 
 def _none_if_empty(value: str | None) -> str | None:
@@ -466,7 +488,12 @@ class SQLiteStore:
         return row is not None
 
     def add_sample(
-        self, rec: SampleRecord, functions: Sequence[FunctionFeatures], *, replace: bool = False
+        self,
+        rec: SampleRecord,
+        functions: Sequence[FunctionFeatures],
+        *,
+        replace: bool = False,
+        strings: Sequence[StoredString] = (),
     ) -> int:
         sha256, md5, sha1 = normalise_record(rec)
         family = _none_if_empty(rec.family)
@@ -526,6 +553,16 @@ class SQLiteStore:
                         "UPDATE samples SET n_instructions = ? WHERE id = ?",
                         (counter[0], sample_id),
                     )
+            if strings:
+                conn.executemany(
+                    "INSERT INTO sample_strings(sample_id, string, offset, va, section, "
+                    "encoding) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        (sample_id, _clean(s.text), s.offset,
+                         None if s.va is None else _va_to_db(s.va), s.section, s.encoding)
+                        for s in distinct_strings(strings)
+                    ),
+                )
             if replace:
                 self._drop_orphan_families(conn)
         log.debug("stored sample %s (id %d, %d functions)", sha256, sample_id, len(functions))
@@ -643,6 +680,37 @@ class SQLiteStore:
             )
             for r in rows
         ]
+
+    def sample_strings(self, ref: str) -> list[StoredString]:
+        with self._read() as conn:
+            sample_id = self._resolve(conn, ref)[0]
+            rows = conn.execute(
+                "SELECT string, encoding, offset, va, section FROM sample_strings "
+                "WHERE sample_id = ? ORDER BY rowid", (sample_id,)
+            ).fetchall()
+        return [_stored_string(r) for r in rows]
+
+    def string_postings(self, texts: Iterable[str]) -> dict[str, list[StringPosting]]:
+        wanted = sorted(set(texts))
+        out: dict[str, list[StringPosting]] = {}
+        with self._read() as conn:
+            for k in range(0, len(wanted), MAX_TEXTS_PER_QUERY):
+                chunk = wanted[k : k + MAX_TEXTS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    "SELECT t.string, t.encoding, t.offset, t.va, t.section, s.id, s.sha256, "
+                    "s.name, f.name, CASE WHEN s.family_id IS NULL THEN s.actor ELSE f.actor "
+                    "END, s.source, s.first_seen, s.is_library "
+                    "FROM sample_strings t JOIN samples s ON s.id = t.sample_id "
+                    "LEFT JOIN families f ON f.id = s.family_id "
+                    f"WHERE t.string IN ({marks}) ORDER BY s.id",
+                    chunk,
+                ).fetchall()
+                for r in rows:
+                    out.setdefault(r[0], []).append(StringPosting(
+                        _stored_string(r[:5]), int(r[5]), r[6], r[7], r[8], r[9], r[10], r[11],
+                        bool(r[12])))
+        return out
 
     def function_arrays(self) -> FunctionArrays:
         chunk = max(1, int(self.config.fetch_chunk_rows))
@@ -794,6 +862,14 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
+
+
+def _stored_string(row: Sequence[Any]) -> StoredString:
+    """(string, encoding, offset, va, section) row -> StoredString."""
+    return StoredString(
+        text=row[0], encoding=row[1], offset=row[2],
+        va=None if row[3] is None else _va_from_db(row[3]), section=row[4],
+    )
 
 
 def _as_text(value: str | bool | None) -> str | None:

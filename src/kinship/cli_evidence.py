@@ -1,0 +1,117 @@
+"""Evidence commands of the CLI: ``kinship strings ... --shared`` and the ``--html`` pages of
+``compare`` and ``match``. ``register(main)`` adds the commands; the ``write_*_html``
+functions are what ``compare --html`` / ``match --html`` call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from kinship.api import Kinship, compare_samples, sample_input
+from kinship.binary.model import Arch
+from kinship.evidence.compare import CompareResult
+from kinship.evidence.html import render_compare_html, render_match_html
+from kinship.evidence.shared_strings import SharedStringsResult, shared_strings
+from kinship.exceptions import UsageError
+from kinship.match.result import MatchResult
+from kinship.pipeline import analyse
+
+out = Console(highlight=False, soft_wrap=False)
+
+
+def write_compare_html(k: Kinship, a: Path, b: Path, html: Path, *, max_listed: int = 50
+                       ) -> CompareResult:
+    """Compare ``a`` with ``b`` and write the HTML evidence page to ``html``."""
+    t0 = time.perf_counter()
+    left = analyse(sample_input(a), keep=True)
+    right = analyse(sample_input(b), keep=True)
+    res = compare_samples(left, right, max_listed=max_listed, t0=t0,
+                          library_vas=k.library_functions(left))
+    strings = shared_strings([left, right], postings=k.store.string_postings)
+    html.write_text(render_compare_html(res, strings, left), encoding="utf-8")
+    return res
+
+
+def write_match_html(k: Kinship, file: Path, html: Path, *, base: int | None = None,
+                     arch: Arch | None = None, include_self: bool = False) -> MatchResult:
+    """Match ``file`` (code + strings) and write the HTML evidence page to ``html``."""
+    t0 = time.perf_counter()
+    sample = analyse(sample_input(file, base=base, arch=arch), keep=True)
+    res = k.match_features(sample.record, sample.features, include_self=include_self, t0=t0,
+                           strings=sample.strings)
+    html.write_text(render_match_html(res, sample), encoding="utf-8")
+    return res
+
+
+def shared_strings_of(k: Kinship | None, files: list[Path], min_samples: int | None
+                      ) -> SharedStringsResult:
+    samples = [analyse(sample_input(f), keep=True) for f in files]
+    postings = k.store.string_postings if k is not None else None
+    return shared_strings(samples, min_samples=min_samples, postings=postings)
+
+
+def render_shared_strings(c: Console, r: SharedStringsResult) -> None:
+    names = {s.sha256: s for s in r.samples}
+    c.print(f"[bold]{len(r.strings)} distinctive strings shared by at least {r.min_samples} of "
+            f"{len(r.samples)} samples[/]")
+    for s in r.samples:
+        c.print(f"  {s.sha256[:16]}  {escape(s.name)}  {s.format}/{s.arch}"
+                + (f"  source: {escape(s.source)}" if s.source else ""))
+    for row in r.strings:
+        c.print()
+        same = "  (same offset in every sample)" if row.same_offset else ""
+        c.print(f"[bold yellow]{escape(repr(row.text))}[/]  weight {row.weight:.2f}{same}")
+        for o in row.occurrences:
+            fns = ", ".join(f"{f.va:#x}" + (f" ({f.name})" if f.name else "")
+                            for f in o.functions)
+            off = f"{o.offset:#x}" if o.offset is not None else "-"
+            va = f"{o.va:#x}" if o.va is not None else "-"
+            c.print(f"  {escape(names[o.sha256].name)} offset {off} va {va} "
+                    f"{o.section or ''} {o.encoding}" + (f"  <- {fns}" if fns else ""))
+            if o.hexdump is not None:
+                for line in o.hexdump.lines():
+                    c.print("    " + escape(line.text()))
+
+
+def register(main: click.Group) -> None:
+    """Add the ``strings`` command to the ``kinship`` group."""
+
+    @main.command("strings")
+    @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+    @click.option("--shared", is_flag=True,
+                  help="Only strings shared by the samples (the default and only mode today).")
+    @click.option("--min-samples", type=int, default=None,
+                  help="Strings found in at least N of the files (default: all of them).")
+    @click.option("--no-store", is_flag=True,
+                  help="Do not use the store's library corpus and families for rarity.")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+    @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), envvar="KINSHIP_DB",
+                  help="Store file (rarity: library strings are dropped).")
+    def strings_cmd(files: tuple[Path, ...], shared: bool, min_samples: int | None,
+                    no_store: bool, as_json: bool, db: Path | None) -> None:
+        """Distinctive strings shared by FILES, with offsets and a hex dump per sample.
+
+        \b
+        Examples:
+          kinship strings implant_2016.exe implant_2018.exe implant_2019.exe --shared
+          kinship strings a.exe b.exe c.exe --shared --min-samples 2 --json
+        Generic strings ("%s", API and DLL names, strings of the store's library corpus
+        such as CRT messages) are left out.
+        """
+        if len(files) < 2:
+            raise UsageError("give at least two files")
+        if no_store:
+            res = shared_strings_of(None, list(files), min_samples)
+        else:
+            with Kinship(db) as k:
+                res = shared_strings_of(k, list(files), min_samples)
+        if as_json:
+            click.echo(json.dumps(res.to_dict(), indent=2))
+        else:
+            render_shared_strings(out, res)

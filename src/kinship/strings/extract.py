@@ -1,0 +1,294 @@
+"""Strings of a sample: ASCII and UTF-16LE runs in the file, plus stack strings.
+
+Every string carries its provenance: file offset, virtual address (None outside any mapped
+section, e.g. the PE header or an overlay), section name, and the functions that reference it::
+
+    offset 0x2a40  va 0x404040  .rdata  ascii  'netsh firewall add portopening TCP %d "%s"'
+                                                referenced by 0x401530 (open_port)
+
+Stack strings are built by code, one immediate at a time, and exist in no section::
+
+    mov dword ptr [ebp-0x20], 0x7473656e   ; "nets"
+    mov dword ptr [ebp-0x1c], 0x69662068   ; "h fi"     -> stack string "netsh fi..."
+
+They are reported with the VA of their first ``mov`` and the file offset of that instruction.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from kinship.binary.model import Binary
+from kinship.disasm.model import Disassembly, Function, Instruction
+
+log = logging.getLogger(__name__)
+
+# Strings kept per sample (hostile samples: a packed 100 MB blob of "printable" bytes). The
+# first ones in file order are kept; real programs have a few thousand.
+MAX_STRINGS_PER_SAMPLE = 50_000
+# Characters kept of one string (a long base64 blob is still one string, not a novel).
+MAX_STRING_CHARS = 1024
+# Functions listed as referencing one string (a logging format used everywhere says little more
+# after the first few dozen).
+MAX_REFERENCING_FUNCTIONS = 32
+
+
+class Encoding(str, enum.Enum):
+    ASCII = "ascii"
+    UTF16LE = "utf-16le"
+    STACK = "stack"  # built on the stack by mov-immediate sequences
+
+
+@dataclass(frozen=True, slots=True)
+class StringConfig:
+    """Knobs of string extraction."""
+
+    # Shortest string kept, in characters. Shorter runs are mostly noise in code bytes ("UWVS",
+    # "tH$"). Range 3..64; 5 keeps "%s %d"-style templates and drops most code noise.
+    min_chars: int = 5
+    # Shortest stack string kept, in characters. Range 3..64.
+    min_stack_chars: int = 5
+    # Also scan executable sections. Off by default: code bytes give many short false strings,
+    # and compilers keep literals in data sections.
+    scan_code: bool = False
+    # Also scan bytes outside every section (PE header, COFF symbol table, overlay). Off by
+    # default: toolchain file names and symbol names, not the author's data.
+    scan_unmapped: bool = False
+
+
+# Sections that hold debug information, not program data (long PE section names such as
+# "/19" point into the COFF string table and are DWARF sections in MinGW builds).
+_DEBUG_PREFIXES = (".debug", ".zdebug", ".stab", ".gnu_debug", "/")
+
+
+def is_debug_section(name: str | None) -> bool:
+    return name is not None and name.startswith(_DEBUG_PREFIXES)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleString:
+    """One string found in a sample, with where it is and who uses it."""
+
+    text: str
+    encoding: Encoding
+    offset: int | None  # file offset of the first byte (stack strings: of the first mov)
+    va: int | None  # virtual address of the first byte (None when not mapped)
+    section: str | None  # section name ("" for unnamed, None when outside every section)
+    functions: tuple[int, ...] = ()  # VAs of the functions referencing it, ascending
+
+    @property
+    def byte_length(self) -> int:
+        """Bytes the string occupies in the file (terminator excluded)."""
+        if self.encoding is Encoding.UTF16LE:
+            return 2 * len(self.text)
+        return len(self.text.encode("latin-1", "replace"))
+
+    def encoded(self) -> bytes:
+        """The string's bytes as they are in the file (stack strings: as built)."""
+        if self.encoding is Encoding.UTF16LE:
+            return self.text.encode("utf-16-le")
+        return self.text.encode("latin-1", "replace")
+
+
+@dataclass
+class StringTable:
+    """All strings of one sample, in file order (stack strings last)."""
+
+    strings: list[SampleString] = field(default_factory=list)
+    truncated: bool = False  # MAX_STRINGS_PER_SAMPLE was reached
+
+    def by_text(self) -> dict[str, list[SampleString]]:
+        out: dict[str, list[SampleString]] = {}
+        for s in self.strings:
+            out.setdefault(s.text, []).append(s)
+        return out
+
+    def texts(self) -> set[str]:
+        return {s.text for s in self.strings}
+
+
+_PRINTABLE = rb"\t\x20-\x7e"
+
+
+def _ascii_re(min_chars: int) -> re.Pattern[bytes]:
+    return re.compile(rb"[%s]{%d,}" % (_PRINTABLE, min_chars))
+
+
+def _utf16_re(min_chars: int) -> re.Pattern[bytes]:
+    return re.compile(rb"(?:[%s]\x00){%d,}" % (_PRINTABLE, min_chars))
+
+
+class _SectionMap:
+    """File offset -> (section, va), by bisection over sections sorted by offset."""
+
+    def __init__(self, binary: Binary, scan_code: bool) -> None:
+        """Sections sorted by offset; ``ranges`` are the file ranges of the sections to scan
+        (data sections, and code sections when ``scan_code``; never debug sections)."""
+        secs = sorted(
+            (s for s in binary.sections if s.raw_size > 0), key=lambda s: (s.offset, s.va)
+        )
+        self._sections = secs
+        self._starts = [s.offset for s in secs]
+        self.ranges = [
+            (s.offset, s.offset + s.raw_size)
+            for s in secs
+            if (scan_code or not s.executable) and not is_debug_section(s.name)
+        ]
+
+    def locate(self, offset: int) -> tuple[str | None, int | None]:
+        i = bisect.bisect_right(self._starts, offset) - 1
+        while i >= 0:
+            s = self._sections[i]
+            if s.offset <= offset < s.offset + s.raw_size:
+                return s.name, s.va + (offset - s.offset)
+            i -= 1
+            if i >= 0 and self._sections[i].offset + self._sections[i].raw_size <= offset:
+                break
+        return None, None
+
+
+def _scan_ranges(binary: Binary, smap: _SectionMap, unmapped: bool) -> list[tuple[int, int]]:
+    """File ranges to scan: non-code, non-debug sections, plus (``unmapped``) the bytes outside
+    every section (headers, overlay), merged."""
+    size = len(binary.data)
+    covered = sorted(
+        (s.offset, min(size, s.offset + s.raw_size)) for s in binary.sections if s.raw_size > 0
+    )
+    outside: list[tuple[int, int]] = []
+    pos = 0
+    for a, b in covered:
+        if a > pos:
+            outside.append((pos, a))
+        pos = max(pos, b)
+    if pos < size:
+        outside.append((pos, size))
+    ranges = sorted([(a, min(b, size)) for a, b in smap.ranges] + (outside if unmapped else []))
+    merged: list[tuple[int, int]] = []
+    for a, b in ranges:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        elif b > a:
+            merged.append((a, b))
+    return merged
+
+
+def _references(dis: Disassembly | None) -> dict[int, list[int]]:
+    """String VA -> VAs of the functions whose instructions reference it."""
+    refs: dict[int, list[int]] = {}
+    if dis is None:
+        return refs
+    for fn in dis.functions:
+        seen: set[int] = set()
+        for block in fn.blocks:
+            for ins in block.instructions:
+                if ins.string and ins.data_ref is not None and ins.data_ref not in seen:
+                    seen.add(ins.data_ref)
+                    lst = refs.setdefault(ins.data_ref, [])
+                    if len(lst) < MAX_REFERENCING_FUNCTIONS:
+                        lst.append(fn.va)
+    return refs
+
+
+def extract_strings(
+    binary: Binary, disassembly: Disassembly | None = None, config: StringConfig | None = None
+) -> StringTable:
+    """ASCII and UTF-16LE strings of ``binary`` (data sections, headers, overlay) and the stack
+    strings of ``disassembly``'s functions, each with offset, VA, section and referencing
+    functions (functions only when ``disassembly`` is given)."""
+    cfg = config or StringConfig()
+    smap = _SectionMap(binary, cfg.scan_code)
+    refs = _references(disassembly)
+    data = binary.data
+    table = StringTable()
+    found: list[tuple[int, SampleString]] = []
+    budget = MAX_STRINGS_PER_SAMPLE
+    patterns = ((Encoding.ASCII, _ascii_re(cfg.min_chars)),
+                (Encoding.UTF16LE, _utf16_re(cfg.min_chars)))
+    for start, end in _scan_ranges(binary, smap, cfg.scan_unmapped):
+        for enc, pattern in patterns:
+            for m in pattern.finditer(data, start, end):
+                raw = m.group()
+                text = raw.decode("ascii") if enc is Encoding.ASCII else raw.decode("utf-16-le")
+                section, va = smap.locate(m.start())
+                funcs = tuple(sorted(set(refs.get(va, ())))) if va is not None else ()
+                found.append((m.start(), SampleString(
+                    text[:MAX_STRING_CHARS], enc, m.start(), va, section, funcs)))
+                budget -= 1
+                if budget <= 0:
+                    break
+            if budget <= 0:
+                break
+        if budget <= 0:
+            table.truncated = True
+            log.info("%s: more than %d strings, the rest ignored", binary.path,
+                     MAX_STRINGS_PER_SAMPLE)
+            break
+    found.sort(key=lambda x: (x[0], x[1].encoding.value))
+    table.strings = [s for _, s in found]
+    if disassembly is not None and not table.truncated:
+        table.strings.extend(stack_strings(binary, disassembly.functions, cfg.min_stack_chars))
+    return table
+
+
+# ---- stack strings --------------------------------------------------------------------------
+
+
+def _imm_chars(ins: Instruction) -> bytes | None:
+    """The bytes a ``mov stk, imm`` stores, when they are printable characters (or NUL
+    padding after at least one character); None otherwise. The operand width is taken from
+    the instruction's length (the immediate is the trailing bytes)."""
+    imm = ins.imm
+    if imm is None or ins.mnemonic != "mov" or ins.data_ref is not None:
+        return None
+    if not ins.norm.startswith("mov stk"):
+        return None
+    width = 1 if imm < 0x100 else 2 if imm < 0x10000 else 4
+    if ins.size >= 8 and imm >= 0x10000:  # "mov dword ptr [ebp-x], imm32" is >= 7 bytes
+        width = 4
+    raw = (imm & ((1 << (8 * width)) - 1)).to_bytes(width, "little")
+    text = raw.rstrip(b"\x00")
+    if not text or not all(0x20 <= c < 0x7F or c == 0x09 for c in text):
+        return None
+    return raw
+
+
+def stack_strings(binary: Binary, functions: Iterable[Function], min_chars: int = 5
+                  ) -> list[SampleString]:
+    """Strings built by runs of consecutive ``mov [stack], printable-imm`` instructions."""
+    out: list[SampleString] = []
+    for fn in functions:
+        for block in fn.blocks:
+            out.extend(_block_stack_strings(binary, fn.va, block.instructions, min_chars))
+    return out
+
+
+def _block_stack_strings(binary: Binary, fn_va: int, insns: Sequence[Instruction],
+                         min_chars: int) -> list[SampleString]:
+    out: list[SampleString] = []
+    run: list[tuple[Instruction, bytes]] = []
+
+    def flush() -> None:
+        if len(run) >= 2:
+            buf = b"".join(raw for _, raw in run)
+            text = buf.split(b"\x00", 1)[0].decode("ascii")
+            if len(text) >= min_chars:
+                first = run[0][0]
+                sec = binary.section_for(first.va)
+                out.append(SampleString(text[:MAX_STRING_CHARS], Encoding.STACK,
+                                        binary.va_to_offset(first.va), first.va,
+                                        sec.name if sec else None, (fn_va,)))
+        run.clear()
+
+    for ins in insns:
+        chars = _imm_chars(ins)
+        if chars is None:
+            flush()
+        else:
+            run.append((ins, chars))
+    flush()
+    return out
