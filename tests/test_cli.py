@@ -60,6 +60,8 @@ def test_add_match_info_stats_json(tmp_home: Path, bins: dict[str, Path]) -> Non
     assert info["format"] == "pe" and info["arch"] == "x64"
     assert "CreateProcessA" in info["imports"]["kernel32.dll"]
     assert info["n_functions"] > 50 and len(info["md5"]) == 32
+    assert info["similarity_hashes"]["tlsh"] and info["similarity_hashes"]["ssdeep"]
+    assert {s["name"] for s in info["similarity_hashes"]["sections"]} >= {".text", ".rdata"}
 
     code, out = run("db", "stats", "--json")
     assert code == 0

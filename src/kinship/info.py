@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kinship.pipeline import AnalysedSample
+from kinship.sample_hashes import sample_hashes
 
 
 @dataclass
@@ -42,6 +43,8 @@ class InfoResult:
     functions: list[FunctionSummary]
     warnings: list[str]
     seconds: dict[str, float]
+    # similarity hashes: imphash, rich_header_hash, tlsh, ssdeep, pdb_path, exports, sections
+    similarity_hashes: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,4 +96,5 @@ def build_info(sample: AnalysedSample) -> InfoResult:
         ],
         warnings=r.info.get("warnings", []),
         seconds={k: round(v, 4) for k, v in sample.seconds.items()},
+        similarity_hashes=sample_hashes(b, with_ssdeep=True).to_dict(),
     )
