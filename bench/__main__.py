@@ -81,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
         help=f"corpus archive (default {DEFAULT_ARCHIVE})",
     )
     d.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    for name, text in (
+        ("all", "matching + attribution + scale, then docs/BENCHMARKS.md tables and PNGs"),
+        ("matching", "function matching (XV/XO/XC/XB/XF/XM) kinship vs MCRIT"),
+        ("attribution", "family attribution, unknown families, threshold calibration"),
+        ("scale", "query latency and memory vs index size"),
+    ):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("--quick", action="store_true", help="small subset (< 5 min)")
+        sp.add_argument("--no-peer", action="store_true", help="skip MCRIT")
+        sp.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return p
 
 
@@ -110,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.command != "disasm":
+        from bench.suite import run_suite
+
+        return run_suite(args.command, quick=args.quick, with_peer=not args.no_peer)
     missing = have_strip_tools()
     if missing:
         print(f"missing strip tools: {', '.join(missing)}", file=sys.stderr)

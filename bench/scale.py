@@ -1,0 +1,127 @@
+"""Query latency and memory vs index size (kinship only).
+
+The dev machine cannot ingest 10^6-10^7 distinct real functions (the corpus holds about 10^5),
+so large indexes are *replayed*: the real signatures of the analysed corpus are copied, and copy
+``c`` has every sketch slot and exact hash remapped by a copy-specific bijection
+(``x -> (x * odd_c + c) mod 2^32``). Within a copy the Jaccard structure of the real data is
+kept; across copies nothing collides, as between unrelated families. The JSON says, per size,
+how many functions are real and how many replayed.
+
+Measured per size: index build seconds, index bytes (``ReferenceIndex.nbytes``), RSS growth of
+this process while building (``VmRSS``), and the wall time of ``attribute`` for one query
+sample of about 5,000 real functions (median of ``repeats``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+ProgressFn = Callable[[str], None]
+
+QUICK_SIZES = (10_000, 100_000)
+FULL_SIZES = (10_000, 100_000, 1_000_000)
+# 10^7 replayed functions need about 10^7 * (2 * 64 * 4 + 2 * 16 * 12) bytes = 9 GiB of sketches
+# and LSH tables in this process: more than a 2-core, 24 GiB dev box can build next to the
+# rest of a benchmark run. Reported as not measured.
+QUERY_FUNCTIONS = 5000
+
+
+@dataclass
+class ScalePoint:
+    n_functions: int
+    n_real: int
+    n_replayed: int
+    build_s: float
+    index_mib: float
+    rss_growth_mib: float
+    query_s: float
+    query_functions: int
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _replay(base: Any, n: int) -> Any:
+    """SketchRows of ``n`` rows: copies of ``base`` remapped per copy (see module docstring)."""
+    from kinship.match.score import SketchRows
+
+    copies = -(-n // len(base))
+    code, sem, ex, ni, ns = [], [], [], [], []
+    for c in range(copies):
+        if c == 0:
+            code.append(base.code_sig)
+            sem.append(base.sem_sig)
+            ex.append(base.exact_hash)
+        else:
+            odd = np.uint32((2 * c + 1) * 0x9E3779B1 & 0xFFFFFFFF | 1)
+            empty = np.uint32(0xFFFFFFFF)
+            cs = base.code_sig * odd + np.uint32(c)
+            ss = base.sem_sig * odd + np.uint32(c)
+            cs[base.code_sig == empty] = empty
+            ss[base.sem_sig == empty] = empty
+            code.append(cs)
+            sem.append(ss)
+            ex.append(base.exact_hash ^ np.int64(c * 0x5BD1E995))
+        ni.append(base.n_instructions)
+        ns.append(base.n_sem_tokens)
+    return SketchRows(np.concatenate(code)[:n], np.concatenate(sem)[:n],
+                      np.concatenate(ex)[:n], np.concatenate(ni)[:n], np.concatenate(ns)[:n])
+
+
+def run_scale(feature_sets: Sequence[tuple[Any, Sequence[Any]]], *, quick: bool,
+              progress: ProgressFn | None = None, repeats: int = 3) -> list[ScalePoint]:
+    """``feature_sets``: (SampleRecord, features) of analysed real binaries."""
+    from kinship.match.aggregate import ReferenceIndex, SampleLabel, attribute
+    from kinship.match.score import SketchRows
+
+    feats = [f for _, fs in feature_sets for f in fs]
+    base = SketchRows.from_features(feats)
+    # Query: the functions of the largest real samples, up to QUERY_FUNCTIONS.
+    query: list[Any] = []
+    for _, fs in sorted(feature_sets, key=lambda p: -len(p[1])):
+        if len(query) >= QUERY_FUNCTIONS:
+            break
+        query += list(fs)
+    query = query[:QUERY_FUNCTIONS]
+    out = []
+    for n in QUICK_SIZES if quick else FULL_SIZES:
+        rss0 = _rss_mib()
+        t0 = time.perf_counter()
+        rows = _replay(base, n)
+        n_samples = max(1, n // 500)  # about 500 functions per reference sample
+        sid = (np.arange(n, dtype=np.int64) * n_samples) // n
+        labels = {i: SampleLabel(f"{i:064x}", f"s{i}", f"fam{i % 997}", None, False)
+                  for i in range(n_samples)}
+        index = ReferenceIndex(
+            function_id=np.arange(n, dtype=np.int64), sample_id=sid,
+            n_instructions=rows.n_instructions, exact_hash=rows.exact_hash,
+            code_sig=rows.code_sig, sem_sig=rows.sem_sig, samples=labels,
+            n_sem_tokens=rows.n_sem_tokens, function_va=np.zeros(n, dtype=np.int64),
+        )
+        build = time.perf_counter() - t0
+        growth = _rss_mib() - rss0
+        times = []
+        for _ in range(repeats):
+            t1 = time.perf_counter()
+            attribute(query, index, sample_sha256="q")
+            times.append(time.perf_counter() - t1)
+        p = ScalePoint(n, min(n, len(feats)), max(0, n - len(feats)), round(build, 2),
+                       round(index.nbytes / 2**20, 1), round(growth, 1),
+                       round(float(np.median(times)), 3), len(query))
+        out.append(p)
+        if progress:
+            progress(f"  scale: {p}")
+        del index, rows
+    return out
