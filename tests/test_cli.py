@@ -15,7 +15,9 @@ from kinship.cli import main
 from kinship.exceptions import EXIT_CODES
 
 COMMANDS = [["add"], ["match"], ["compare"], ["info"], ["db", "stats"], ["db", "list"],
-            ["db", "label"], ["db", "remove"], ["strings"]]
+            ["db", "label"], ["db", "remove"], ["strings"], ["actor"], ["capabilities"],
+            ["iocs"], ["rules", "yara"], ["report"], ["export", "stix"], ["export", "misp"],
+            ["export", "navigator"], ["export", "csv"]]
 
 
 def run(*args: str | Path) -> tuple[int, str]:
@@ -225,3 +227,17 @@ def test_html_options(tmp_home: Path, tmp_path: Path, bins: dict[str, Path]) -> 
     page = tmp_path / "compare.html"
     code, _ = run("compare", bins["netsh_x86.exe"], bins["netsh_x64.exe"], "--html", page)
     assert code == 0 and "run_command" in page.read_text()
+
+
+def test_samples_are_kept_next_to_the_store(tmp_home: Path, bins: dict[str, Path]) -> None:
+    code, out = run("add", bins["netsh_x86.exe"], "--json")
+    assert code == 0
+    sha = json.loads(out)["added"][0]["sha256"]
+    kept = tmp_home / "samples" / sha
+    assert kept.read_bytes() == bins["netsh_x86.exe"].read_bytes()
+    assert kept.stat().st_mode & 0o111 == 0  # never executable
+    run("db", "remove", sha)
+    assert not kept.exists()
+    code, out = run("add", bins["netsh_x64.exe"], "--no-keep", "--json")
+    assert code == 0
+    assert not (tmp_home / "samples" / json.loads(out)["added"][0]["sha256"]).exists()

@@ -45,6 +45,7 @@ from kinship.match.combine import combine
 from kinship.match.result import MatchResult
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
 from kinship.store.base import Store
+from kinship.store.files import SampleFiles
 from kinship.store.model import SampleRecord, StoreStats
 from kinship.store.paths import default_db_path
 from kinship.store.sqlite import SQLiteStore
@@ -73,8 +74,22 @@ def sample_input(path: str | Path, *, base: int | None = None, arch: Arch | None
 class Kinship:
     """A store plus the operations on it. Thread-unsafe; one per thread/process."""
 
-    def __init__(self, db: str | Path | None = None, *, store: Store | None = None) -> None:
-        self.store: Store = store if store is not None else SQLiteStore(db or default_db_path())
+    def __init__(self, db: str | Path | None = None, *, store: Store | None = None,
+                 keep_files: bool = True) -> None:
+        """Open the store at ``db`` (default: ``$KINSHIP_HOME/kinship.db``), or use ``store``.
+
+        ``keep_files``: keep a copy of every ingested sample next to the store
+        (``<store dir>/samples/<sha256>``) so that evidence views can show reference code and
+        YARA rules can be validated. Off for an in-memory ``store``.
+        """
+        db_path: Path | None = Path(db) if db else None
+        if store is None:
+            db_path = db_path or default_db_path()
+            store = SQLiteStore(db_path)
+        self.store: Store = store
+        self.files: SampleFiles | None = (
+            SampleFiles.default(db_path) if keep_files and db_path is not None else None
+        )
         self._index: ReferenceIndex | None = None
         self._index_generation = -1
 
@@ -105,7 +120,8 @@ class Kinship:
     ) -> AddReport:
         """Add files, folders (``<family>/<version>/<sample>``) and zip archives."""
         items = expand([Path(p) for p in paths], labels or Labels(), base=base)
-        return add_inputs(self.store, items, jobs=jobs, replace=replace, progress=progress)
+        return add_inputs(self.store, items, jobs=jobs, replace=replace, progress=progress,
+                          files=self.files)
 
     def add_manifest(
         self,
@@ -124,13 +140,26 @@ class Kinship:
             for path, labels in rows:
                 yield from expand([path], base.merged(labels), use_tree=False)
 
-        return add_inputs(self.store, items(), jobs=jobs, replace=replace, progress=progress)
+        return add_inputs(self.store, items(), jobs=jobs, replace=replace, progress=progress,
+                          files=self.files)
 
     # ---- labels / inventory ---------------------------------------------------------------
     def relabel(self, ref: str, **labels: Any) -> SampleRecord:
         rec = self.store.get_sample(ref)
         self.store.update_labels(rec.sha256, **labels)
         return self.store.get_sample(rec.sha256)
+
+    def remove(self, ref: str) -> SampleRecord:
+        """Delete a sample, its functions and its kept file."""
+        rec = self.store.get_sample(ref)
+        self.store.delete_sample(rec.sha256)
+        if self.files is not None:
+            self.files.remove(rec.sha256)
+        return rec
+
+    def sample_file(self, sha256: str) -> Path | None:
+        """The kept copy of a stored sample, if any."""
+        return self.files.path_for(sha256) if self.files is not None else None
 
     def stats(self) -> StoreStats:
         return self.store.stats()

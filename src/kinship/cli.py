@@ -22,6 +22,7 @@ from kinship.api import Kinship
 from kinship.binary.model import Arch
 from kinship.cli_evidence import register as register_evidence
 from kinship.cli_evidence import write_compare_html, write_match_html
+from kinship.cli_intel import register as register_intel
 from kinship.exceptions import EXIT_CODES, KinshipError, UsageError
 from kinship.ingest import AddReport, ProgressFn
 from kinship.pipeline import Labels
@@ -117,11 +118,15 @@ def main(verbose: int) -> None:
               help="CSV/JSON manifest: path,family,actor,source,first_seen,version,library.")
 @click.option("--base", help="Base address of raw memory dumps (e.g. 0x400000).")
 @click.option("--replace", is_flag=True, help="Re-analyse and overwrite samples already stored.")
+@click.option("--no-keep", is_flag=True,
+              help="Do not keep a copy of each sample next to the store (no reference listings "
+                   "in match evidence, no YARA validation without --samples).")
 @click.option("-j", "--jobs", default=1, show_default=True, help="Parallel analysis processes.")
 @common
 def add(paths: tuple[Path, ...], family: str | None, actor: str | None, source: str | None,
         first_seen: str | None, version_: str | None, library: bool, manifest: Path | None,
-        base: str | None, replace: bool, jobs: int, db: Path | None, as_json: bool) -> None:
+        base: str | None, replace: bool, no_keep: bool, jobs: int, db: Path | None,
+        as_json: bool) -> None:
     """Analyse samples and add them to the store with their labels.
 
     \b
@@ -137,7 +142,7 @@ def add(paths: tuple[Path, ...], family: str | None, actor: str | None, source: 
     if not paths and not manifest:
         raise UsageError("give files/folders to add, or --manifest FILE")
     labels = Labels(family, actor, source, first_seen, version_, library)
-    with Kinship(db) as k, _progress(not as_json, "ingest") as progress:
+    with Kinship(db, keep_files=not no_keep) as k, _progress(not as_json, "ingest") as progress:
         report = AddReport()
         if manifest:
             report = k.add_manifest(manifest, labels, jobs=jobs, replace=replace,
@@ -342,8 +347,7 @@ def db_remove(sample: str, db: Path | None, as_json: bool) -> None:
       kinship db remove 3f2a9c1b
     """
     with Kinship(db) as k:
-        rec = k.store.get_sample(sample)
-        k.store.delete_sample(rec.sha256)
+        rec = k.remove(sample)
     if as_json:
         _emit({"removed": rec.sha256})
     else:
@@ -351,6 +355,7 @@ def db_remove(sample: str, db: Path | None, as_json: bool) -> None:
 
 
 register_evidence(main)
+register_intel(main)
 
 if __name__ == "__main__":
     main()

@@ -33,6 +33,7 @@ from kinship.binary.load import is_archive
 from kinship.exceptions import InputError, KinshipError, UsageError
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
 from kinship.store.base import Store
+from kinship.store.files import SampleFiles
 from kinship.strings.similarity import to_stored
 
 logger = logging.getLogger(__name__)
@@ -243,6 +244,16 @@ def _results(
                 yield it, Failure(it.name, f"analysis worker failed: {e}", type(e).__name__)
 
 
+def _keep(files: SampleFiles, item: SampleInput) -> None:
+    try:
+        if item.data is not None:
+            files.keep_bytes(item.data)
+        elif item.path is not None:
+            files.keep(item.path)
+    except (OSError, InputError) as e:  # the sample is stored; only the copy is missing
+        logger.warning("%s: stored, but its file could not be kept: %s", item.name, e)
+
+
 def add_inputs(
     store: Store,
     inputs: Iterable[SampleInput | Failure],
@@ -250,8 +261,12 @@ def add_inputs(
     jobs: int = 1,
     replace: bool = False,
     progress: ProgressFn | None = None,
+    files: SampleFiles | None = None,
 ) -> AddReport:
-    """Analyse and store every input; one transaction per sample."""
+    """Analyse and store every input; one transaction per sample.
+
+    With ``files``, each stored sample's bytes are also kept there (for evidence and rules).
+    """
     t0 = time.perf_counter()
     report = AddReport()
     todo: list[SampleInput] = []
@@ -287,6 +302,8 @@ def add_inputs(
             report.failed.append(Failure(item.name, str(e), type(e).__name__))
             continue
         r = res.record
+        if files is not None:
+            _keep(files, item)
         report.added.append(Added(r.sha256, r.name, r.family, r.n_functions, r.n_instructions))
     report.seconds = time.perf_counter() - t0
     return report

@@ -1,0 +1,284 @@
+"""Capabilities and ATT&CK techniques from code: capa's rule engine over kinship's disassembly.
+
+    rules dir (--capa-rules / $KINSHIP_CAPA_RULES)  +  kinship's own rules (intel/rules/*.yml)
+        -> capa RuleSet -> capa.find_capabilities(KinshipCapaExtractor) -> CapabilitiesResult
+
+Each capability keeps its evidence: the function that matched (address, name) and the features
+that made it match (api, string, number ...). Techniques gather capabilities by ATT&CK id.
+The capa rules directory is never assumed: it comes from the caller or the environment.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from kinship.binary.model import Binary
+from kinship.disasm.model import Disassembly
+from kinship.exceptions import UsageError
+from kinship.intel.capa_extractor import KinshipCapaExtractor
+
+logger = logging.getLogger(__name__)
+
+RULES_ENV = "KINSHIP_CAPA_RULES"  # directory of capa rules (e.g. a capa-rules checkout)
+CACHE_ENV = "KINSHIP_CAPA_CACHE"  # where capa may cache the compiled rule set
+BUILTIN_RULES = Path(__file__).parent / "rules"
+# One capability lists at most this many locations (a rule can match thousands of insns).
+MAX_LOCATIONS = 20
+# Evidence kept per location: features shown, so a report stays readable.
+MAX_EVIDENCE_FEATURES = 12
+_ATTACK_ID = re.compile(r"\[(T\d{4}(?:\.\d{3})?)\]")
+_MBC_ID = re.compile(r"\[([A-Z]\d{4}(?:\.\d{3})?)\]")
+_EVIDENCE_KINDS = ("api", "string", "substring", "regex", "number", "bytes", "characteristic",
+                   "import", "export", "section", "mnemonic", "offset")
+
+
+@dataclass
+class CapabilitiesConfig:
+    """Where the rules come from."""
+
+    # capa rules directory; None = $KINSHIP_CAPA_RULES. Required: kinship ships no capa rules.
+    rules_dir: Path | None = None
+    # Also load kinship's own rules (intel/rules/*.yml: netsh firewall, process creation ...).
+    builtin_rules: bool = True
+    # Include capa's nursery/ rules (unfinished, more false positives). Default True like capa.
+    nursery: bool = True
+    # Cache directory for capa's compiled rule set; None = $KINSHIP_CAPA_CACHE, else capa's.
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Where a capability matched: an address in a function, and the features seen there."""
+
+    va: int
+    function_va: int | None
+    function_name: str | None
+    features: tuple[str, ...] = ()  # e.g. ("api(CreateProcess)", 'substring("netsh")')
+
+
+@dataclass
+class Capability:
+    rule: str
+    namespace: str | None
+    scope: str
+    attack: list[str]  # ATT&CK ids, e.g. ["T1562.004"]
+    attack_names: list[str]  # the rule's own "Tactic::Technique::Sub [id]" strings
+    mbc: list[str]
+    evidence: list[Evidence]
+    source: str  # "capa-rules" or "kinship"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule, "namespace": self.namespace, "scope": self.scope,
+            "attack": list(self.attack), "attack_names": list(self.attack_names),
+            "mbc": list(self.mbc), "source": self.source,
+            "evidence": [{"va": e.va, "function_va": e.function_va,
+                          "function_name": e.function_name, "features": list(e.features)}
+                         for e in self.evidence],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Capability:
+        return cls(
+            rule=d["rule"], namespace=d.get("namespace"), scope=d["scope"],
+            attack=list(d.get("attack", [])), attack_names=list(d.get("attack_names", [])),
+            mbc=list(d.get("mbc", [])), source=d.get("source", "capa-rules"),
+            evidence=[Evidence(e["va"], e.get("function_va"), e.get("function_name"),
+                               tuple(e.get("features", []))) for e in d.get("evidence", [])],
+        )
+
+
+@dataclass
+class TechniqueHit:
+    """One ATT&CK technique seen in the sample, with the capabilities that show it."""
+
+    id: str
+    name: str | None
+    tactics: list[str]
+    rules: list[str]
+    evidence: list[Evidence]
+
+    @property
+    def function_vas(self) -> list[int]:
+        return sorted({e.function_va for e in self.evidence if e.function_va is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "tactics": list(self.tactics),
+            "rules": list(self.rules), "function_vas": self.function_vas,
+            "evidence": [{"va": e.va, "function_va": e.function_va,
+                          "function_name": e.function_name, "features": list(e.features)}
+                         for e in self.evidence],
+        }
+
+
+@dataclass
+class CapabilitiesResult:
+    sha256: str
+    name: str
+    capabilities: list[Capability]
+    techniques: list[TechniqueHit]
+    n_rules: int
+    rules_source: str
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256, "name": self.name, "n_rules": self.n_rules,
+            "rules_source": self.rules_source, "seconds": round(self.seconds, 3),
+            "capabilities": [c.to_dict() for c in self.capabilities],
+            "techniques": [t.to_dict() for t in self.techniques],
+            "warnings": list(self.warnings),
+        }
+
+
+def rules_dir(option: str | Path | None) -> Path:
+    """The capa rules directory from the option or ``$KINSHIP_CAPA_RULES``; UsageError if none."""
+    raw = str(option) if option else os.environ.get(RULES_ENV, "").strip()
+    if not raw:
+        raise UsageError(
+            f"no capa rules: give --capa-rules DIR or set ${RULES_ENV} "
+            "(a checkout of https://github.com/mandiant/capa-rules)")
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        raise UsageError(f"capa rules directory not found: {path}")
+    return path
+
+
+@lru_cache(maxsize=4)
+def _load(paths: tuple[str, ...], nursery: bool, cache_dir: str | None) -> Any:
+    import capa.rules
+
+    files = capa.rules.collect_rule_file_paths([Path(p) for p in paths])
+    if not nursery:
+        files = [f for f in files if not capa.rules.is_nursery_rule_path(f)]
+    kwargs: dict[str, Any] = {"on_load_rule": lambda *_: None}
+    if cache_dir:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        kwargs["cache_dir"] = Path(cache_dir)
+    try:
+        return capa.rules.get_rules(list(files), **kwargs)
+    except capa.rules.InvalidRule as e:
+        raise UsageError(f"invalid capa rule: {e}") from e
+
+
+def load_rules(config: CapabilitiesConfig | None = None) -> Any:
+    """The capa ``RuleSet`` for ``config`` (cached per process)."""
+    config = config or CapabilitiesConfig()
+    paths = [str(rules_dir(config.rules_dir))]
+    if config.builtin_rules:
+        paths.append(str(BUILTIN_RULES))
+    cache = config.cache_dir or (Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV)
+                                 else None)
+    return _load(tuple(paths), config.nursery, str(cache) if cache else None)
+
+
+class _FunctionLocator:
+    """Maps any instruction/block address to its function (first function containing it)."""
+
+    def __init__(self, dis: Disassembly) -> None:
+        spans: list[tuple[int, int, int, str | None]] = []
+        for f in dis.functions:
+            for b in f.blocks:
+                spans.append((b.va, b.end, f.va, f.name))
+        spans.sort()
+        self._starts = [s[0] for s in spans]
+        self._spans = spans
+        self._names = {f.va: f.name for f in dis.functions}
+
+    def find(self, va: int) -> tuple[int | None, str | None]:
+        if va in self._names:
+            return va, self._names[va]
+        k = bisect.bisect_right(self._starts, va) - 1
+        if k >= 0 and self._spans[k][0] <= va < self._spans[k][1]:
+            return self._spans[k][2], self._spans[k][3]
+        return None, None
+
+
+def _leaf_features(result: Any, out: list[str]) -> None:
+    """Successful feature leaves of a capa match tree, as capa prints them."""
+    if not getattr(result, "success", False) or len(out) >= MAX_EVIDENCE_FEATURES:
+        return
+    stmt = result.statement
+    children = getattr(result, "children", None) or []
+    name = type(stmt).__name__.lower()
+    if not children and any(name.endswith(k) or k in name for k in _EVIDENCE_KINDS):
+        text = str(stmt)
+        if text not in out:
+            out.append(text)
+    for c in children:
+        _leaf_features(c, out)
+
+
+def _scope(rule: Any) -> str:
+    scopes = getattr(rule, "scopes", None)
+    static = getattr(scopes, "static", None)
+    return str(getattr(static, "value", static) or "file")
+
+
+def find_capabilities(binary: Binary, disassembly: Disassembly, ruleset: Any,
+                      *, name: str | None = None) -> CapabilitiesResult:
+    """Run ``ruleset`` over the sample; capabilities with evidence, techniques by ATT&CK id."""
+    import capa.capabilities.common
+
+    from kinship.intel.attack import technique
+
+    t0 = time.perf_counter()
+    extractor = KinshipCapaExtractor(binary, disassembly)
+    caps = capa.capabilities.common.find_capabilities(ruleset, extractor, disable_progress=True)
+    locate = _FunctionLocator(disassembly)
+    builtin = str(BUILTIN_RULES.as_posix())
+    capabilities: list[Capability] = []
+    for rule_name, hits in sorted(caps.matches.items()):
+        rule = ruleset.rules[rule_name]
+        meta = rule.meta
+        if meta.get("lib") or meta.get("capa/subscope-rule"):
+            continue  # helper rules are shown through the rules that use them
+        attack_names = [str(a) for a in meta.get("att&ck", []) or []]
+        evidence: list[Evidence] = []
+        for addr, result in hits[:MAX_LOCATIONS]:
+            va = int(addr) if hasattr(addr, "__int__") else 0
+            fva, fname = locate.find(va) if va else (None, None)
+            feats: list[str] = []
+            _leaf_features(result, feats)
+            evidence.append(Evidence(va, fva, fname, tuple(feats)))
+        path = str(meta.get("capa/path", ""))
+        capabilities.append(Capability(
+            rule=rule_name,
+            namespace=meta.get("namespace"),
+            scope=_scope(rule),
+            attack=[m for a in attack_names for m in _ATTACK_ID.findall(a)],
+            attack_names=attack_names,
+            mbc=[m for a in meta.get("mbc", []) or [] for m in _MBC_ID.findall(str(a))],
+            evidence=evidence,
+            source="kinship" if path.startswith(builtin) else "capa-rules",
+        ))
+    by_id: dict[str, TechniqueHit] = {}
+    for cap in capabilities:
+        for tid in cap.attack:
+            hit = by_id.get(tid)
+            if hit is None:
+                info = technique(tid)
+                hit = by_id[tid] = TechniqueHit(tid, info.full_name if info.name else None,
+                                                list(info.tactics), [], [])
+            if cap.rule not in hit.rules:
+                hit.rules.append(cap.rule)
+            hit.evidence.extend(e for e in cap.evidence if e not in hit.evidence)
+    return CapabilitiesResult(
+        sha256=binary.hashes.sha256,
+        name=name or Path(binary.path).name,
+        capabilities=capabilities,
+        techniques=sorted(by_id.values(), key=lambda t: t.id),
+        n_rules=len(ruleset.rules),
+        rules_source=", ".join(sorted({c.source for c in capabilities})) or "capa-rules",
+        seconds=time.perf_counter() - t0,
+    )

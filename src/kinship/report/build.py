@@ -1,0 +1,256 @@
+"""The tactical intelligence report: one result model (:class:`IntelReport`) and its renderers.
+
+    samples -> analyse (kinship) -> match verdict (store) -> actor profile (galaxies)
+            -> capabilities/ATT&CK (capa rules) -> IOCs -> YARA (optional)
+            -> IntelReport -> report.html / report.md (Jinja2, en|ja) + intel.json
+                           -> exports: STIX 2.1, MISP event, Navigator layer, IOC CSV
+
+Every renderer and exporter reads :class:`IntelReport`; nothing re-analyses. Each claim in the
+templates names its evidence (function address, string offset, rule) and its provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kinship.intel.actors import ActorProfile
+from kinship.intel.capabilities import CapabilitiesResult
+from kinship.intel.iocs import IOC
+
+logger = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).parent / "templates"
+LANGUAGES = ("en", "ja")
+
+
+@dataclass
+class SampleIntel:
+    """What the intel layer knows about one analysed sample."""
+
+    sha256: str
+    md5: str
+    sha1: str
+    name: str
+    format: str
+    arch: str
+    size: int
+    n_functions: int
+    verdict: dict[str, Any] | None = None  # MatchResult.to_dict()["verdict"], if a store exists
+    top_evidence: list[dict[str, Any]] = field(default_factory=list)  # shared functions
+    capabilities: CapabilitiesResult | None = None
+    iocs: list[IOC] = field(default_factory=list)
+    filtered_iocs: list[IOC] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256, "md5": self.md5, "sha1": self.sha1, "name": self.name,
+            "format": self.format, "arch": self.arch, "size": self.size,
+            "n_functions": self.n_functions, "verdict": self.verdict,
+            "top_evidence": self.top_evidence,
+            "capabilities": self.capabilities.to_dict() if self.capabilities else None,
+            "iocs": [i.to_dict() for i in self.iocs],
+            "filtered_iocs": [i.to_dict() for i in self.filtered_iocs],
+        }
+
+
+@dataclass
+class IntelReport:
+    title: str
+    created: str  # ISO 8601 UTC
+    samples: list[SampleIntel]
+    family: str | None = None
+    actor: ActorProfile | None = None
+    yara_rules: list[dict[str, Any]] = field(default_factory=list)  # FamilyRule.to_dict()
+    lang: str = "en"
+    tool: str = "kinship"
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def techniques(self) -> list[dict[str, Any]]:
+        """ATT&CK techniques over all samples: id, name, tactics, evidence with sample."""
+        merged: dict[str, dict[str, Any]] = {}
+        for s in self.samples:
+            if s.capabilities is None:
+                continue
+            for t in s.capabilities.techniques:
+                row = merged.setdefault(t.id, {"id": t.id, "name": t.name,
+                                               "tactics": list(t.tactics), "rules": [],
+                                               "evidence": []})
+                row["rules"] = sorted(set(row["rules"]) | set(t.rules))
+                for e in t.evidence:
+                    row["evidence"].append({"sample": s.name, "sha256": s.sha256, "va": e.va,
+                                            "function_va": e.function_va,
+                                            "function_name": e.function_name,
+                                            "features": list(e.features)})
+        return [merged[k] for k in sorted(merged)]
+
+    @property
+    def iocs(self) -> list[IOC]:
+        out: dict[tuple[str, str], IOC] = {}
+        for s in self.samples:
+            for i in s.iocs:
+                if (i.type, i.value) in out:
+                    out[(i.type, i.value)].sources.extend(i.sources)
+                else:
+                    out[(i.type, i.value)] = IOC(i.type, i.value, list(i.sources),
+                                                 list(i.warning_lists))
+        return list(out.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title, "created": self.created, "lang": self.lang, "tool": self.tool,
+            "family": self.family,
+            "actor": self.actor.to_dict() if self.actor else None,
+            "samples": [s.to_dict() for s in self.samples],
+            "techniques": self.techniques,
+            "yara_rules": self.yara_rules,
+            "warnings": list(self.warnings),
+        }
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _env(lang: str) -> Any:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
+                      autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["hex"] = lambda v: f"0x{v:x}" if isinstance(v, int) else "-"
+    return env
+
+
+def render(report: IntelReport, kind: str) -> str:
+    """``kind`` "html" or "md"; the language is ``report.lang``."""
+    lang = report.lang if report.lang in LANGUAGES else "en"
+    env = _env(lang)
+    with (TEMPLATES / f"strings_{lang}.json").open(encoding="utf-8") as fh:
+        text = json.load(fh)
+    if kind == "md":
+        env.autoescape = False
+    tmpl = env.get_template(f"report.{kind}.j2")
+    return str(tmpl.render(r=report, d=report.to_dict(), t=text, lang=lang))
+
+
+def write_report(report: IntelReport, out: Path) -> dict[str, Path]:
+    """report.html, report.md, intel.json and the exports into ``out``."""
+    from kinship.export.csv_iocs import write_csv
+    from kinship.export.misp import to_misp_event
+    from kinship.export.navigator import to_layer
+    from kinship.export.stix import to_bundle
+
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "json": out / "intel.json", "stix": out / "stix-bundle.json",
+        "misp": out / "misp-event.json", "navigator": out / "attack-navigator-layer.json",
+        "csv": out / "iocs.csv",
+    }
+    files["json"].write_text(json.dumps(report.to_dict(), indent=2, default=str),
+                             encoding="utf-8")
+    files["stix"].write_text(to_bundle(report).serialize(pretty=True), encoding="utf-8")
+    files["misp"].write_text(to_misp_event(report).to_json(indent=2), encoding="utf-8")
+    files["navigator"].write_text(json.dumps(to_layer(report), indent=2), encoding="utf-8")
+    write_csv(report, files["csv"])
+    for n, rule in enumerate(report.yara_rules):
+        p = out / f"{rule['name']}.yar"
+        p.write_text(rule["text"], encoding="utf-8")
+        files[f"yara{n}"] = p
+    files["html"] = out / "report.html"
+    files["md"] = out / "report.md"
+    files["html"].write_text(render(report, "html"), encoding="utf-8")
+    files["md"].write_text(render(report, "md"), encoding="utf-8")
+    logger.info("report written to %s in %.2f s", out, time.perf_counter() - t0)
+    return files
+
+
+# Shared-function evidence rows per sample in a report.
+MAX_EVIDENCE_ROWS = 15
+
+
+@dataclass
+class ReportOptions:
+    """What ``build_report`` does beyond analysing the samples."""
+
+    # capa rules directory (None: $KINSHIP_CAPA_RULES; when neither is set, no capabilities).
+    capa_rules: Path | None = None
+    # Attribute against the store (the verdict); False for a store-less report.
+    use_store: bool = True
+    # Actor to profile when the verdict names none (alias accepted), e.g. "Hidden Cobra".
+    actor: str | None = None
+    # Report language: "en" or "ja".
+    lang: str = "en"
+    # Drop IOCs on the MISP warning lists (kept in the report's "filtered" list).
+    filter_benign: bool = True
+
+
+def build_report(paths: list[Path], options: ReportOptions | None = None, *,
+                 kinship: Any = None, yara_rules: list[dict[str, Any]] | None = None,
+                 title: str | None = None) -> IntelReport:
+    """Analyse ``paths`` once each and gather everything the report shows.
+
+    ``kinship`` is an open :class:`kinship.api.Kinship` (for the verdict) or None.
+    """
+    from kinship.exceptions import KinshipError, NotFoundError
+    from kinship.intel.actors import resolve_actor
+    from kinship.intel.capabilities import CapabilitiesConfig, find_capabilities, load_rules
+    from kinship.intel.iocs import iocs_from_sample
+    from kinship.pipeline import SampleInput, analyse
+
+    opts = options or ReportOptions()
+    warnings: list[str] = []
+    ruleset = None
+    try:
+        ruleset = load_rules(CapabilitiesConfig(rules_dir=opts.capa_rules))
+    except KinshipError as e:
+        warnings.append(f"capabilities skipped: {e}")
+    samples: list[SampleIntel] = []
+    families: list[str] = []
+    actors: list[str] = []
+    for p in paths:
+        a = analyse(SampleInput(name=str(p), path=p), keep=True)
+        assert a.binary is not None and a.disassembly is not None
+        r = a.record
+        si = SampleIntel(r.sha256, r.md5, r.sha1, r.name, r.format, r.arch, r.size,
+                         r.n_functions)
+        if kinship is not None and opts.use_store:
+            try:
+                res = kinship.match_features(r, a.features)
+                d = res.to_dict()
+                si.verdict = d["verdict"]
+                si.top_evidence = [
+                    {**m, "ref_sample": m["ref_sample_sha256"][:12]}
+                    for m in d["function_matches"] if not m["is_library"]
+                ][:MAX_EVIDENCE_ROWS]
+                if si.verdict.get("family"):
+                    families.append(si.verdict["family"])
+                if si.verdict.get("actor"):
+                    actors.append(si.verdict["actor"])
+            except KinshipError as e:
+                warnings.append(f"{r.name}: no verdict: {e}")
+        if ruleset is not None:
+            si.capabilities = find_capabilities(a.binary, a.disassembly, ruleset, name=r.name)
+        ioc = iocs_from_sample(a.binary, a.disassembly, filter_benign=opts.filter_benign)
+        si.iocs, si.filtered_iocs = ioc.iocs, ioc.filtered
+        samples.append(si)
+    actor = None
+    actor_name = opts.actor or (max(set(actors), key=actors.count) if actors else None)
+    if actor_name:
+        try:
+            actor = resolve_actor(actor_name)
+        except NotFoundError as e:
+            warnings.append(str(e))
+    family = max(set(families), key=families.count) if families else None
+    return IntelReport(
+        title=title or (family or ", ".join(s.name for s in samples)),
+        created=now_iso(), samples=samples, family=family, actor=actor,
+        yara_rules=list(yara_rules or []), lang=opts.lang, warnings=warnings,
+    )

@@ -1,0 +1,125 @@
+"""Compile YARA rules with yara-python and validate them against the stored samples' files.
+
+The store keeps features, not file bytes, so validation needs the original files. They come
+from :class:`SampleFiles`, a content-addressed copy under ``$KINSHIP_HOME/samples/<sha256>``
+(``kinship rules keep FILE...`` fills it), and from any folders the user names
+(``--samples DIR``), hashed on the fly.
+
+A rule is valid when it matches every sample of its family and none of the others:
+
+    TPR = matched family samples / family samples     (must be 1.0)
+    FPR = matched other samples  / other samples      (must be 0.0)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kinship.exceptions import UsageError
+from kinship.store.files import SampleFiles, sha256_file
+
+logger = logging.getLogger(__name__)
+
+# Files above this size are not hashed while looking for stored samples in a folder
+# (a reference corpus of executables has no multi-gigabyte members; archives are not scanned).
+MAX_SCAN_FILE_SIZE = 256 * 1024 * 1024
+# yara-python scan timeout per file, seconds (a pathological rule must not hang a batch).
+SCAN_TIMEOUT_S = 60
+
+
+def locate_files(wanted: Iterable[str], files: SampleFiles | None,
+                 search: Sequence[Path] = ()) -> dict[str, Path]:
+    """sha256 -> file for each wanted hash found in ``files`` or under the ``search`` paths."""
+    want = set(wanted)
+    found: dict[str, Path] = {}
+    if files is not None:
+        for h in want:
+            p = files.path_for(h)
+            if p is not None:
+                found[h] = p
+    for root in search:
+        if len(found) == len(want):
+            break
+        candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*")
+                                                          if p.is_file())
+        for p in candidates:
+            try:
+                if p.stat().st_size > MAX_SCAN_FILE_SIZE:
+                    continue
+                h = sha256_file(p)
+            except OSError as e:
+                logger.warning("%s: cannot read: %s", p, e)
+                continue
+            if h in want and h not in found:
+                found[h] = p
+    return found
+
+
+def compile_rule(text: str) -> Any:
+    """yara-python's compiled rules; UsageError with yara's message when it does not compile."""
+    import yara
+
+    try:
+        return yara.compile(source=text)
+    except yara.SyntaxError as e:
+        raise UsageError(f"YARA rule does not compile: {e}") from e
+
+
+@dataclass
+class Validation:
+    """The rule's hits on the family's files and on everyone else's."""
+
+    true_positives: list[str] = field(default_factory=list)  # sha256 / names
+    false_negatives: list[str] = field(default_factory=list)
+    false_positives: list[str] = field(default_factory=list)
+    true_negatives: int = 0
+
+    @property
+    def tpr(self) -> float:
+        n = len(self.true_positives) + len(self.false_negatives)
+        return len(self.true_positives) / n if n else 0.0
+
+    @property
+    def fpr(self) -> float:
+        n = len(self.false_positives) + self.true_negatives
+        return len(self.false_positives) / n if n else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.false_negatives and not self.false_positives and \
+            bool(self.true_positives)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tpr": round(self.tpr, 4), "fpr": round(self.fpr, 4), "ok": self.ok,
+                "true_positives": list(self.true_positives),
+                "false_negatives": list(self.false_negatives),
+                "false_positives": list(self.false_positives),
+                "true_negatives": self.true_negatives}
+
+
+def matching_identifiers(compiled: Any, path: Path) -> set[str]:
+    """String identifiers (``$s1``...) of ``compiled`` found in ``path``, over all rules."""
+    hits: set[str] = set()
+    for m in compiled.match(str(path), timeout=SCAN_TIMEOUT_S):
+        for s in m.strings:
+            hits.add(s.identifier)
+    return hits
+
+
+def validate(text: str, family: dict[str, Path], others: dict[str, Path]) -> Validation:
+    """Scan every family file and every other file with the rule in ``text``."""
+    compiled = compile_rule(text)
+    v = Validation()
+    for key, path in sorted(family.items()):
+        (v.true_positives if compiled.match(str(path), timeout=SCAN_TIMEOUT_S)
+         else v.false_negatives).append(key)
+    for key, path in sorted(others.items()):
+        if compiled.match(str(path), timeout=SCAN_TIMEOUT_S):
+            v.false_positives.append(key)
+        else:
+            v.true_negatives += 1
+    return v
