@@ -497,3 +497,12 @@ def test_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KINSHIP_HOME")
     monkeypatch.setattr("platformdirs.user_data_dir", lambda app: str(tmp_path / "pd" / app))
     assert default_home() == tmp_path / "pd" / "kinship"
+
+
+def test_function_names(filled: Store) -> None:
+    for key, spec in MANIFEST.items():
+        sha = digest(key, "sha256")
+        expected = {f.va: f.name for f in make_functions(key, spec["n"]) if f.name}
+        assert filled.function_names(sha) == expected
+    with pytest.raises(NotFoundError):
+        filled.function_names("f" * 64)

@@ -228,9 +228,8 @@ class Kinship:
                 wanted.setdefault(m.ref_sample_sha256, set()).add(m.ref_va)
         names: dict[tuple[str, int], str] = {}
         for sha, vas in wanted.items():
-            for f in self.store.functions(sha):
-                if f.va in vas and f.name:
-                    names[(sha, f.va)] = f.name
+            known = self.store.function_names(sha)
+            names.update({(sha, va): known[va] for va in vas if va in known})
         result.function_matches = [
             dataclasses.replace(m, ref_name=names.get((m.ref_sample_sha256, m.ref_va)))
             if m.ref_name is None else m

@@ -214,6 +214,10 @@ class Store(Protocol):
         """The functions of a sample, in the order they were added."""
         ...
 
+    def function_names(self, ref: str) -> dict[int, str]:
+        """VA -> name of a sample's named functions (cheap: no sketches are read)."""
+        ...
+
     def function_arrays(self) -> FunctionArrays:
         """All functions of all samples as numpy arrays (one pass over the store)."""
         ...

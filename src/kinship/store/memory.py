@@ -277,6 +277,10 @@ class MemoryStore:
         self._check_open()
         return list(self._samples[self._resolve(ref)].functions)
 
+    def function_names(self, ref: str) -> dict[int, str]:
+        self._check_open()
+        return {f.va: f.name for f in self._samples[self._resolve(ref)].functions if f.name}
+
     def sample_strings(self, ref: str) -> list[StoredString]:
         self._check_open()
         return list(self._samples[self._resolve(ref)].strings)

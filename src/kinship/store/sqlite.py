@@ -681,6 +681,15 @@ class SQLiteStore:
             for r in rows
         ]
 
+    def function_names(self, ref: str) -> dict[int, str]:
+        with self._read() as conn:
+            sample_id = self._resolve(conn, ref)[0]
+            rows = conn.execute(
+                "SELECT va, name FROM functions WHERE sample_id = ? AND name IS NOT NULL",
+                (sample_id,),
+            ).fetchall()
+        return {_va_from_db(va): name for va, name in rows}
+
     def sample_strings(self, ref: str) -> list[StoredString]:
         with self._read() as conn:
             sample_id = self._resolve(conn, ref)[0]
