@@ -22,6 +22,7 @@ reported; otherwise the result says so.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import logging
@@ -100,6 +101,14 @@ class ToolRun:
     # kinship: CPU seconds of features.extract_all on the result, timed after (not in) cpu_s;
     # cpu_s + features_cpu_s is the whole ingest pipeline (kinship.pipeline.analyse's work)
     features_cpu_s: float | None = None
+    # kinship: CPU seconds of strings.extract_strings (file strings + stack strings), timed
+    # after features; cpu_s + features_cpu_s + strings_cpu_s is what pipeline.analyse does
+    # short of the sample-level hashes
+    strings_cpu_s: float | None = None
+    # kinship: CPU seconds of one kinship.pipeline.analyse call on the file (load, disassemble,
+    # features, strings, sample hashes: all an ingest does per sample but the store write),
+    # run separately after the rows above
+    analyse_cpu_s: float | None = None
     message: str | None = None
     score: StartScore | None = None
     peak_rss_mib: float | None = None  # spawn child, after the analysis
@@ -120,7 +129,7 @@ class ToolRun:
         d = {k: v for k, v in asdict(self).items() if k not in ("starts", "score")}
         d["insn_per_cpu_s"] = _round(self.insn_per_cpu_s)
         d["func_per_cpu_s"] = _round(self.func_per_cpu_s)
-        for k in ("wall_s", "cpu_s", "load_s", "features_cpu_s"):
+        for k in ("wall_s", "cpu_s", "load_s", "features_cpu_s", "strings_cpu_s", "analyse_cpu_s"):
             d[k] = _round(d[k], 4)
         if self.score is not None:
             s = self.score
@@ -181,6 +190,8 @@ class ToolTotals:
     fn_complete: int
     max_peak_rss_mib: float | None
     features_cpu_s: float | None = None  # kinship: extract_all CPU s (pipeline = cpu_s + this)
+    strings_cpu_s: float | None = None  # kinship: extract_strings CPU s (ingest = pipeline + this)
+    analyse_cpu_s: float | None = None  # kinship: pipeline.analyse CPU s (measured on its own)
 
     @property
     def pipeline_insn_per_cpu_s(self) -> float | None:
@@ -188,6 +199,21 @@ class ToolTotals:
         if self.features_cpu_s is None:
             return None
         cpu = self.cpu_s + self.features_cpu_s
+        return self.n_instructions / cpu if cpu > 0 else None
+
+    @property
+    def analyse_insn_per_cpu_s(self) -> float | None:
+        """Instructions per CPU-second of kinship.pipeline.analyse (the real ingest path)."""
+        if not self.analyse_cpu_s:
+            return None
+        return self.n_instructions / self.analyse_cpu_s
+
+    @property
+    def ingest_insn_per_cpu_s(self) -> float | None:
+        """Instructions per CPU-second of the pipeline plus strings.extract_strings (kinship)."""
+        if self.features_cpu_s is None or self.strings_cpu_s is None:
+            return None
+        cpu = self.cpu_s + self.features_cpu_s + self.strings_cpu_s
         return self.n_instructions / cpu if cpu > 0 else None
 
     @property
@@ -218,6 +244,10 @@ class ToolTotals:
         d["insn_per_cpu_s"] = _round(self.insn_per_cpu_s)
         d["func_per_cpu_s"] = _round(self.func_per_cpu_s)
         d["features_cpu_s"] = _round(self.features_cpu_s, 3)
+        d["strings_cpu_s"] = _round(self.strings_cpu_s, 3)
+        d["ingest_insn_per_cpu_s"] = _round(self.ingest_insn_per_cpu_s)
+        d["analyse_cpu_s"] = _round(self.analyse_cpu_s, 3)
+        d["analyse_insn_per_cpu_s"] = _round(self.analyse_insn_per_cpu_s)
         d["pipeline_insn_per_cpu_s"] = _round(self.pipeline_insn_per_cpu_s)
         d["recall_all_labels"] = _round(self.recall, 4)
         d["recall_complete_labels"] = _round(self.recall_complete, 4)
@@ -313,6 +343,10 @@ def run_kinship(path: Path, cfg: BenchConfig) -> ToolRun:
     from kinship.binary.load import load_file
     from kinship.disasm.disassemble import disassemble
 
+    # Both tools run in this process, alternately: free the other tool's cyclic garbage
+    # first, so that neither pays for a collection the other caused.
+    gc.collect()
+    shared = _shared_templates_snapshot()
     w0, c0 = time.perf_counter(), time.process_time()
     try:
         binary = load_file(path)
@@ -336,7 +370,16 @@ def run_kinship(path: Path, cfg: BenchConfig) -> ToolRun:
         features_cpu = time.process_time() - f0
     except Exception as e:  # features are measured when they work; the disasm row stands
         logger.warning("features on %s: %s", path, e)
-    return ToolRun(
+    strings_cpu: float | None = None
+    try:
+        from kinship.strings.extract import extract_strings
+
+        s0 = time.process_time()
+        extract_strings(binary, dis)
+        strings_cpu = time.process_time() - s0
+    except Exception as e:  # as for features
+        logger.warning("strings on %s: %s", path, e)
+    run = ToolRun(
         "kinship",
         "ok",
         wall,
@@ -345,9 +388,42 @@ def run_kinship(path: Path, cfg: BenchConfig) -> ToolRun:
         n_instructions=dis.n_instructions,
         load_s=w1 - w0,
         features_cpu_s=features_cpu,
+        strings_cpu_s=strings_cpu,
         message="; ".join(dis.warnings[:3]) or None,
         starts=[f.va for f in dis.functions],
     )
+    del binary, dis  # freed before the separate pipeline.analyse run
+    try:
+        from kinship.pipeline import SampleInput, analyse
+
+        _shared_templates_restore(shared)  # no head start from the run above on this file
+        gc.collect()
+        a0 = time.process_time()
+        analyse(SampleInput(name=str(path), path=path))
+        run.analyse_cpu_s = time.process_time() - a0
+    except Exception as e:  # as for features
+        logger.warning("pipeline.analyse on %s: %s", path, e)
+    return run
+
+
+def _shared_templates_snapshot() -> dict[Any, dict[Any, Any]] | None:
+    """A copy of the decoder's process-wide template cache (earlier files may warm it, as in
+    an ingest worker; a second run on the same file must not)."""
+    try:
+        from kinship.disasm.decoder import _SHARED_TEMPLATES
+    except ImportError:
+        return None
+    return {k: dict(v) for k, v in _SHARED_TEMPLATES.items()}
+
+
+def _shared_templates_restore(snapshot: dict[Any, dict[Any, Any]] | None) -> None:
+    if snapshot is None:
+        return
+    from kinship.disasm.decoder import _SHARED_TEMPLATES
+
+    for key, cache in _SHARED_TEMPLATES.items():
+        cache.clear()
+        cache.update(snapshot.get(key, {}))
 
 
 def run_smda(path: Path, cfg: BenchConfig) -> ToolRun:
@@ -357,6 +433,9 @@ def run_smda(path: Path, cfg: BenchConfig) -> ToolRun:
 
     config = SmdaConfig()  # type: ignore[no-untyped-call]
     config.TIMEOUT = cfg.smda_timeout_s
+    # Both tools run in this process, alternately: free the other tool's cyclic garbage
+    # first, so that neither pays for a collection the other caused.
+    gc.collect()
     w0, c0 = time.perf_counter(), time.process_time()
     try:
         report = Disassembler(config).disassembleFile(str(path))
@@ -607,6 +686,16 @@ def totals(binaries: Sequence[BinaryResult], tools: Sequence[str]) -> dict[str, 
                 if runs and all(r.features_cpu_s is not None for r in runs)
                 else None
             ),
+            strings_cpu_s=(
+                sum(r.strings_cpu_s or 0.0 for r in runs)
+                if runs and all(r.strings_cpu_s is not None for r in runs)
+                else None
+            ),
+            analyse_cpu_s=(
+                sum(r.analyse_cpu_s or 0.0 for r in runs)
+                if runs and all(r.analyse_cpu_s is not None for r in runs)
+                else None
+            ),
         )
     return out
 
@@ -627,6 +716,7 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] | None = Non
         for tool in cfg.tools:
             say(f"warm-up {tool} on {smallest.name}")
             TOOL_RUNNERS[tool](smallest, cfg)
+        _shared_templates_restore({})  # timed runs start from a cold template cache
 
     results: list[BinaryResult] = []
     for i, (entry, path) in enumerate(zip(entries, stripped, strict=True), 1):
@@ -779,6 +869,29 @@ def render_table(result: BenchResult, console: Any = None) -> None:
                     "SMDA disassembleFile"
                 )
             con.print(line)
+            if kt.ingest_insn_per_cpu_s is not None and kt.strings_cpu_s is not None:
+                con.print(
+                    f"  + strings.extract_strings: cpu {kt.strings_cpu_s:.2f}s  "
+                    f"{_fmt(kt.ingest_insn_per_cpu_s)} insn/cpu-s"
+                    + (
+                        f"  = {_ratio(kt.ingest_insn_per_cpu_s, st_smda.insn_per_cpu_s)} SMDA"
+                        if st_smda is not None
+                        else ""
+                    )
+                )
+            if kt.analyse_insn_per_cpu_s is not None and kt.analyse_cpu_s is not None:
+                con.print(
+                    f"kinship.pipeline.analyse (whole per-sample ingest work, measured on its "
+                    f"own): cpu {kt.analyse_cpu_s:.2f}s  {_fmt(kt.analyse_insn_per_cpu_s)} "
+                    "insn/cpu-s"
+                    + (
+                        f"  = {_ratio(kt.analyse_insn_per_cpu_s, st_smda.insn_per_cpu_s)} SMDA"
+                        if st_smda is not None
+                        else ""
+                    )
+                )
+            for cell_line in _pipeline_per_cell(result):
+                con.print(cell_line)
     st = result.store
     if st.status == "ok":
         con.print(
@@ -787,6 +900,33 @@ def render_table(result: BenchResult, console: Any = None) -> None:
         )
     else:
         con.print(f"store: {st.message}")
+
+
+def _pipeline_per_cell(result: BenchResult) -> list[str]:
+    """One line per {ELF,PE}x{x86,x64} cell: kinship disasm / pipeline / +strings vs SMDA."""
+    cells: dict[str, list[float]] = {}
+    for b in result.binaries:
+        k, sm = b.runs.get("kinship"), b.runs.get("smda")
+        if not (k and sm and k.status == "ok" and sm.status == "ok"):
+            continue
+        if k.features_cpu_s is None or k.strings_cpu_s is None:
+            continue
+        acc = cells.setdefault(b.entry.cell, [0.0] * 7)
+        values = (k.n_instructions, k.cpu_s, k.features_cpu_s, k.strings_cpu_s,
+                  sm.n_instructions, sm.cpu_s, k.analyse_cpu_s or 0.0)
+        for i, v in enumerate(values):
+            acc[i] += v
+    lines = []
+    for cell, (kn, kc, kf, ks, sn, sc, ka) in sorted(cells.items()):
+        smda = sn / sc if sc > 0 else None
+        lines.append(
+            f"  {cell:8s} kinship/SMDA insn per cpu-s: disasm "
+            f"{_ratio(kn / kc if kc else None, smda)}  pipeline "
+            f"{_ratio(kn / (kc + kf) if kc + kf else None, smda)}  + strings "
+            f"{_ratio(kn / (kc + kf + ks) if kc + kf + ks else None, smda)}  analyse "
+            f"{_ratio(kn / ka if ka else None, smda)}"
+        )
+    return lines
 
 
 def default_out_path(quick: bool) -> Path:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import iced_x86 as iced
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # How many instructions before an indirect jump are searched for the table set-up.
 JUMP_TABLE_LOOKBACK = 12
+
+_GET_VA: Callable[[Instruction], int] = operator.attrgetter("va")
 
 _COND_UPPER_BOUND = {"ja": 1, "jbe": 1, "jae": 0, "jb": 0, "jg": 1, "jle": 1, "jge": 0, "jl": 0}
 
@@ -289,10 +293,13 @@ class CodeGraph:
         noreturn = self.noreturn_calls
         tables = self.jump_tables
         blocks = self.blocks
+        is_boundary = boundaries.__contains__
         for run, calls in self.runs:
             if not run:
                 continue
-            cuts = [k for k, i in enumerate(run) if i.va in boundaries]
+            cuts = list(
+                itertools.compress(itertools.count(), map(is_boundary, map(_GET_VA, run)))
+            )
             if not cuts or cuts[0] != 0:
                 cuts.insert(0, 0)
             cuts.append(len(run))

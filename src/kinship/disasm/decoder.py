@@ -46,6 +46,11 @@ MIN_ABSOLUTE_ADDRESS = 0x10000
 # offset is negative (data before the GOT: .rodata, .text) or at least this large; smaller
 # positive offsets are as likely struct fields.
 MIN_GOT_OFFSET = 0x1000
+# Context-free templates (see CodeDecoder._analyse) shared by all decoders of a process, per
+# (bitness, max_literal_immediate): a worker ingesting many samples analyses a common encoding
+# once. Cleared when full; ~250 bytes an entry, so at most ~50 MiB.
+MAX_SHARED_TEMPLATES = 200_000
+_SHARED_TEMPLATES: dict[tuple[int, int], dict[bytes, Template]] = {}
 # Strings are looked up for at most this many distinct addresses per sample (the check reads
 # up to 512 bytes each); beyond it operands simply carry no string.
 MAX_STRING_LOOKUPS = 200_000
@@ -215,7 +220,14 @@ class CodeDecoder:
             got = {s.name: s.va for s in binary.sections}
             self.pic_base = got.get(".got.plt", got.get(".got"))
         self._templates: dict[bytes, Template] = {}
+        self._shared = _SHARED_TEMPLATES.setdefault((self.bitness, self.max_literal), {})
+        self._context_used = False  # set by _analyse: the template depends on this binary
         self._dep_templates: dict[bytes, Template] = {}
+        # Near branches: iced Code -> size of the displacement that ends its encodings, and
+        # templates keyed by the bytes before that displacement (relative branches rarely
+        # repeat their raw bytes, so the raw-bytes cache would only fill up with them).
+        self._branch_disp: dict[int, int] = {}
+        self._branch_templates: dict[bytes, Template] = {}
         self._strings: dict[int, str | None] = {}
         self._regions: list[_Region] = []
         for s in sorted(binary.sections, key=lambda s: s.va):
@@ -225,6 +237,7 @@ class CodeDecoder:
                     data = binary.data[s.offset : s.offset + s.raw_size]
                 self._regions.append(_Region(s.va, data, self.bitness))
         self._region_starts = [r.va for r in self._regions]
+        self._last_region: _Region | None = None
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -287,9 +300,12 @@ class CodeDecoder:
         This is the hot loop of the disassembler: one dict lookup per instruction whose
         encoding was seen before, no generator, no per-instruction attribute reads.
         """
-        r = self.region(va)
-        if r is None:
-            return STOPPED
+        r = self._last_region  # consecutive blocks mostly lie in one section
+        if r is None or not r.va <= va < r.end:
+            r = self.region(va)
+            if r is None:
+                return STOPPED
+            self._last_region = r
         dec = r.decoder
         pos = va - r.va
         dec.position = pos
@@ -347,12 +363,36 @@ class CodeDecoder:
         )
 
     def _template(self, dec: iced.Decoder, ins: iced.Instruction, raw: bytes) -> Template:
-        """The cached analysis of an encoding seen for the first time at this address."""
+        """The cached analysis of an encoding whose raw bytes are not in the raw cache."""
         # Position-dependent encodings (relative branches, RIP-relative operands) are cached
         # by their bytes with the displacement zeroed, others by raw bytes.
+        k = self._branch_disp.get(ins.code)
+        if k is not None:
+            key = raw[: len(raw) - k]
+            t = self._branch_templates.get(key)
+            if t is None:
+                t = self._branch_templates[key] = self._analyse(dec, ins, raw)
+            return t
+        if ins.op0_kind in _NEAR_BRANCH_KINDS:
+            co = dec.get_constant_offsets(ins)
+            k = co.immediate_size
+            if co.has_immediate and k > 0 and co.immediate_offset + k == len(raw):
+                # The displacement ends every near-branch encoding of this code: from now on
+                # its template is found by the bytes before it (no per-target cache entry).
+                self._branch_disp[ins.code] = k
+                t = self._branch_templates[raw[: len(raw) - k]] = self._analyse(dec, ins, raw)
+                return t
         pic = self._pic_key(dec, ins, raw)
         if pic is None:
-            t = self._templates[raw] = self._analyse(dec, ins, raw)
+            shared = self._shared
+            t = shared.get(raw)
+            if t is None:
+                t = self._analyse(dec, ins, raw)
+                if not self._context_used:
+                    if len(shared) >= MAX_SHARED_TEMPLATES:
+                        shared.clear()
+                    shared[raw] = t
+            self._templates[raw] = t
             return t
         t2 = self._dep_templates.get(pic)
         if t2 is None:
@@ -391,7 +431,14 @@ class CodeDecoder:
         return None if ins.code == Code.INVALID else ins
 
     def _analyse(self, dec: iced.Decoder, ins: iced.Instruction, raw: bytes) -> Template:
-        """Full operand analysis of one encoding (the cache-miss path)."""
+        """Full operand analysis of one encoding (the cache-miss path).
+
+        Sets ``_context_used`` when the result may depend on the binary (its address space,
+        GOT, imports, strings) rather than on the bytes, bitness and max_literal alone. An
+        operand value below MIN_ABSOLUTE_ADDRESS is never an address in any binary (absolute
+        addresses count only in images mapped at or above it), so it leaves the flag clear.
+        """
+        ctx = False
         mnem = MNEMONICS[ins.mnemonic]
         flow = _FLOW.get(ins.flow_control, Flow.NEXT)
         if flow is Flow.INT and mnem not in _BLOCK_ENDING_INTERRUPTS:
@@ -421,6 +468,12 @@ class CodeDecoder:
                     continue
                 tokens.append("stk" if base in STACK_REGISTERS else "mem")
                 disp = ins.memory_displacement & self._mask
+                if (
+                    base == Register.NONE
+                    or (self.bitness == 32 and disp >= MIN_ABSOLUTE_ADDRESS)
+                    or (mnem == "lea" and base == Register.EBX)
+                ):
+                    ctx = True
                 if base == Register.NONE and ins.memory_segment not in (Register.FS, Register.GS):
                     if ins.memory_index == Register.NONE:
                         # absolute address; only dismissed when the image is mapped low
@@ -452,6 +505,8 @@ class CodeDecoder:
                 tokens.append("func" if flow is Flow.CALL else "loc")
             elif kind in _IMM_KINDS:
                 value = ins.immediate(k)
+                if value & self._mask >= MIN_ABSOLUTE_ADDRESS:
+                    ctx = True
                 if self.is_address(value & self._mask) and imm is None and data_ref is None:
                     data_ref = value & self._mask
                     zero_imm = k == 0 or not any(ins.op_kind(j) in _IMM_KINDS for j in range(k))
@@ -492,6 +547,7 @@ class CodeDecoder:
         if api is not None and flow in (Flow.CALL, Flow.INDIRECT_JUMP, Flow.JUMP):
             tokens = ["api"]
         norm = f"{mnem} {', '.join(tokens)}" if tokens else mnem
+        self._context_used = ctx or data_ref is not None
         code_pointer = (
             flow is Flow.NEXT
             and data_ref is not None

@@ -7,6 +7,7 @@ combination, deduplication and MinHash work vectorised over batches of MAX_BATCH
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from kinship.disasm.model import BasicBlock, Function
 from kinship.features.config import FeatureConfig
 from kinship.features.minhash import get_hasher
 from kinship.features.model import FunctionFeatures
-from kinship.features.tokens import code_tokens_batch, scan_function, sem_tokens_batch
+from kinship.features.tokens import code_tokens_batch, scan_batch, sem_tokens_batch
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ def _blocks_by_va(fn: Function) -> list[BasicBlock]:
 
 def _extract_batch(functions: Sequence[Function], config: FeatureConfig) -> list[FunctionFeatures]:
     hasher = get_hasher(config.num_perm, config.seed)
-    scans = [scan_function(fn) for fn in functions]
-    code = code_tokens_batch(functions, config)
+    batch = scan_batch(functions)
+    scans = batch.functions
+    code = code_tokens_batch(batch, config)
     sem = sem_tokens_batch(functions, config, scans)
     code_sigs, code_counts = hasher.sketch_segments(code.tokens, code.segment, code.n_segments)
     sem_sigs, sem_counts = hasher.sketch_segments(sem.tokens, sem.segment, sem.n_segments)
@@ -79,8 +81,16 @@ def extract_all(
     """Features of every function, in input order (vectorised in batches)."""
     cfg = config or FeatureConfig()
     out: list[FunctionFeatures] = []
-    for start in range(0, len(functions), MAX_BATCH_FUNCTIONS):
-        out.extend(_extract_batch(functions[start : start + MAX_BATCH_FUNCTIONS], cfg))
+    # Only acyclic objects are made here (tuples, lists, arrays), but a million of them would
+    # make the cyclic collector rescan the whole disassembly several times: pause it.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for start in range(0, len(functions), MAX_BATCH_FUNCTIONS):
+            out.extend(_extract_batch(functions[start : start + MAX_BATCH_FUNCTIONS], cfg))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     log.debug("extracted features of %d functions", len(out))
     return out
 

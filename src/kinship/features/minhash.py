@@ -19,6 +19,7 @@ The sketch of an empty token set is all ``EMPTY_SLOT`` (0xFFFFFFFF).
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +31,12 @@ U32 = npt.NDArray[np.uint32]
 
 EMPTY_SLOT = 0xFFFFFFFF  # value of every slot of an empty set's sketch
 # Rows (token x permutation products) materialised at once: bounds temporary memory to
-# MAX_CHUNK_ROWS * num_perm * 8 bytes (16 MiB at num_perm=64), even for a hostile function with
-# millions of instructions.
-MAX_CHUNK_ROWS = 32768
+# MAX_CHUNK_ROWS * num_perm * 8 bytes (1 MiB at num_perm=64), even for a hostile function with
+# millions of instructions. Small enough to stay in L2 cache: measured 1.8x faster than 32768.
+MAX_CHUNK_ROWS = 2048
+# The high 32 bits of a uint64 are read in place as the odd uint32 words of a little-endian
+# array (saves a shift pass); big-endian hosts shift.
+_LITTLE_ENDIAN = sys.byteorder == "little"
 # Bits of the token hash kept (after the segment id) when deduplicating tokens per segment.
 _TOKEN_BITS = 40
 _SEGMENT_BITS = 64 - _TOKEN_BITS  # so one call handles at most 2**24 segments
@@ -95,12 +99,20 @@ class MinHasher:
         counts += np.bincount(seg, minlength=n_segments)
         a = self.a[None, :]
         b = self.b[None, :]
+        buf = np.empty((min(len(x), MAX_CHUNK_ROWS), self.num_perm), dtype=np.uint64)
         for start in range(0, len(x), MAX_CHUNK_ROWS):
             xs = x[start : start + MAX_CHUNK_ROWS]
             ss = seg[start : start + MAX_CHUNK_ROWS]
-            h = (xs[:, None] * a + b) >> _S32
+            h = buf[: len(xs)]
+            np.multiply(xs[:, None], a, out=h)  # wraps mod 2**64, as intended
+            np.add(h, b, out=h)
             starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
-            part = np.minimum.reduceat(h, starts, axis=0).astype(np.uint32)
+            if _LITTLE_ENDIAN:
+                high: U32 = h.view(np.uint32)[:, 1::2]
+                part = np.minimum.reduceat(high, starts, axis=0)
+            else:
+                np.right_shift(h, _S32, out=h)
+                part = np.minimum.reduceat(h, starts, axis=0).astype(np.uint32)
             rows = ss[starts]  # unique within a chunk: segments are contiguous after the sort
             sigs[rows] = np.minimum(sigs[rows], part)
         return sigs, counts

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
-from kinship.disasm.model import Flow, Function
+from kinship.disasm.model import Flow, Function, Instruction
 from kinship.features.config import FeatureConfig
 from kinship.features.minhash import I64, U64, mix64
 
@@ -66,6 +68,8 @@ _MNEMONIC_SALT = np.uint64(0x5BE0CD19137E2179)
 _GRAM_MULT = np.uint64(0x9E3779B97F4A7C15)
 _POS_MULT = np.uint64(0xD6E8FEB86659FD93)
 
+T = TypeVar("T")
+
 _FOLDS = (("reg64", "reg"), ("reg32", "reg"), ("qword", "mem"), ("dword", "mem"))
 
 
@@ -87,12 +91,15 @@ def _hash_text(text: str) -> int:
 class _Interner:
     """str -> uint64 id cache (blake2b of a transformed string)."""
 
-    def __init__(self, prefix: str, fold: bool) -> None:
+    def __init__(self, prefix: str, fold: bool, first_word: bool = False) -> None:
         self._prefix = prefix
         self._fold = fold
+        self._first_word = first_word
         self._ids: dict[str, int] = {}
 
     def transform(self, text: str) -> str:
+        if self._first_word:
+            text = text.partition(" ")[0]
         if self._fold:
             for old, new in _FOLDS:
                 text = text.replace(old, new)
@@ -112,7 +119,9 @@ class _Interner:
 
 
 _NORMS = {True: _Interner("n:", fold=True), False: _Interner("n:", fold=False)}
-_MNEMONICS = _Interner("m:", fold=False)
+# A norm always starts with its instruction's mnemonic (``"mov reg, stk"``, ``"call api"``;
+# mnemonics hold no space), so the mnemonic id is looked up by norm: no second column to read.
+_MNEMONICS_BY_NORM = _Interner("m:", fold=False, first_word=True)
 _API_IDS: dict[str, int] = {}
 
 
@@ -185,30 +194,16 @@ def shape_tokens(fn: Function, n_calls: int) -> list[int]:
     return [_TAG_SHAPE ^ ((kind << 8) | v) for kind, v in enumerate(values)]
 
 
-def code_tokens_batch(functions: Sequence[Function], config: FeatureConfig) -> TokenBatch:
-    """Code tokens of every function (see module docstring), vectorised over the batch."""
-    norms: list[str] = []
-    mnems: list[str] = []
-    block_lens: list[int] = []
-    block_fn: list[int] = []
-    want_mn = config.block_mnemonic_tokens
-    for f_idx, fn in enumerate(functions):
-        for b in fn.blocks:
-            ins = b.instructions
-            if not ins:
-                continue
-            norms += [i.norm for i in ins]
-            if want_mn:
-                mnems += [i.mnemonic for i in ins]
-            block_lens.append(len(ins))
-            block_fn.append(f_idx)
-    n = len(functions)
-    if not norms:
+def code_tokens_batch(scan: BatchScan, config: FeatureConfig) -> TokenBatch:
+    """Code tokens of every function of a batch (see module docstring), vectorised."""
+    n = scan.n_functions
+    if not scan.norms:
         return TokenBatch(np.zeros(0, np.uint64), np.zeros(0, np.int64), n)
-    ids = np.array(_NORMS[config.fold_register_width].ids(norms), dtype=np.uint64)
-    lens = np.array(block_lens, dtype=np.int64)
+    ids = np.array(_NORMS[config.fold_register_width].ids(scan.norms), dtype=np.uint64)
+    lens = np.array(scan.block_lens, dtype=np.int64)
+    block_fn = np.array(scan.block_fn, dtype=np.int64)
     blk = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
-    fseg = np.repeat(np.array(block_fn, dtype=np.int64), lens)
+    fseg = np.repeat(block_fn, lens)
     parts: list[U64] = []
     segs: list[I64] = []
     gram = ids
@@ -216,17 +211,21 @@ def code_tokens_batch(functions: Sequence[Function], config: FeatureConfig) -> T
         if size > 1:
             gram = mix64(gram[:-1] * _GRAM_MULT + ids[size - 1 :])
         if size in config.ngram_sizes:
+            if size == 1:
+                parts.append(mix64(gram ^ _NGRAM_SALT[size]))
+                segs.append(fseg)
+                continue
             valid = blk[: len(gram)] == blk[size - 1 :]
             parts.append(mix64(gram[valid] ^ _NGRAM_SALT[size]))
             segs.append(fseg[: len(gram)][valid])
-    if want_mn:
-        mids = np.array(_MNEMONICS.ids(mnems), dtype=np.uint64)
+    if config.block_mnemonic_tokens:
+        mids = np.array(_MNEMONICS_BY_NORM.ids(scan.norms), dtype=np.uint64)
         starts = np.zeros(len(lens), dtype=np.int64)
         np.cumsum(lens[:-1], out=starts[1:])
         pos = (np.arange(len(mids), dtype=np.int64) - np.repeat(starts, lens)).astype(np.uint64)
         per = mix64(mids + pos * _POS_MULT)
         parts.append(mix64(np.add.reduceat(per, starts) ^ _MNEMONIC_SALT))
-        segs.append(np.array(block_fn, dtype=np.int64))
+        segs.append(block_fn)
     return TokenBatch(np.concatenate(parts), np.concatenate(segs), n)
 
 
@@ -271,6 +270,103 @@ def scan_function(fn: Function) -> FunctionScan:
     return FunctionScan(
         tuple(apis), tuple(strings), tuple(imms), n_calls, n_ins, size, b"".join(pics), in_order
     )
+
+
+_GET_NORM: Callable[[Instruction], str] = operator.attrgetter("norm")
+_GET_PIC: Callable[[Instruction], bytes] = operator.attrgetter("pic_bytes")
+_GET_API: Callable[[Instruction], str] = operator.attrgetter("api")  # only read where set
+_GET_STRING: Callable[[Instruction], str] = operator.attrgetter("string")
+_GET_IMM: Callable[[Instruction], int] = operator.attrgetter("imm")
+_GET_FLOW: Callable[[Instruction], Flow] = operator.attrgetter("flow")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BatchScan:
+    """One pass over the instructions of a batch of functions, as flat columns.
+
+    ``norms[i]`` belongs to the i-th instruction of the batch (functions in
+    order, blocks in the order given, empty blocks skipped); ``block_lens``/``block_fn`` give
+    each non-empty block's instruction count and function index; ``functions[k]`` holds the
+    per-function fields (equal to ``scan_function(functions[k])``).
+    """
+
+    n_functions: int
+    norms: list[str]
+    block_lens: list[int]
+    block_fn: list[int]
+    functions: list[FunctionScan]
+
+
+def _split_hits(
+    insns: list[Instruction], present: Iterable[object], get: Callable[[Instruction], T], cut: I64
+) -> tuple[list[T], list[int]]:
+    """Values ``get(insn)`` of the instructions where ``present`` is true, and the number of
+    hits before each function end in ``cut`` (so function k's hits are [bounds[k-1]:bounds[k]])."""
+    idx = list(itertools.compress(itertools.count(), present))
+    values = list(map(get, map(insns.__getitem__, idx)))
+    bounds: list[int] = np.searchsorted(np.array(idx, dtype=np.int64), cut).tolist()
+    return values, bounds
+
+
+def scan_batch(functions: Sequence[Function]) -> BatchScan:
+    """:func:`scan_function` of every function plus the code-token columns, in one pass.
+
+    Dense fields (norm, pic_bytes) are read with one C-level getter call per
+    instruction; sparse ones (api, string, imm, calls) are located with ``itertools.compress``
+    and only their hits are touched in Python.
+    """
+    insns: list[Instruction] = []
+    block_lens: list[int] = []
+    block_fn: list[int] = []
+    fn_ends: list[int] = []
+    in_order: list[bool] = []
+    for f_idx, fn in enumerate(functions):
+        ordered = True
+        last_va = -1
+        for b in fn.blocks:
+            ins = b.instructions
+            if b.va < last_va:
+                ordered = False
+            last_va = b.va
+            if ins:
+                insns += ins
+                block_lens.append(len(ins))
+                block_fn.append(f_idx)
+        fn_ends.append(len(insns))
+        in_order.append(ordered)
+    norms = list(map(_GET_NORM, insns))
+    pics = list(map(_GET_PIC, insns))
+    cut = np.array(fn_ends, dtype=np.int64)
+    apis, api_end = _split_hits(insns, map(_GET_API, insns), _GET_API, cut)
+    strings, str_end = _split_hits(insns, map(_GET_STRING, insns), _GET_STRING, cut)
+    imms, imm_end = _split_hits(
+        insns, map(operator.is_not, map(_GET_IMM, insns), itertools.repeat(None)), _GET_IMM, cut
+    )
+    _, call_end = _split_hits(
+        insns,
+        map(operator.is_, map(_GET_FLOW, insns), itertools.repeat(Flow.CALL)),
+        _GET_FLOW,
+        cut,
+    )
+    scans: list[FunctionScan] = []
+    start = a0 = s0 = i0 = c0 = 0
+    for k, end in enumerate(fn_ends):
+        pic = b"".join(pics[start:end])
+        a1, s1, i1, c1 = api_end[k], str_end[k], imm_end[k], call_end[k]
+        scans.append(
+            FunctionScan(
+                tuple(apis[a0:a1]),
+                tuple(strings[s0:s1]),
+                tuple(imms[i0:i1]),
+                c1 - c0,
+                end - start,
+                len(pic),
+                pic,
+                in_order[k],
+            )
+        )
+        start, a0, s0, i0, c0 = end, a1, s1, i1, c1
+    return BatchScan(len(functions), norms, block_lens, block_fn, scans)
 
 
 def sem_raw_tokens(

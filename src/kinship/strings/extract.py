@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import gc
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -200,7 +201,20 @@ def extract_strings(
     """ASCII and UTF-16LE strings of ``binary`` (data sections, headers, overlay) and the stack
     strings of ``disassembly``'s functions, each with offset, VA, section and referencing
     functions (functions only when ``disassembly`` is given)."""
-    cfg = config or StringConfig()
+    # Only acyclic objects are made here; with a large disassembly alive, the cyclic collector
+    # would rescan it for every few hundred strings: pause it.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _extract_strings(binary, disassembly, config or StringConfig())
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _extract_strings(
+    binary: Binary, disassembly: Disassembly | None, cfg: StringConfig
+) -> StringTable:
     smap = _SectionMap(binary, cfg.scan_code)
     refs = _references(disassembly)
     data = binary.data
@@ -211,13 +225,16 @@ def extract_strings(
                 (Encoding.UTF16LE, _utf16_re(cfg.min_chars)))
     for start, end in _scan_ranges(binary, smap, cfg.scan_unmapped):
         for enc, pattern in patterns:
+            # one byte per character (ASCII) or two (UTF-16LE of ASCII): decode only the
+            # bytes of the MAX_STRING_CHARS characters kept (a blob can be megabytes long)
+            width = 1 if enc is Encoding.ASCII else 2
+            codec = "ascii" if enc is Encoding.ASCII else "utf-16-le"
             for m in pattern.finditer(data, start, end):
-                raw = m.group()
-                text = raw.decode("ascii") if enc is Encoding.ASCII else raw.decode("utf-16-le")
-                section, va = smap.locate(m.start())
+                at = m.start()
+                text = data[at : min(m.end(), at + width * MAX_STRING_CHARS)].decode(codec)
+                section, va = smap.locate(at)
                 funcs = tuple(sorted(set(refs.get(va, ())))) if va is not None else ()
-                found.append((m.start(), SampleString(
-                    text[:MAX_STRING_CHARS], enc, m.start(), va, section, funcs)))
+                found.append((at, SampleString(text, enc, at, va, section, funcs)))
                 budget -= 1
                 if budget <= 0:
                     break
@@ -263,32 +280,34 @@ def stack_strings(binary: Binary, functions: Iterable[Function], min_chars: int 
     out: list[SampleString] = []
     for fn in functions:
         for block in fn.blocks:
-            out.extend(_block_stack_strings(binary, fn.va, block.instructions, min_chars))
+            _block_stack_strings(binary, fn.va, block.instructions, min_chars, out)
     return out
 
 
 def _block_stack_strings(binary: Binary, fn_va: int, insns: Sequence[Instruction],
-                         min_chars: int) -> list[SampleString]:
-    out: list[SampleString] = []
+                         min_chars: int, out: list[SampleString]) -> None:
+    """Append the stack strings of one basic block to ``out``."""
     run: list[tuple[Instruction, bytes]] = []
-
-    def flush() -> None:
-        if len(run) >= 2:
-            buf = b"".join(raw for _, raw in run)
-            text = buf.split(b"\x00", 1)[0].decode("ascii")
-            if len(text) >= min_chars:
-                first = run[0][0]
-                sec = binary.section_for(first.va)
-                out.append(SampleString(text[:MAX_STRING_CHARS], Encoding.STACK,
-                                        binary.va_to_offset(first.va), first.va,
-                                        sec.name if sec else None, (fn_va,)))
-        run.clear()
-
     for ins in insns:
-        chars = _imm_chars(ins)
-        if chars is None:
-            flush()
-        else:
+        # most instructions carry no immediate: skip them without a call
+        chars = _imm_chars(ins) if ins.imm is not None else None
+        if chars is not None:
             run.append((ins, chars))
-    flush()
-    return out
+        elif run:
+            _flush_run(binary, fn_va, run, min_chars, out)
+            run = []
+    if run:
+        _flush_run(binary, fn_va, run, min_chars, out)
+
+
+def _flush_run(binary: Binary, fn_va: int, run: list[tuple[Instruction, bytes]],
+               min_chars: int, out: list[SampleString]) -> None:
+    if len(run) >= 2:
+        buf = b"".join(raw for _, raw in run)
+        text = buf.split(b"\x00", 1)[0].decode("ascii")
+        if len(text) >= min_chars:
+            first = run[0][0]
+            sec = binary.section_for(first.va)
+            out.append(SampleString(text[:MAX_STRING_CHARS], Encoding.STACK,
+                                    binary.va_to_offset(first.va), first.va,
+                                    sec.name if sec else None, (fn_va,)))
