@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from kinship.api import Kinship
+from kinship.api import Kinship, sample_input
 from kinship.cli_evidence import write_compare_html, write_match_html
+from kinship.evidence.references import reference_evidence
 from kinship.pipeline import Labels
 
 CHROMIUM = "/usr/bin/chromium"
@@ -103,3 +104,40 @@ def test_match_page(tmp_path: Path, bins: dict[str, Path], browser: Any) -> None
     strings = browser.find_element(by.ID, "strings").text
     assert "Vendor 2016" in strings and "netsh firewall delete portopening TCP" in strings
     assert browser.find_elements(by.CSS_SELECTOR, "#strings pre.hexdump span.hl")
+    # Reference side from the kept files: listings of the top pairs against netsh_x86.exe and
+    # hex dumps of the reference file's real bytes (highlighted in every occurrence).
+    listings = browser.find_elements(by.CSS_SELECTOR, "section.side-by-side table.listing")
+    assert 1 <= len(listings) <= 10 and listings[0].is_displayed()
+    first = browser.find_element(by.CSS_SELECTOR, "section.side-by-side").text
+    assert "netsh_x86.exe" in first and "Vendor 2016" in first
+    sections = browser.find_elements(by.CSS_SELECTOR, "section.side-by-side")
+    assert any("CreateProcessA" in s.text for s in sections)
+    assert browser.find_element(by.ID, "evidence-time").is_displayed()
+    html = page.read_text()
+    assert "<script" not in html and "https://" not in html
+    n_occ = sum(1 + len(s.references) for s in res.shared_strings)
+    assert len(browser.find_elements(by.CSS_SELECTOR, "#strings pre.hexdump")) == n_occ
+
+
+def test_match_evidence_reads_kept_reference_files(tmp_path: Path,
+                                                   bins: dict[str, Path]) -> None:
+    from kinship.evidence.references import match_reference_evidence
+    from kinship.pipeline import analyse
+
+    with Kinship(tmp_path / "k.db") as k:
+        k.add([bins["netsh_x86.exe"]], Labels(family="netsh", source="Vendor 2016"))
+        q = analyse(sample_input(bins["netsh_x64.exe"]), keep=True)
+        res = k.match_features(q.record, q.features, strings=q.strings)
+        refs = match_reference_evidence(k, res, q)
+        ref_data = bins["netsh_x86.exe"].read_bytes()
+        assert refs.listings and not refs.missing_files
+        assert all(rl.reference.family == "netsh" for rl in refs.listings)
+        assert any(r.kind == "api" for rl in refs.listings for r in rl.pair.rows)
+        # every dump holds the reference file's bytes, the string highlighted at its offset
+        assert refs.dumps
+        for (_sha, off), d in refs.dumps.items():
+            assert d.highlight_start == off
+            assert ref_data[d.start:d.start + len(d.data)] == d.data
+        # without kept files: no listings, the references are named as missing
+        none = reference_evidence(res, q, lambda _sha: None)
+        assert not none.listings and none.missing_files

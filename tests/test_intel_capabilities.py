@@ -59,3 +59,24 @@ def test_rules_dir_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KINSHIP_CAPA_RULES", raising=False)
     with pytest.raises(UsageError):
         rules_dir(None)
+
+
+def test_basic_block_count_feature(bins: dict[str, Path], capa_rules: Path) -> None:
+    """capa's ``count(basic blocks)`` needs one BasicBlock feature per block (as vivisect
+    yields): without it "enumerate PE sections" (3 or more blocks) never matched the mingw
+    runtime's section walker that capa-vivisect finds in netsh_x64.exe."""
+    from capa.features.basicblock import BasicBlock as CapaBasicBlock
+
+    from kinship.intel.capa_extractor import KinshipCapaExtractor
+
+    a = analyse(SampleInput(name="x", path=bins["netsh_x64.exe"]), keep=True)
+    assert a.binary is not None and a.disassembly is not None
+    ex = KinshipCapaExtractor(a.binary, a.disassembly)
+    fh = next(iter(ex.get_functions()))
+    bbs = list(ex.get_basic_blocks(fh))
+    n = sum(1 for bb in bbs for f, _ in ex.extract_basic_block_features(fh, bb)
+            if isinstance(f, CapaBasicBlock))
+    assert n == len(bbs) > 0
+    res = find_capabilities(a.binary, a.disassembly,
+                            load_rules(CapabilitiesConfig(rules_dir=capa_rules)))
+    assert "enumerate PE sections" in {c.rule for c in res.capabilities}

@@ -76,3 +76,50 @@ def test_csv(report: IntelReport) -> None:
     rows = list(csv.DictReader(io.StringIO(to_csv(report))))
     assert any(r["value"] == "http://update.example-cdn.net/gate.php" for r in rows)
     assert all(r["type"] and r["defanged"] for r in rows)
+
+
+def test_csv_records_match_csv(report: IntelReport) -> None:
+    from kinship.export.csv_iocs import to_records
+
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    assert to_records(report) == rows
+
+
+def _cli(*args: str | Path) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from kinship.cli import main
+
+    r = CliRunner(env={"COLUMNS": "200"}).invoke(main, [str(a) for a in args],
+                                                 catch_exceptions=False)
+    return r.exit_code, r.output
+
+
+def test_cli_intel_commands_use_db_and_json(bins: dict[str, Path], tmp_path: Path) -> None:
+    """--db annotates iocs/capabilities/actor output with the store's labels; export --json
+    prints JSON for every format (csv: a list of row objects)."""
+    db = tmp_path / "k.db"
+    sample = bins["netsh_x86.exe"]
+    code, out = _cli("add", sample, "--family", "netsh", "--actor", "Hidden Cobra",
+                     "--source", "Vendor 2016", "--db", db, "--json")
+    assert code == 0, out
+    code, out = _cli("iocs", sample, "--db", db, "--json")
+    assert code == 0, out
+    doc = json.loads(out)["files"][0]
+    assert doc["stored_labels"]["family"] == "netsh" and len(doc["sha256"]) == 64
+    code, out = _cli("iocs", bins["other_x86.exe"], "--db", db)
+    assert code == 0 and "not in the store" in out
+    # a --db that does not exist is not created
+    code, out = _cli("iocs", sample, "--db", tmp_path / "none.db", "--json")
+    assert code == 0 and json.loads(out)["files"][0]["stored_labels"] is None
+    assert not (tmp_path / "none.db").exists()
+    code, out = _cli("actor", "APT38", "--db", db, "--json")
+    assert code == 0, out
+    actor = json.loads(out)
+    assert actor["name"] == "Lazarus Group"
+    assert [s["actor_label"] for s in actor["stored_samples"]] == ["Hidden Cobra"]
+    for fmt in ("stix", "misp", "navigator", "csv"):
+        code, out = _cli("export", fmt, bins["netsh_x64.exe"], "--db", db, "--json")
+        assert code == 0, (fmt, out)
+        doc = json.loads(out)
+        assert isinstance(doc, list if fmt == "csv" else dict), fmt

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kinship.api import Kinship
 from kinship.binary.model import Arch
+from kinship.cli_common import common
 from kinship.cli_evidence import register as register_evidence
 from kinship.cli_evidence import write_compare_html, write_match_html
 from kinship.cli_intel import register as register_intel
@@ -28,7 +29,6 @@ from kinship.ingest import AddReport, ProgressFn
 from kinship.pipeline import Labels
 from kinship.render import terminal
 
-F = TypeVar("F", bound=Callable[..., Any])
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -40,16 +40,6 @@ def _int(value: str | None) -> int | None:
         return int(value, 0)
     except ValueError as e:
         raise click.BadParameter(f"not an integer: {value!r} (use 0x... for hex)") from e
-
-
-def common(f: F) -> F:
-    """--db and --json on every command."""
-    f = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(f)
-    f = click.option(
-        "--db", type=click.Path(dir_okay=False, path_type=Path), envvar="KINSHIP_DB",
-        help="Store file (default: $KINSHIP_HOME/kinship.db, else the user data dir).",
-    )(f)
-    return f
 
 
 def _emit(obj: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from kinship.api import Kinship, compare_samples, sample_input
 from kinship.binary.model import Arch
 from kinship.evidence.compare import CompareResult
 from kinship.evidence.html import render_compare_html, render_match_html
+from kinship.evidence.references import match_reference_evidence
 from kinship.evidence.shared_strings import SharedStringsResult, shared_strings
 from kinship.exceptions import UsageError
 from kinship.match.result import MatchResult
@@ -45,7 +46,8 @@ def write_match_html(k: Kinship, file: Path, html: Path, *, base: int | None = N
     sample = analyse(sample_input(file, base=base, arch=arch), keep=True)
     res = k.match_features(sample.record, sample.features, include_self=include_self, t0=t0,
                            strings=sample.strings)
-    html.write_text(render_match_html(res, sample), encoding="utf-8")
+    refs = match_reference_evidence(k, res, sample)
+    html.write_text(render_match_html(res, sample, refs), encoding="utf-8")
     return res
 
 

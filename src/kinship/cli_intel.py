@@ -11,22 +11,47 @@ from typing import Any
 
 import click
 
+from kinship.cli_common import common, common_with
+from kinship.cli_common import emit as _emit
 from kinship.exceptions import NotFoundError, UsageError
 
 _CAPA_HELP = "capa rules directory (default: $KINSHIP_CAPA_RULES)."
+_DB_LABELS = ("Store file whose labels (family, actor, source, first seen) annotate the sample "
+              "when it is stored there (default: $KINSHIP_HOME/kinship.db; never created).")
+_DB_ACTOR = ("Store file: also list its samples whose actor label resolves to the same actor "
+             "(default: $KINSHIP_HOME/kinship.db; never created).")
+_DB_REPORT = ("Store file: verdict, code/string evidence and reference listings "
+              "(default: $KINSHIP_HOME/kinship.db).")
 
 
-def _emit(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
+def _existing_store(db: Path | None) -> Path | None:
+    """``db`` or the default store path, when that file exists (read-only uses never create)."""
+    from kinship.store.paths import default_db_path
+
+    path = db or default_db_path()
+    return path if path.is_file() else None
 
 
-def _db_option(f: Any) -> Any:
-    return click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
-                        envvar="KINSHIP_DB", help="Store file (default: $KINSHIP_HOME).")(f)
+def stored_labels(db: Path | None, sha256s: list[str]) -> dict[str, dict[str, Any]]:
+    """Labels of the samples of ``sha256s`` that the store at ``db`` holds (sha256 -> labels)."""
+    from kinship.api import Kinship
+
+    path = _existing_store(db)
+    if path is None:
+        return {}
+    want = set(sha256s)
+    with Kinship(path, keep_files=False) as k:
+        return {r.sha256: {"family": r.family, "actor": r.actor, "source": r.source,
+                           "first_seen": r.first_seen, "version": r.version,
+                           "is_library": r.is_library}
+                for r in k.store.samples() if r.sha256 in want}
 
 
-def _json_option(f: Any) -> Any:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(f)
+def _label_line(labels: dict[str, Any] | None) -> str:
+    if not labels:
+        return "not in the store"
+    return "stored as " + ", ".join(f"{k}={v}" for k, v in labels.items()
+                                    if v not in (None, False))
 
 
 def _report_for(samples: tuple[Path, ...], db: Path | None, capa_rules: Path | None,
@@ -41,19 +66,43 @@ def _report_for(samples: tuple[Path, ...], db: Path | None, capa_rules: Path | N
         return build_report(list(samples), opts, kinship=k)
 
 
-def actor_cmd(name: str, as_json: bool) -> None:
+def _stored_of_actor(db: Path | None, actor: str) -> list[dict[str, Any]]:
+    """Stored samples whose actor label (any alias) resolves to ``actor``."""
+    from kinship.api import Kinship
+    from kinship.intel.actors import resolve_actor
+
+    path = _existing_store(db)
+    if path is None:
+        return []
+    with Kinship(path, keep_files=False) as k:
+        records = [r for r in k.store.samples() if r.actor]
+    resolved: dict[str, str | None] = {}
+    for label in {r.actor for r in records if r.actor}:
+        try:
+            resolved[label] = resolve_actor(label).name
+        except NotFoundError:
+            resolved[label] = None
+    return [{"sha256": r.sha256, "name": r.name, "family": r.family, "actor_label": r.actor,
+             "source": r.source, "first_seen": r.first_seen}
+            for r in records if r.actor and resolved.get(r.actor) == actor]
+
+
+def actor_cmd(name: str, db: Path | None, as_json: bool) -> None:
     """Resolve NAME (any alias) to one actor: aliases, techniques, software, references.
 
     \b
+    Also lists the store's samples labelled with that actor under any alias.
     Examples:
       kinship actor "Hidden Cobra"       # -> Lazarus Group
       kinship actor APT38 --json | jq .techniques
+      kinship actor ZINC --db cases.db   # + stored samples of Lazarus Group
     """
     from kinship.intel.actors import resolve_actor
 
     p = resolve_actor(name)
+    stored = _stored_of_actor(db, p.name)
     if as_json:
-        _emit(p.to_dict())
+        _emit({**p.to_dict(), "stored_samples": stored})
         return
     click.echo(f"{p.name}  (query: {p.query}; ATT&CK {p.attack_id or '-'}; "
                f"country {p.country or '-'})")
@@ -63,12 +112,19 @@ def actor_cmd(name: str, as_json: bool) -> None:
     for ref in p.references[:10]:
         click.echo(f"  {ref}")
     click.echo(f"source: {p.provenance}")
+    if stored:
+        click.echo(f"stored samples ({len(stored)}):")
+        for r in stored:
+            click.echo(f"  {r['sha256'][:16]}  {r['name']}  family={r['family']} "
+                       f"label={r['actor_label']!r} source={r['source']}")
 
 
-def capabilities_cmd(file: Path, capa_rules: Path | None, as_json: bool) -> None:
+def capabilities_cmd(file: Path, capa_rules: Path | None, db: Path | None,
+                     as_json: bool) -> None:
     """Capabilities and ATT&CK techniques of FILE (capa rules over kinship's disassembly).
 
     \b
+    FILE is annotated with its labels when the store holds it.
     Examples:
       kinship capabilities implant.exe --capa-rules ~/capa-rules
       KINSHIP_CAPA_RULES=~/capa-rules kinship capabilities implant.exe --json
@@ -80,9 +136,11 @@ def capabilities_cmd(file: Path, capa_rules: Path | None, as_json: bool) -> None
     a = analyse(SampleInput(name=str(file), path=file), keep=True)
     assert a.binary is not None and a.disassembly is not None
     res = find_capabilities(a.binary, a.disassembly, rules, name=a.record.name)
+    labels = stored_labels(db, [a.record.sha256]).get(a.record.sha256)
     if as_json:
-        _emit(res.to_dict())
+        _emit({**res.to_dict(), "sha256": a.record.sha256, "stored_labels": labels})
         return
+    click.echo(f"{file}  {a.record.sha256[:16]}  ({_label_line(labels)})")
     for t in res.techniques:
         where = ", ".join(f"0x{v:x}" for v in t.function_vas)
         click.echo(f"{t.id:<10} {t.name or '':<55} {where}  [{', '.join(t.rules)}]")
@@ -92,10 +150,12 @@ def capabilities_cmd(file: Path, capa_rules: Path | None, as_json: bool) -> None
         click.echo(f"  {c.rule}  " + " ".join(f"0x{e.va:x}" for e in c.evidence[:5]))
 
 
-def iocs_cmd(files: tuple[Path, ...], text: bool, no_filter: bool, as_json: bool) -> None:
+def iocs_cmd(files: tuple[Path, ...], text: bool, no_filter: bool, db: Path | None,
+             as_json: bool) -> None:
     """IOCs in FILES (samples; or text documents with --text), each citing where it was found.
 
     \b
+    Samples are annotated with their labels when the store holds them.
     Examples:
       kinship iocs implant.exe
       kinship iocs --text vendor_report.txt --json     # defanged IOCs are refanged
@@ -104,20 +164,25 @@ def iocs_cmd(files: tuple[Path, ...], text: bool, no_filter: bool, as_json: bool
     from kinship.pipeline import SampleInput, analyse
 
     out: list[IOCResult] = []
+    hashes: list[str | None] = []
     for f in files:
         if text:
             out.append(iocs_from_text(f.read_text(encoding="utf-8", errors="replace"),
                                       source=f.name, filter_benign=not no_filter))
+            hashes.append(None)
         else:
             a = analyse(SampleInput(name=str(f), path=f), keep=True)
             assert a.binary is not None
             out.append(iocs_from_sample(a.binary, a.disassembly, filter_benign=not no_filter))
+            hashes.append(a.record.sha256)
+    labels = stored_labels(db, [h for h in hashes if h]) if not text else {}
     if as_json:
-        _emit({"files": [{"file": str(f), **r.to_dict()} for f, r in zip(files, out,
-                                                                         strict=True)]})
+        _emit({"files": [{"file": str(f), "sha256": h,
+                          "stored_labels": labels.get(h) if h else None, **r.to_dict()}
+                         for f, h, r in zip(files, hashes, out, strict=True)]})
         return
-    for f, r in zip(files, out, strict=True):
-        click.echo(f"{f}:")
+    for f, h, r in zip(files, hashes, out, strict=True):
+        click.echo(f"{f}:" + (f"  ({_label_line(labels.get(h))})" if h else ""))
         for i in r.iocs:
             src = i.sources[0]
             at = f" offset 0x{src.offset:x}" if src.offset is not None else ""
@@ -126,8 +191,8 @@ def iocs_cmd(files: tuple[Path, ...], text: bool, no_filter: bool, as_json: bool
             click.echo(f"  filtered: {', '.join(i.defanged for i in r.filtered)}")
 
 
-def yara_cmd(family: str, samples: tuple[Path, ...], db: Path | None, out: Path | None,
-             as_json: bool) -> None:
+def yara_cmd(family: str, samples: tuple[Path, ...], out: Path | None,
+             strings_share: float | None, db: Path | None, as_json: bool) -> None:
     """Generate and validate a YARA rule for FAMILY from the stored samples' files.
 
     \b
@@ -138,7 +203,7 @@ def yara_cmd(family: str, samples: tuple[Path, ...], db: Path | None, out: Path 
       kinship rules yara --family netsh --out netsh.yar --json
     """
     from kinship.api import Kinship
-    from kinship.rules.yara_gen import generate_family_rule
+    from kinship.rules.yara_gen import YaraConfig, generate_family_rule
     from kinship.rules.yara_validate import locate_files
     from kinship.store.files import SampleFiles
 
@@ -156,7 +221,8 @@ def yara_cmd(family: str, samples: tuple[Path, ...], db: Path | None, out: Path 
                          "--samples DIR or keep them with `kinship rules keep`")
     members = {h: files[h] for h in fam}
     others = {h: p for h, p in files.items() if h not in fam}
-    rule = generate_family_rule(family, members, others)
+    cfg = YaraConfig() if strings_share is None else YaraConfig(strings_share=strings_share)
+    rule = generate_family_rule(family, members, others, cfg)
     if rule is None:
         raise NotFoundError(f"no YARA rule for {family!r} matches all its samples and "
                             "none of the others")
@@ -190,8 +256,15 @@ def keep_cmd(files: tuple[Path, ...], db: Path | None, as_json: bool) -> None:
 
 
 def export_cmd(fmt: str, samples: tuple[Path, ...], db: Path | None, capa_rules: Path | None,
-               actor: str | None, no_store: bool, out: Path | None) -> None:
-    from kinship.export.csv_iocs import to_csv
+               actor: str | None, no_store: bool, out: Path | None, as_json: bool = False
+               ) -> None:
+    """Write one export artefact to OUT or stdout.
+
+    STIX, MISP and Navigator artefacts are JSON in either case (``--json`` prints them
+    compactly parsed-and-reindented, like every ``--json`` output); CSV with ``--json`` is a
+    JSON list of row objects.
+    """
+    from kinship.export.csv_iocs import to_csv, to_records
     from kinship.export.misp import to_misp_event
     from kinship.export.navigator import to_layer
     from kinship.export.stix import to_bundle
@@ -203,8 +276,12 @@ def export_cmd(fmt: str, samples: tuple[Path, ...], db: Path | None, capa_rules:
         text = to_misp_event(report).to_json(indent=2)
     elif fmt == "navigator":
         text = json.dumps(to_layer(report), indent=2)
+    elif as_json:
+        text = json.dumps(to_records(report), indent=2, ensure_ascii=False)
     else:
         text = to_csv(report)
+    if as_json and fmt != "csv":
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     if out is not None:
         out.write_text(text, encoding="utf-8")
     else:
@@ -233,22 +310,46 @@ def report_cmd(samples: tuple[Path, ...], out: Path, db: Path | None, capa_rules
             click.echo(f"warning: {w}", err=True)
 
 
+_EXPORT_EXAMPLES = {
+    "stix": "kinship export stix implant.exe --out bundle.json\n"
+            "  kinship export stix implant.exe --json | jq '.objects[].type'",
+    "misp": "kinship export misp implant.exe --out event.json\n"
+            "  kinship export misp implant.exe --actor APT38 --json",
+    "navigator": "kinship export navigator implant.exe --capa-rules ~/capa-rules "
+                 "--out layer.json",
+    "csv": "kinship export csv implant.exe --out iocs.csv\n"
+           "  kinship export csv implant.exe --json     # a JSON list of rows",
+}
+
+
+def _export_command(fmt: str) -> Any:
+    def cmd(samples: tuple[Path, ...], capa_rules: Path | None, actor: str | None,
+            no_store: bool, out: Path | None, db: Path | None, as_json: bool) -> None:
+        export_cmd(fmt, samples, db, capa_rules, actor, no_store, out, as_json)
+
+    what = "IOC CSV" if fmt == "csv" else f"{fmt.upper()} JSON"
+    cmd.__doc__ = (f"{what} export of SAMPLES (verdict from the store, capabilities, IOCs).\n\n"
+                   f"\b\nExamples:\n  {_EXPORT_EXAMPLES[fmt]}\n")
+    return cmd
+
+
 def register(main: click.Group) -> None:
     """Add the intel commands to ``main``."""
     samples_arg = click.argument("samples", nargs=-1, required=True,
                                  type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    main.command("actor")(click.argument("name")(_json_option(actor_cmd)))
+    existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+    capa_opt = click.option("--capa-rules", type=click.Path(path_type=Path), help=_CAPA_HELP)
+
+    main.command("actor")(click.argument("name")(common_with(_DB_ACTOR)(actor_cmd)))
     main.command("capabilities")(
-        click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))(
-            click.option("--capa-rules", type=click.Path(path_type=Path), help=_CAPA_HELP)(
-                _json_option(capabilities_cmd))))
+        click.argument("file", type=existing_file)(
+            capa_opt(common_with(_DB_LABELS)(capabilities_cmd))))
     main.command("iocs")(
-        click.argument("files", nargs=-1, required=True,
-                       type=click.Path(exists=True, dir_okay=False, path_type=Path))(
+        click.argument("files", nargs=-1, required=True, type=existing_file)(
             click.option("--text", is_flag=True, help="FILES are text, not executables.")(
                 click.option("--no-filter", is_flag=True,
                              help="Keep IOCs on the MISP warning lists.")(
-                    _json_option(iocs_cmd)))))
+                    common_with(_DB_LABELS)(iocs_cmd)))))
 
     @main.group("rules")
     def rules() -> None:
@@ -260,11 +361,12 @@ def register(main: click.Group) -> None:
                          path_type=Path), help="Folder/file holding sample files.")(
                 click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
                              help="Write the rule here.")(
-                    _db_option(_json_option(yara_cmd))))))
+                    click.option("--strings-share", type=click.FloatRange(0.0, 1.0),
+                                 help="Share of the rule's strings that must match "
+                                      "(default 0.4).")(common(yara_cmd))))))
     rules.command("keep")(
-        click.argument("files", nargs=-1, required=True,
-                       type=click.Path(exists=True, dir_okay=False, path_type=Path))(
-            _db_option(_json_option(keep_cmd))))
+        click.argument("files", nargs=-1, required=True, type=existing_file)(
+            common(keep_cmd)))
 
     @main.group("export")
     def export() -> None:
@@ -277,28 +379,19 @@ def register(main: click.Group) -> None:
         """
 
     for fmt in ("stix", "misp", "navigator", "csv"):
-        def make(fmt_: str) -> Any:
-            def cmd(samples: tuple[Path, ...], db: Path | None, capa_rules: Path | None,
-                    actor: str | None, no_store: bool, out: Path | None) -> None:
-                export_cmd(fmt_, samples, db, capa_rules, actor, no_store, out)
-            cmd.__doc__ = f"{fmt_.upper()} export of SAMPLES (see `kinship export --help`)."
-            return cmd
-
-        export.command(fmt)(samples_arg(
-            click.option("--capa-rules", type=click.Path(path_type=Path), help=_CAPA_HELP)(
-                click.option("--actor", help="Actor to include (any alias).")(
-                    click.option("--no-store", is_flag=True, help="No verdict from the store.")(
-                        click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-                                     help="Output file (default: stdout).")(
-                            _db_option(make(fmt))))))))
+        export.command(fmt)(samples_arg(capa_opt(
+            click.option("--actor", help="Actor to include (any alias).")(
+                click.option("--no-store", is_flag=True, help="No verdict from the store.")(
+                    click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+                                 help="Output file (default: stdout).")(
+                        common_with(_DB_REPORT)(_export_command(fmt))))))))
 
     main.command("report")(samples_arg(
         click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-                     help="Output folder.")(
-            click.option("--capa-rules", type=click.Path(path_type=Path), help=_CAPA_HELP)(
-                click.option("--actor", help="Actor to profile (any alias).")(
-                    click.option("--lang", type=click.Choice(["en", "ja"]), default="en",
-                                 show_default=True, help="Report language.")(
-                        click.option("--no-store", is_flag=True,
-                                     help="No verdict from the store.")(
-                            _db_option(_json_option(report_cmd)))))))))
+                     help="Output folder.")(capa_opt(
+            click.option("--actor", help="Actor to profile (any alias).")(
+                click.option("--lang", type=click.Choice(["en", "ja"]), default="en",
+                             show_default=True, help="Report language.")(
+                    click.option("--no-store", is_flag=True,
+                                 help="No verdict from the store.")(
+                        common_with(_DB_REPORT)(report_cmd))))))))

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 
 from kinship.evidence.compare import CompareResult, FunctionPair
 from kinship.evidence.hexdump import HexDump, HexLine, hexdump, hexdump_of
+from kinship.evidence.references import ReferenceEvidence, ReferenceListing
 from kinship.evidence.shared_strings import SharedStringsResult
 from kinship.match.result import MatchResult, Verdict
 from kinship.pipeline import AnalysedSample
@@ -166,52 +167,111 @@ def render_compare_html(
              "score": p.score, "kind": p.kind, "notes": _pair_notes(p)}
             for p in res.pairs[:MAX_TABLE_PAIRS]
         ],
-        "listings": [p for p in res.pairs if p.rows],
-        "left_title": f"{res.left.name} ({res.left.arch})",
-        "right_title": f"{res.right.name} ({res.right.arch})",
+        "listings": [
+            {"pair": p, "left_title": f"{res.left.name} ({res.left.arch})",
+             "right_title": f"{res.right.name} ({res.right.arch})",
+             "right_sha256": res.right.sha256, "right_source": res.right.source}
+            for p in res.pairs if p.rows],
         "strings": _strings_context(strings),
+        "evidence_seconds": None,
+        "missing_files": [],
     }
     return _env().get_template("report.html.j2").render(**ctx)
 
 
-def render_match_html(res: MatchResult, query: AnalysedSample) -> str:
-    """The page for ``kinship match X --html``: verdict, families (code and string scores),
-    a coverage map per family, the function-pair table and the shared strings with hex dumps
-    (the query's from its file; the references' from the offsets and text the store keeps)."""
+def match_coverage(res: MatchResult, query: AnalysedSample) -> list[dict[str, Any]]:
+    """Per family (first :data:`MAX_COVERAGE_ROWS`): the query's functions in address order as
+    ``[va, instructions, best score or None, library]`` (JSON-safe; :func:`coverage_svg` of
+    :func:`segments_of` draws it)."""
     feats = sorted(query.features, key=lambda f: f.va)
     lib_vas = {m.query_va for m in res.function_matches if m.is_library}
-    coverage = []
+    out = []
     for fam in res.families[:MAX_COVERAGE_ROWS]:
         best: dict[int, float] = {}
         for m in res.function_matches:
             if m.family == fam.family:
                 best[m.query_va] = max(best.get(m.query_va, 0.0), m.score)
-        segs = [CoverageSegment(f.va, f.n_instructions, best.get(f.va), f.va in lib_vas,
-                                f.name or "") for f in feats]
-        coverage.append({"label": f"{fam.family}: ", "svg": coverage_svg(segs)})
-    names: dict[int, str | None] = {f.va: f.name for f in feats}
-    strings = []
+        covered = sum(f.n_instructions for f in feats if f.va in best)
+        total = sum(f.n_instructions for f in feats) or 1
+        out.append({"family": fam.family, "covered": round(covered / total, 4),
+                    "segments": [[f.va, f.n_instructions, best.get(f.va), f.va in lib_vas]
+                                 for f in feats]})
+    return out
+
+
+def segments_of(row: dict[str, Any]) -> list[CoverageSegment]:
+    return [CoverageSegment(int(va), int(n), score, bool(lib))
+            for va, n, score, lib in row["segments"]]
+
+
+def match_string_evidence(res: MatchResult, query: AnalysedSample,
+                          refs: ReferenceEvidence | None = None) -> list[dict[str, Any]]:
+    """The shared strings of a match, JSON-safe: per string its occurrences (query first)
+    with provenance and a hex dump (``HexDump.to_dict()``: the query's and, when ``refs`` has
+    it, the reference file's bytes; else the stored text at the stored offset)."""
+    refs = refs or ReferenceEvidence()
+    names: dict[int, str | None] = {f.va: f.name for f in query.features}
     data = query.binary.data if query.binary is not None else b""
+    out = []
     for s in res.shared_strings:
-        occs = []
         q = s.query
-        qdump: HexDump | None = None
         raw = s.text.encode("utf-16-le") if q.encoding == "utf-16le" else s.text.encode(
             "latin-1", "replace")
+        qdump: HexDump | None = None
         if data and q.offset is not None and q.encoding != "stack":
             qdump = hexdump(data, q.offset, len(raw))
-        occs.append(_Occurrence(
-            query.record.name, query.record.sha256, query.record.source, q.offset, q.va,
-            q.section, q.encoding, [_fn_label(names, va) for va in q.functions],
-            qdump.lines() if qdump else []))
+        occs: list[dict[str, Any]] = [{
+            "name": query.record.name, "sha256": query.record.sha256,
+            "source": query.record.source, "offset": q.offset, "va": q.va,
+            "section": q.section, "encoding": q.encoding,
+            "functions": [_fn_label(names, va) for va in q.functions],
+            "hexdump": qdump.to_dict() if qdump else None, "from_file": qdump is not None}]
         for r in s.references:
             rraw = s.text.encode("utf-16-le") if r.encoding == "utf-16le" else raw
-            rdump = hexdump_of(rraw, r.offset) if r.offset is not None else None
-            occs.append(_Occurrence(
-                f"{r.name} [{r.family or 'unlabelled'}]", r.sha256, r.source, r.offset, r.va,
-                r.section, r.encoding, [], rdump.lines() if rdump else []))
-        strings.append({"text": s.text, "weight": s.weight, "families": list(s.families),
-                        "occurrences": occs})
+            rdump = refs.dumps.get((r.sha256, r.offset)) if r.offset is not None else None
+            from_file = rdump is not None
+            if rdump is None and r.offset is not None:
+                rdump = hexdump_of(rraw, r.offset)
+            occs.append({
+                "name": f"{r.name} [{r.family or 'unlabelled'}]", "sha256": r.sha256,
+                "source": r.source, "offset": r.offset, "va": r.va, "section": r.section,
+                "encoding": r.encoding, "functions": [],
+                "hexdump": rdump.to_dict() if rdump else None, "from_file": from_file})
+        out.append({"text": s.text, "weight": s.weight, "families": list(s.families),
+                    "occurrences": occs})
+    return out
+
+
+def hexlines(d: dict[str, Any] | None) -> list[HexLine]:
+    """Lines of a ``HexDump.to_dict()`` (for templates)."""
+    return HexDump.from_dict(d).lines() if d else []
+
+
+def listing_context(rl: ReferenceListing, query_name: str, query_arch: str) -> dict[str, Any]:
+    return {"pair": rl.pair, "left_title": f"{query_name} ({query_arch})",
+            "right_title": f"{rl.reference.name} ({rl.reference.arch}) "
+                           f"[{rl.reference.family or 'unlabelled'}]",
+            "right_sha256": rl.reference.sha256, "right_source": rl.reference.source}
+
+
+def render_match_html(res: MatchResult, query: AnalysedSample,
+                      refs: ReferenceEvidence | None = None) -> str:
+    """The page for ``kinship match X --html``: verdict, families (code and string scores),
+    a coverage map per family, the function-pair table, side-by-side listings of the top pairs
+    and the shared strings with hex dumps.
+
+    ``refs`` (:func:`kinship.evidence.references.reference_evidence`) brings the reference
+    side from the kept sample files: listings, and hex dumps of the reference files' bytes.
+    Without it (files not kept) reference dumps show the stored text at the stored offset."""
+    refs = refs or ReferenceEvidence()
+    coverage = [{"label": f"{row['family']}: ", "svg": coverage_svg(segments_of(row))}
+                for row in match_coverage(res, query)]
+    strings = [
+        {**s, "occurrences": [
+            _Occurrence(o["name"], o["sha256"], o["source"], o["offset"], o["va"],
+                        o["section"], o["encoding"], o["functions"], hexlines(o["hexdump"]))
+            for o in s["occurrences"]]}
+        for s in match_string_evidence(res, query, refs)]
     rec = query.record
     ctx = {
         "title": f"kinship match: {rec.name}",
@@ -228,8 +288,9 @@ def render_match_html(res: MatchResult, query: AnalysedSample) -> str:
              "score": m.score, "kind": m.kind.value, "notes": ""}
             for m in res.function_matches[:MAX_TABLE_PAIRS]
         ],
-        "listings": [],
-        "left_title": "", "right_title": "",
+        "listings": [listing_context(rl, rec.name, rec.arch) for rl in refs.listings],
         "strings": strings,
+        "evidence_seconds": refs.seconds if refs.listings or refs.dumps else None,
+        "missing_files": refs.missing_files,
     }
     return _env().get_template("report.html.j2").render(**ctx)

@@ -88,6 +88,19 @@ class ActorProfile:
             "provenance": self.provenance,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ActorProfile:
+        return cls(
+            name=d["name"], query=d.get("query", d["name"]), aliases=list(d.get("aliases", [])),
+            country=d.get("country"), attack_id=d.get("attack_id"),
+            attack_name=d.get("attack_name"), description=d.get("description"),
+            techniques=[Technique(t["id"], t["name"], tuple(t.get("tactics", [])))
+                        for t in d.get("techniques", [])],
+            software=[Software(x["id"], x["name"], x["kind"]) for x in d.get("software", [])],
+            references=list(d.get("references", [])), galaxy_uuid=d.get("galaxy_uuid"),
+            provenance=d.get("provenance", cls.provenance),
+        )
+
 
 def _meta(value: Any) -> dict[str, Any]:
     meta = getattr(value, "meta", None)

@@ -34,6 +34,7 @@ from capa.features.address import (
     Address,
     FileOffsetAddress,
 )
+from capa.features.basicblock import BasicBlock as CapaBasicBlock
 from capa.features.common import (
     ARCH_AMD64,
     ARCH_I386,
@@ -176,6 +177,9 @@ class KinshipCapaExtractor(StaticFeatureExtractor):  # type: ignore[misc]
             yield Characteristic("tight loop"), bbh.address
         if _stackstring_len(self._decode_block(b, bbh.inner[1])) > MIN_STACKSTRING_LEN:
             yield Characteristic("stack string"), bbh.address
+        # capa counts a function's blocks (``count(basic blocks): N or more``) from this
+        # feature, which every capa backend yields once per block.
+        yield CapaBasicBlock(), bbh.address
 
     def get_instructions(self, fh: FunctionHandle, bbh: BBHandle) -> Iterator[InsnHandle]:
         b, first = bbh.inner
@@ -209,9 +213,40 @@ def file_imports(binary: Binary, _dis: Disassembly) -> Found:
             yield Import(sym), AbsoluteVirtualAddress(imp.slot)
 
 
+def _pe_forwarders(binary: Binary) -> list[tuple[str, int]]:
+    """Forwarded PE exports as (forwarder "kernel32.HeapAlloc", VA): kinship's loader keeps
+    code exports only, capa also reports these (export directory only, via pefile)."""
+    if binary.format != BinFormat.PE:
+        return []
+    import pefile
+
+    try:
+        pe = pefile.PE(data=binary.data, fast_load=True)
+        pe.parse_data_directories(
+            directories=[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"]])
+    except pefile.PEFormatError:
+        return []
+    out = []
+    for e in getattr(getattr(pe, "DIRECTORY_ENTRY_EXPORT", None), "symbols", []):
+        if not e.forwarder:
+            continue
+        try:
+            name = e.forwarder.partition(b"\x00")[0].decode("ascii")
+        except UnicodeDecodeError:
+            continue
+        out.append((name, binary.image_base + e.address))
+    return out
+
+
 def file_exports(binary: Binary, _dis: Disassembly) -> Found:
+    """Exports, and forwarded exports as capa reports them: named by their target
+    (``kernel32.VerLanguageNameA``), tagged ``forwarded export``."""
     for exp in binary.exports:
         yield Export(exp.name), AbsoluteVirtualAddress(exp.va)
+    for name, va in _pe_forwarders(binary):
+        yield Export(capa_helpers.reformat_forwarded_export_name(name)), \
+            AbsoluteVirtualAddress(va)
+        yield Characteristic("forwarded export"), AbsoluteVirtualAddress(va)
 
 
 def file_sections(binary: Binary, _dis: Disassembly) -> Found:

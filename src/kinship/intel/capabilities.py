@@ -119,6 +119,17 @@ class TechniqueHit:
                          for e in self.evidence],
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TechniqueHit:
+        return cls(id=d["id"], name=d.get("name"), tactics=list(d.get("tactics", [])),
+                   rules=list(d.get("rules", [])),
+                   evidence=[_evidence_from_dict(e) for e in d.get("evidence", [])])
+
+
+def _evidence_from_dict(e: dict[str, Any]) -> Evidence:
+    return Evidence(int(e["va"]), e.get("function_va"), e.get("function_name"),
+                    tuple(e.get("features", [])))
+
 
 @dataclass
 class CapabilitiesResult:
@@ -139,6 +150,16 @@ class CapabilitiesResult:
             "techniques": [t.to_dict() for t in self.techniques],
             "warnings": list(self.warnings),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CapabilitiesResult:
+        return cls(
+            sha256=d["sha256"], name=d["name"],
+            capabilities=[Capability.from_dict(c) for c in d.get("capabilities", [])],
+            techniques=[TechniqueHit.from_dict(t) for t in d.get("techniques", [])],
+            n_rules=int(d.get("n_rules", 0)), rules_source=d.get("rules_source", ""),
+            seconds=float(d.get("seconds", 0.0)), warnings=list(d.get("warnings", [])),
+        )
 
 
 def rules_dir(option: str | Path | None) -> Path:

@@ -46,6 +46,13 @@ class SampleIntel:
     capabilities: CapabilitiesResult | None = None
     iocs: list[IOC] = field(default_factory=list)
     filtered_iocs: list[IOC] = field(default_factory=list)
+    # Evidence views (kinship.evidence), JSON-safe, when a store verdict exists:
+    # shared distinctive strings with hex dumps (evidence.html.match_string_evidence)
+    shared_strings: list[dict[str, Any]] = field(default_factory=list)
+    # side-by-side listing of the top pair: {"reference": {...}, "pair": FunctionPair fields}
+    listing: dict[str, Any] | None = None
+    # coverage of the query's code per family (evidence.html.match_coverage)
+    coverage: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,7 +63,24 @@ class SampleIntel:
             "capabilities": self.capabilities.to_dict() if self.capabilities else None,
             "iocs": [i.to_dict() for i in self.iocs],
             "filtered_iocs": [i.to_dict() for i in self.filtered_iocs],
+            "shared_strings": self.shared_strings, "listing": self.listing,
+            "coverage": self.coverage,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SampleIntel:
+        caps = d.get("capabilities")
+        return cls(
+            sha256=d["sha256"], md5=d["md5"], sha1=d["sha1"], name=d["name"],
+            format=d["format"], arch=d["arch"], size=int(d["size"]),
+            n_functions=int(d["n_functions"]), verdict=d.get("verdict"),
+            top_evidence=list(d.get("top_evidence", [])),
+            capabilities=CapabilitiesResult.from_dict(caps) if caps else None,
+            iocs=[IOC.from_dict(i) for i in d.get("iocs", [])],
+            filtered_iocs=[IOC.from_dict(i) for i in d.get("filtered_iocs", [])],
+            shared_strings=list(d.get("shared_strings", [])), listing=d.get("listing"),
+            coverage=list(d.get("coverage", [])),
+        )
 
 
 @dataclass
@@ -113,18 +137,51 @@ class IntelReport:
             "warnings": list(self.warnings),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IntelReport:
+        """Inverse of :meth:`to_dict` (``techniques`` is derived, so it is not read back)."""
+        return cls(
+            title=d["title"], created=d["created"],
+            samples=[SampleIntel.from_dict(s) for s in d.get("samples", [])],
+            family=d.get("family"),
+            actor=ActorProfile.from_dict(d["actor"]) if d.get("actor") else None,
+            yara_rules=list(d.get("yara_rules", [])), lang=d.get("lang", "en"),
+            tool=d.get("tool", "kinship"), warnings=list(d.get("warnings", [])),
+        )
+
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Width of the left column of a plain-text side-by-side listing (Markdown report).
+LISTING_COLUMN = 60
+_MARK = {"same": "=", "api": "=", "similar": "~", "diff": "!", "gap": " "}
+
+
+def side_by_side_text(pair: dict[str, Any]) -> str:
+    """A ``FunctionPair`` (as a dict) as two plain-text columns, marks between them."""
+    def cell(side: dict[str, Any] | None) -> str:
+        return f"{side['va']:08x}  {side['text']}" if side else ""
+
+    return "\n".join(f"{cell(r['left'])[:LISTING_COLUMN]:<{LISTING_COLUMN}} "
+                     f"{_MARK.get(r['kind'], '?')} {cell(r['right'])}".rstrip()
+                     for r in pair["rows"])
+
+
 def _env(lang: str) -> Any:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from kinship.evidence.html import coverage_svg, hexlines, segments_of
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
                       autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["hex"] = lambda v: f"0x{v:x}" if isinstance(v, int) else "-"
+    env.globals["hexlines"] = hexlines
+    env.globals["side_by_side_text"] = side_by_side_text
+    env.globals["printable"] = lambda b: chr(b) if 0x20 <= b < 0x7F else "."
+    env.globals["coverage_svg"] = lambda row: coverage_svg(segments_of(row))
     return env
 
 
@@ -174,6 +231,9 @@ def write_report(report: IntelReport, out: Path) -> dict[str, Path]:
 
 # Shared-function evidence rows per sample in a report.
 MAX_EVIDENCE_ROWS = 15
+# Shared distinctive strings (each with hex dumps) per sample in a report: the best ones
+# carry the argument; more make the report long without adding to it.
+MAX_REPORT_STRINGS = 8
 
 
 @dataclass
@@ -190,6 +250,24 @@ class ReportOptions:
     lang: str = "en"
     # Drop IOCs on the MISP warning lists (kept in the report's "filtered" list).
     filter_benign: bool = True
+
+
+def _listing_dict(rl: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {"reference": asdict(rl.reference), "pair": asdict(rl.pair)}
+
+
+def _add_evidence(si: SampleIntel, k: Any, res: Any, a: Any) -> None:
+    """The evidence views of a match (strings with hex dumps, top pair side by side,
+    coverage) into ``si``: one reference sample re-analysed from the kept files."""
+    from kinship.evidence.html import match_coverage, match_string_evidence
+    from kinship.evidence.references import match_reference_evidence
+
+    refs = match_reference_evidence(k, res, a, max_pairs=1)
+    si.shared_strings = match_string_evidence(res, a, refs)[:MAX_REPORT_STRINGS]
+    si.listing = _listing_dict(refs.listings[0]) if refs.listings else None
+    si.coverage = match_coverage(res, a)
 
 
 def build_report(paths: list[Path], options: ReportOptions | None = None, *,
@@ -223,7 +301,8 @@ def build_report(paths: list[Path], options: ReportOptions | None = None, *,
                          r.n_functions)
         if kinship is not None and opts.use_store:
             try:
-                res = kinship.match_features(r, a.features)
+                res = kinship.match_features(r, a.features, strings=a.strings)
+                _add_evidence(si, kinship, res, a)
                 d = res.to_dict()
                 si.verdict = d["verdict"]
                 si.top_evidence = [

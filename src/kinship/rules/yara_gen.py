@@ -16,6 +16,7 @@ distinctive.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from kinship.rules.yara_validate import (
     matching_identifiers,
     validate,
 )
+from kinship.strings.rarity import intrinsic_weight
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +50,18 @@ class YaraConfig:
     max_string_len: int = 200
     # Strings per rule (1..50), longest/most specific first.
     max_strings: int = 12
-    # Strings that must match: min(this, number of strings) (1..10).
+    # Strings that must match: min(this, number of strings) (1..10) ...
     strings_needed: int = 2
+    # ... and at least this share of the rule's strings (0..1, rounded up). Every member has
+    # every string, so a high share costs little recall on the family, and it keeps a rule
+    # from firing on a relative that shares a few runtime/framework strings (wine's debug
+    # channel helpers, a Python extension's module boilerplate).
+    strings_share: float = 0.4
     # Code patterns per architecture (0..20).
     max_code_patterns: int = 4
+    # An architecture with fewer shared code patterns gets no code condition (1..20): one
+    # short prologue is often a toolchain or framework stub (wine's debug-channel helpers).
+    min_code_patterns: int = 2
     # Bytes of a function's start that form a code pattern (16..256).
     code_window: int = 48
     # A code pattern needs at least this many fixed (non-wildcard) bytes (8..128).
@@ -157,13 +167,32 @@ def _load(path: Path) -> _Member:
     return _Member(s.record.sha256, path, s.binary, s.disassembly.functions)
 
 
+def _imported_names(b: Binary) -> set[str]:
+    """Names of imported functions and libraries: they say which API or runtime a sample
+    uses (every Python extension imports ``PyObject_GetAttr``), not which family it is."""
+    out: set[str] = set()
+    for i in b.imports:
+        out.add(i.name)
+        if i.library:
+            out.add(i.library)
+            out.add(i.library.rsplit(".", 1)[0])
+    return out
+
+
 def _strings(m: _Member, cfg: YaraConfig) -> set[str]:
     out = set()
+    imported = _imported_names(m.binary)
     for s in file_strings(m.binary):
         t = s.text.strip()
-        if len(t) >= cfg.min_string_len and len(set(t)) > 3:
+        if len(t) >= cfg.min_string_len and len(set(t)) > 3 and t not in imported:
             out.add(t[: cfg.max_string_len])
     return out
+
+
+def _string_rank(s: str) -> tuple[float, int, str]:
+    """Most specific first: sentences and paths (intrinsic weight) before identifiers, then
+    the longest."""
+    return (-intrinsic_weight(s), -len(s), s)
 
 
 def _patterns(m: _Member, cfg: YaraConfig) -> dict[str, tuple[int, Function]]:
@@ -198,7 +227,8 @@ def render_rule(family: str, strings: Sequence[str], code: Sequence[CodePattern]
             lines.append(f"        $c_{arch}_{n} = {{ {c.hex} }}  // {where}")
     conds: list[str] = []
     if strings:
-        conds.append(f"{min(cfg.strings_needed, len(strings))} of ($s*)")
+        need = max(cfg.strings_needed, math.ceil(cfg.strings_share * len(strings)))
+        conds.append(f"{min(need, len(strings))} of ($s*)")
     for arch in sorted(by_arch):
         conds.append(f"all of ($c_{arch}_*)")
     lines += ["    condition:", "        " + (" or ".join(f"({c})" for c in conds) or "false"),
@@ -247,7 +277,7 @@ def generate_family_rule(
                                         ms[0].sha256) for h in ranked[: cfg.max_code_patterns * 8]]
     # remove what the others contain (one yara scan per other file for all candidates)
     probe: dict[str, str] = {}
-    ordered = sorted(common_strings, key=lambda s: (-len(s), s))[: cfg.max_strings * 20]
+    ordered = sorted(common_strings, key=_string_rank)[: cfg.max_strings * 20]
     for n, s in enumerate(ordered):
         probe[f"$s{n}"] = f'"{_escape(s)}" ascii wide'
     flat = [c for arch in sorted(candidates) for c in candidates[arch]]
@@ -260,6 +290,9 @@ def generate_family_rule(
         if f"$c{n}" not in hit and per_arch.get(c.arch, 0) < cfg.max_code_patterns:
             code.append(c)
             per_arch[c.arch] = per_arch.get(c.arch, 0) + 1
+    for arch, n in per_arch.items():
+        if n < cfg.min_code_patterns:
+            code = [c for c in code if c.arch != arch]
     dropped = [probe[k] for k in sorted(hit)]
     meta = {"members": str(len(members)), "generator": "kinship.rules.yara_gen"}
     for _ in range(cfg.max_refinements + 1):

@@ -1,0 +1,290 @@
+"""YARA rules per family on the dev corpus: generate with ``kinship rules yara``, then measure.
+
+``python -m bench.yara_bench [--quick] [--out FILE] [--write-docs]``
+
+Protocol (the YARA-Signator evaluation, Malpedia: one rule per family from known samples,
+scored on samples the rule never saw):
+
+1. For each benchmark family (:data:`FAMILIES`), the samples of its newest releases are held
+   out (Debian/Wine: the newest Debian release, i.e. trixie; PyPI: the newest third of the
+   versions); the older ones are ingested into a fresh store with their family label (files
+   kept next to the store, as ``kinship add`` does).
+2. ``kinship rules yara --family F --db STORE --json`` generates one rule per family; it is
+   validated before it is written (every stored sample of F, none of the other stored ones).
+3. Every rule is scanned over (a) the stored samples ("train": TPR/FPR as the generator saw
+   them) and (b) the held-out samples of every benchmark family plus every sample of the other
+   corpus families ("test", never seen by the generator; py-pycryptodome capped at
+   :data:`MAX_OUTSIDER_PER_FAMILY` files).
+
+Per family: TP/FN over its held-out samples, FP over every held-out sample of other families
+and the outsider files; TPR, FPR, precision, F1 = 2TP / (2TP + FP + FN). Overall: micro-average
+over families. A family for which no rule validates counts its held-out samples as FN.
+Files are the corpus' stripped copies (``bench.gt.stripped_copy``), as in the other benches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import re
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from bench.gt import DEFAULT_CACHE, CorpusEntry, ensure_corpus, load_manifest, stripped_copy
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+# Families that get a rule: small Debian libraries (ELF x86/x64, three releases), Wine DLLs and
+# EXEs (ELF in wine 5.0, MinGW PE in 8.0/10.0) and two PyPI extensions (MSVC PE + GCC ELF).
+FAMILIES = ("bzip2", "cjson", "jansson", "zlib", "yaml", "xz", "wine-bcrypt", "wine-psapi",
+            "wine-version", "wine-rundll32", "wine-taskkill", "py-markupsafe",
+            "py-simplejson")
+QUICK_FAMILIES = ("cjson", "zlib", "wine-psapi", "wine-version", "py-markupsafe")
+# Outsider files per other corpus family (py-pycryptodome alone has 856): negatives are cheap
+# (one YARA scan each), this only bounds the run time.
+MAX_OUTSIDER_PER_FAMILY = 40
+DEBIAN_RELEASES = ("bullseye", "bookworm", "trixie")
+# Published anchor: YARA-Signator (Malpedia), F1 0.979.
+ANCHOR_F1 = 0.979
+
+
+@dataclass
+class FamilyScore:
+    family: str
+    n_train: int
+    n_test: int
+    rule: bool  # a rule validated on the stored samples
+    n_strings: int = 0
+    n_code: int = 0
+    seconds: float = 0.0  # `kinship rules yara` wall time
+    train_tp: int = 0
+    train_fn: int = 0
+    train_fp: int = 0
+    train_tn: int = 0
+    tp: int = 0
+    fn: int = 0
+    fp: int = 0
+    tn: int = 0
+    false_negatives: list[str] = field(default_factory=list)
+    false_positives: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def tpr(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def fpr(self) -> float:
+        return self.fp / (self.fp + self.tn) if self.fp + self.tn else 0.0
+
+    @property
+    def f1(self) -> float:
+        d = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / d if d else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "tpr": round(self.tpr, 4), "fpr": round(self.fpr, 5),
+                "f1": round(self.f1, 4)}
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
+
+
+def _release(e: CorpusEntry) -> tuple[Any, ...]:
+    parts = e.source.split(":")
+    if parts[0] == "debian" and parts[1] in DEBIAN_RELEASES:
+        return (DEBIAN_RELEASES.index(parts[1]),)
+    return _natural(e.version)
+
+
+def split(entries: list[CorpusEntry]) -> tuple[list[CorpusEntry], list[CorpusEntry]]:
+    """(train, held-out): the newest third of the releases (at least one) is held out."""
+    releases = sorted({_release(e) for e in entries})
+    n_hold = max(1, round(len(releases) / 3))
+    held = set(releases[len(releases) - n_hold:])
+    return ([e for e in entries if _release(e) not in held],
+            [e for e in entries if _release(e) in held])
+
+
+def _cli(*args: str | Path) -> tuple[int, str]:
+    from kinship.cli import main
+
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return r.exit_code, r.output
+
+
+def run(families: tuple[str, ...], cache: Path = DEFAULT_CACHE,
+        strings_share: float | None = None) -> dict[str, Any]:
+    import yara
+
+    from kinship.api import Kinship
+    from kinship.pipeline import Labels
+
+    dev = ensure_corpus(cache)
+    entries = load_manifest(dev)
+    by_family: dict[str, list[CorpusEntry]] = defaultdict(list)
+    for e in entries:
+        by_family[e.family].append(e)
+    train: dict[str, list[Path]] = {}
+    test: dict[str, list[Path]] = {}
+    for f in families:
+        tr, te = split(by_family[f])
+        train[f] = [stripped_copy(dev, e, cache) for e in tr]
+        test[f] = [stripped_copy(dev, e, cache) for e in te]
+    outsiders = [stripped_copy(dev, e, cache)
+                 for fam, es in sorted(by_family.items()) if fam not in families
+                 for e in sorted(es, key=lambda x: x.sha256)[:MAX_OUTSIDER_PER_FAMILY]]
+    scores: list[FamilyScore] = []
+    rules: dict[str, str] = {}
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="kinship-yara-") as tmp:
+        db = Path(tmp) / "k.db"
+        t0 = time.perf_counter()
+        with Kinship(db) as k:
+            for f in families:
+                k.add(train[f], Labels(family=f))
+        ingest_s = time.perf_counter() - t0
+        for f in families:
+            s = FamilyScore(f, len(train[f]), len(test[f]), rule=False)
+            t0 = time.perf_counter()
+            extra = ["--strings-share", str(strings_share)] if strings_share is not None else []
+            code, out = _cli("rules", "yara", "--family", f, "--db", db, "--json", *extra)
+            s.seconds = round(time.perf_counter() - t0, 2)
+            if code == 0:
+                doc = json.loads(out)
+                rules[f] = doc["text"]
+                s.rule, s.n_strings, s.n_code = True, len(doc["strings"]), len(doc["code"])
+            else:
+                s.error = out.strip().splitlines()[-1] if out.strip() else f"exit {code}"
+            scores.append(s)
+    compiled = {f: yara.compile(source=t) for f, t in rules.items()}
+
+    def hits(f: str, path: Path) -> bool:
+        return f in compiled and bool(compiled[f].match(str(path), timeout=60))
+
+    for s in scores:
+        for g, paths in train.items():
+            for p in paths:
+                h = hits(s.family, p)
+                if g == s.family:
+                    s.train_tp += h
+                    s.train_fn += not h
+                else:
+                    s.train_fp += h
+                    s.train_tn += not h
+        negatives = [p for g, ps in test.items() if g != s.family for p in ps] + outsiders
+        for p in test[s.family]:
+            if hits(s.family, p):
+                s.tp += 1
+            else:
+                s.fn += 1
+                s.false_negatives.append(p.name)
+        for p in negatives:
+            if hits(s.family, p):
+                s.fp += 1
+                s.false_positives.append(p.name)
+            else:
+                s.tn += 1
+    tot = FamilyScore("overall", sum(s.n_train for s in scores), sum(s.n_test for s in scores),
+                      rule=all(s.rule for s in scores),
+                      seconds=round(sum(s.seconds for s in scores), 2))
+    for name in ("tp", "fn", "fp", "tn", "train_tp", "train_fn", "train_fp", "train_tn"):
+        setattr(tot, name, sum(getattr(s, name) for s in scores))
+    return {
+        "benchmark": "yara", "date": dt.date.today().isoformat(),
+        "families": [s.to_dict() for s in scores],
+        "overall": {k: v for k, v in tot.to_dict().items()
+                    if k not in ("false_negatives", "false_positives", "error", "family")},
+        "strings_share": strings_share, "n_outsiders": len(outsiders),
+        "ingest_seconds": round(ingest_s, 1),
+        "total_seconds": round(time.perf_counter() - t_start, 1),
+        "anchor": {"name": "YARA-Signator (Malpedia)", "f1": ANCHOR_F1},
+        "rules": rules,
+    }
+
+
+def render_table(res: dict[str, Any]) -> str:
+    rows = ["| family | train / test | rule (strings + code) | train TPR / FPR | test TPR | "
+            "test FPR | F1 | gen. s |", "|---|---|---|---|---|---|---|---|"]
+
+    def fmt(d: dict[str, Any], name: str) -> str:
+        ttp, tfn, tfp, ttn = d["train_tp"], d["train_fn"], d["train_fp"], d["train_tn"]
+        ttpr = ttp / (ttp + tfn) if ttp + tfn else 0.0
+        tfpr = tfp / (tfp + ttn) if tfp + ttn else 0.0
+        rule = f"{d['n_strings']} + {d['n_code']}" if d.get("rule") else "none"
+        if name == "**overall**":
+            rule = ""
+        return (f"| {name} | {d['n_train']} / {d['n_test']} | {rule} | {ttpr:.2f} / "
+                f"{tfpr:.3f} | {d['tpr']:.3f} ({d['tp']}/{d['tp'] + d['fn']}) | "
+                f"{d['fpr']:.4f} ({d['fp']}/{d['fp'] + d['tn']}) | {d['f1']:.3f} | "
+                f"{d['seconds'] if name != '**overall**' else ''} |")
+
+    for d in res["families"]:
+        rows.append(fmt(d, d["family"]))
+    rows.append(fmt(res["overall"], "**overall**"))
+    return "\n".join(rows)
+
+
+def docs_section(res: dict[str, Any], out: Path) -> str:
+    o = res["overall"]
+    where = out.relative_to(REPO) if out.is_relative_to(REPO) else out
+    return (
+        f"\n## YARA rules per family (`bench/yara_bench.py`, {res['date']})\n\n"
+        f"`python -m bench.yara_bench` -> `{where}`."
+        " One rule per family from `kinship rules yara` over a store holding the older releases "
+        "of each family (Debian/Wine: bullseye + bookworm; PyPI: older two thirds of the "
+        "versions); test = the newest release of every benchmark family plus "
+        f"{res['n_outsiders']} files of the other corpus families (never seen). FP counts a "
+        "rule firing on any file outside its family. Anchor: YARA-Signator, F1 "
+        f"{ANCHOR_F1} on Malpedia (different corpus: compare the protocol, not the digits).\n\n"
+        + render_table(res)
+        + f"\n\nOverall: test TPR {o['tpr']:.3f}, FPR {o['fpr']:.4f}, F1 {o['f1']:.3f}; "
+        f"ingest {res['ingest_seconds']} s, whole run {res['total_seconds']} s (2-core box).\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.yara_bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_FAMILIES)}")
+    p.add_argument("--families", help="comma-separated family list (default: FAMILIES)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON output (default bench/results/<date>-yara[-quick].json)")
+    p.add_argument("--write-docs", action="store_true",
+                   help="append the result table to docs/BENCHMARKS.md")
+    p.add_argument("--strings-share", type=float, default=None,
+                   help="passed to `kinship rules yara --strings-share` (default: its own)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING)
+    fams = (tuple(a.families.split(",")) if a.families
+            else QUICK_FAMILIES if a.quick else FAMILIES)
+    res = run(fams, strings_share=a.strings_share)
+    out = a.out or REPO / "bench" / "results" / (
+        f"{res['date']}-yara{'-quick' if a.quick else ''}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    print(render_table(res))
+    o = res["overall"]
+    print(f"overall TPR {o['tpr']:.3f} FPR {o['fpr']:.4f} F1 {o['f1']:.3f} "
+          f"({res['total_seconds']} s) -> {out}")
+    if a.write_docs:
+        docs = REPO / "docs" / "BENCHMARKS.md"
+        with docs.open("a", encoding="utf-8") as fh:  # append only: others edit other sections
+            fh.write(docs_section(res, out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
