@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--quick", action="store_true", help="small subset (< 5 min)")
         sp.add_argument("--no-peer", action="store_true", help="skip MCRIT")
         sp.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+        sp.add_argument("--sizes", default=None,
+                        help="scale: comma-separated index sizes (default quick 10^4,10^5; "
+                             "full 10^4..10^7)")
     return p
 
 
@@ -123,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "disasm":
         from bench.suite import run_suite
 
-        return run_suite(args.command, quick=args.quick, with_peer=not args.no_peer)
+        sizes = tuple(int(x) for x in args.sizes.split(",")) if args.sizes else None
+        return run_suite(args.command, quick=args.quick, with_peer=not args.no_peer, sizes=sizes)
     missing = have_strip_tools()
     if missing:
         print(f"missing strip tools: {', '.join(missing)}", file=sys.stderr)

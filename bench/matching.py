@@ -265,6 +265,7 @@ def build_dataset(bins: Sequence[Analysed], with_peer: bool) -> Dataset:
                 r = mrow.get(va)
                 if r is None:
                     continue
+                assert b.mcrit is not None  # with_peer: every binary has MCRIT output
                 msig.append(b.mcrit.minhash[r])
                 mpic.append(int(b.mcrit.pichash[r]))
             cov["both_found"] += 1
@@ -285,7 +286,7 @@ class TaskResult:
     task: str
     n_queries: int = 0
     n_binary_pairs: int = 0
-    pool_sizes: dict[str, int] = field(default_factory=dict)  # nominal -> mean real size
+    pool_sizes: dict[str, float] = field(default_factory=dict)  # nominal -> mean real size
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # tool -> metric -> value
 
 
@@ -400,11 +401,11 @@ def speed_of(bins: Sequence[Analysed]) -> dict[str, dict[str, float]]:
     out = {"kinship": {"cpu_s": round(k_cpu, 2), "functions_per_cpu_s": round(k_fn / k_cpu, 1)
                        if k_cpu else 0.0,
                        "instructions_per_cpu_s": round(k_ins / k_cpu, 1) if k_cpu else 0.0}}
-    fresh = [b for b in bins if b.mcrit is not None and b.mcrit.cpu_seconds > 0]
+    fresh = [(b, b.mcrit) for b in bins if b.mcrit is not None and b.mcrit.cpu_seconds > 0]
     if fresh:
-        m_cpu = sum(b.mcrit.cpu_seconds for b in fresh)
-        m_fn = sum(len(b.mcrit.va) for b in fresh)
-        kc = sum(b.kinship_cpu_s for b in fresh)
+        m_cpu = sum(m.cpu_seconds for _, m in fresh)
+        m_fn = sum(len(m.va) for _, m in fresh)
+        kc = sum(b.kinship_cpu_s for b, _ in fresh)
         out["mcrit"] = {"cpu_s": round(m_cpu, 2), "functions_per_cpu_s": round(m_fn / m_cpu, 1),
                         "binaries": len(fresh),
                         "kinship_cpu_s_same_binaries": round(kc, 2)}

@@ -50,7 +50,7 @@ class McritFunctions:
 def available() -> str | None:
     """MCRIT's version, or None when it is not installed."""
     try:
-        import mcrit.minhash.MinHasher  # noqa: F401
+        import mcrit.minhash.MinHasher  # type: ignore[import-untyped]  # noqa: F401
         import smda.Disassembler  # noqa: F401
     except ImportError:
         return None
@@ -62,8 +62,8 @@ class McritPeer:
 
     def __init__(self, cache_dir: Path) -> None:
         # MCRIT's MinHasher module calls logging.basicConfig at import; keep its chatter down.
-        from mcrit.config.MinHashConfig import MinHashConfig
-        from mcrit.config.ShinglerConfig import ShinglerConfig
+        from mcrit.config.MinHashConfig import MinHashConfig  # type: ignore[import-untyped]
+        from mcrit.config.ShinglerConfig import ShinglerConfig  # type: ignore[import-untyped]
         from mcrit.minhash.MinHasher import MinHasher
 
         for name in ("mcrit", "smda"):
@@ -86,7 +86,8 @@ class McritPeer:
         from smda.SmdaConfig import SmdaConfig
 
         t0, c0 = time.perf_counter(), time.process_time()
-        report = Disassembler(SmdaConfig()).disassembleFile(str(path))
+        config = SmdaConfig()  # type: ignore[no-untyped-call]
+        report = Disassembler(config).disassembleFile(str(path))
         vas: list[int] = []
         sigs: list[bytes] = []
         pics: list[int] = []
@@ -96,7 +97,7 @@ class McritPeer:
             if not self.hasher.isMinHashableFunction(fn):
                 continue
             mh = self.hasher.calculateMinHashFromStorage((k, fn))
-            vas.append(int(fn.offset))
+            vas.append(int(fn.offset or 0))
             sigs.append(bytes(mh.minhash))
             pics.append(int(fn.pic_hash or 0))
             ninsn.append(int(fn.num_instructions))

@@ -45,20 +45,50 @@ def render(results: dict[str, Any]) -> str:
     a = results.get("attribution")
     if a:
         out += ["### Family attribution (kinship)", "",
-                "| held out | indexed | queries | top-1 | top-5 | verdict correct |",
-                "| --- | --- | --- | --- | --- | --- |"]
+                "| held out | indexed (library) | queries | top-1 | top-1, component indexed "
+                "| top-5 | verdict correct |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
         for name, e in a["experiments"].items():
-            out.append(f"| {name} | {e['n_indexed']} | {e['n_queries']} | {e['top1']:.3f} | "
-                       f"{e['top5']:.3f} | {e['verdict_correct']:.3f} |")
-        out += ["", f"Unknown families: {a['unknown']}; calibrated threshold "
-                f"{a['calibrated_threshold']}.", ""]
+            seen = (f"{e['top1_component_indexed']:.3f} ({e['n_queries_component_indexed']})"
+                    if "top1_component_indexed" in e else "")
+            out.append(f"| {name} | {e['n_indexed']} ({e.get('n_library', 0)}) | "
+                       f"{e['n_queries']} | {e['top1']:.3f} | {seen} | {e['top5']:.3f} | "
+                       f"{e['verdict_correct']:.3f} |")
+        t = a["calibrated_threshold"]
+        out += ["", "Unknown families (samples of families in no index; the answer must be "
+                "\"unknown\"):", "",
+                "| unknown set | samples | false attribution at default threshold | at "
+                f"threshold calibrated on tuning unknowns ({t}) | max top score |",
+                "| --- | --- | --- | --- | --- |"]
+        for group in ("tuning", "holdout"):
+            u = a["unknown"].get(group)
+            if u:
+                out.append(f"| {group} | {u['n']} | {u['false_attribution_default']:.3f} | "
+                           f"{u.get('false_attribution_calibrated', float('nan')):.3f} | "
+                           f"{u.get('max_score', float('nan')):.3f} |")
+        curve = a.get("curve", [])
+        if curve:
+            out += ["", "Precision/recall over the threshold (known queries of all three "
+                    "experiments; tuning + held-out unknowns):", "",
+                    "| threshold | recall | precision | false attribution |",
+                    "| --- | --- | --- | --- |"]
+            for c in curve:
+                if round(c["threshold"] * 100) % 5 == 0 and c["threshold"] <= 0.3:
+                    out.append(f"| {c['threshold']:.2f} | {c['recall']:.3f} | "
+                               f"{c['precision']:.3f} | {c['false_attribution']:.3f} |")
+        out.append("")
     s = results.get("scale")
     if s:
         out += ["### Query latency and memory vs index size (kinship)", "",
-                "| functions | real | replayed | index MiB | RSS growth MiB | query s |",
-                "| --- | --- | --- | --- | --- | --- |"]
+                "| functions | real | replayed | build s | index MiB | RSS growth MiB "
+                "| peak RSS MiB | query s | mmap query s | mmap peak RSS MiB "
+                "| mmap private MiB |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for p in s:
             out.append(f"| {p['n_functions']} | {p['n_real']} | {p['n_replayed']} | "
-                       f"{p['index_mib']} | {p['rss_growth_mib']} | {p['query_s']} |")
+                       f"{p['build_s']} | {p['index_mib']} | {p['rss_growth_mib']} | "
+                       f"{p.get('peak_rss_mib', '')} | {p['query_s']} | "
+                       f"{p.get('mmap_query_s', '')} | {p.get('mmap_peak_rss_mib', '')} | "
+                       f"{p.get('mmap_private_mib', '')} |")
         out.append("")
     return "\n".join(out)

@@ -26,10 +26,11 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[str], None]
 
 QUICK_SIZES = (10_000, 100_000)
-FULL_SIZES = (10_000, 100_000, 1_000_000)
-# 10^7 replayed functions need about 10^7 * (2 * 64 * 4 + 2 * 16 * 12) bytes = 9 GiB of sketches
-# and LSH tables in this process: more than a 2-core, 24 GiB dev box can build next to the
-# rest of a benchmark run. Reported as not measured.
+FULL_SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
+# 10^7 replayed functions hold about 10^7 * (2 * 64 * 4 + 2 * 16 * 12 + 60) bytes = 8.5 GiB of
+# sketches, LSH tables and row scalars in this process (peak RSS 10.5 GiB, build ~40 s on the
+# 2-core dev box, 2026-11-26): it fits the 24 GiB machine, not the 2 GiB target (the index is
+# in RAM; memory-mapping it is the open item).
 QUERY_FUNCTIONS = 5000
 
 
@@ -43,6 +44,81 @@ class ScalePoint:
     rss_growth_mib: float
     query_s: float
     query_functions: int
+    peak_rss_mib: float = 0.0  # peak RSS of this (benchmark) process so far (ru_maxrss)
+    # The same query in a fresh process on the index saved to disk and memory-mapped
+    # (ReferenceIndex.save/load(mmap=True)), page cache warm: what a query costs when the
+    # index is not held in RAM. Peak RSS of that process (interpreter ~60 MiB included).
+    mmap_query_s: float = 0.0
+    mmap_peak_rss_mib: float = 0.0
+    # Private (anonymous) RSS of that process, sampled after candidate generation and after
+    # each query (max): the memory the query needs of its own. The rest of its peak RSS is
+    # page cache of the mapped files, which this kernel maps in large folios (touching one
+    # 4 KiB key maps up to 2 MiB), shared and reclaimable.
+    mmap_private_mib: float = 0.0
+
+
+_CHILD = """
+import json, pickle, sys, time
+from pathlib import Path
+from kinship.match import aggregate
+from kinship.match.aggregate import ReferenceIndex, attribute
+
+
+def status(key):
+    return int([ln for ln in open("/proc/self/status") if ln.startswith(key)][0].split()[1])
+
+
+anon = [status("RssAnon:")]
+candidates = ReferenceIndex.candidates
+
+
+def sampled(self, *args, **kwargs):  # sample private memory at its peak (pairs alive)
+    out = candidates(self, *args, **kwargs)
+    anon.append(status("RssAnon:"))
+    return out
+
+
+aggregate.ReferenceIndex.candidates = sampled
+d = Path(sys.argv[1])
+query = pickle.loads((d / "query.pkl").read_bytes())
+index = ReferenceIndex.load(d / "index", mmap=True)
+times = []
+for _ in range(int(sys.argv[2])):
+    t = time.perf_counter()
+    attribute(query, index, sample_sha256="q")
+    times.append(time.perf_counter() - t)
+    anon.append(status("RssAnon:"))
+times.sort()
+# VmHWM, not ru_maxrss: ru_maxrss survives exec and would report the parent's peak.
+print(json.dumps({"query_s": times[len(times) // 2], "peak_rss_mib": status("VmHWM:") / 1024,
+                  "anon_mib": max(anon) / 1024}))
+"""
+
+
+def _mmap_query(index: Any, query: Sequence[Any], repeats: int) -> tuple[float, float, float]:
+    """(median query seconds, peak RSS MiB, private RSS MiB) of a child process querying
+    ``index`` from disk."""
+    import json
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="kinship-scale-") as tmp:
+        d = Path(tmp)
+        index.save(d / "index")
+        (d / "query.pkl").write_bytes(pickle.dumps(list(query)))
+        out = subprocess.run([sys.executable, "-c", _CHILD, str(d), str(repeats)],
+                             capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        return float(r["query_s"]), float(r["peak_rss_mib"]), float(r["anon_mib"])
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _rss_mib() -> float:
@@ -81,7 +157,8 @@ def _replay(base: Any, n: int) -> Any:
 
 
 def run_scale(feature_sets: Sequence[tuple[Any, Sequence[Any]]], *, quick: bool,
-              progress: ProgressFn | None = None, repeats: int = 3) -> list[ScalePoint]:
+              progress: ProgressFn | None = None, repeats: int = 3,
+              sizes: Sequence[int] | None = None) -> list[ScalePoint]:
     """``feature_sets``: (SampleRecord, features) of analysed real binaries."""
     from kinship.match.aggregate import ReferenceIndex, SampleLabel, attribute
     from kinship.match.score import SketchRows
@@ -96,7 +173,7 @@ def run_scale(feature_sets: Sequence[tuple[Any, Sequence[Any]]], *, quick: bool,
         query += list(fs)
     query = query[:QUERY_FUNCTIONS]
     out = []
-    for n in QUICK_SIZES if quick else FULL_SIZES:
+    for n in sizes or (QUICK_SIZES if quick else FULL_SIZES):
         rss0 = _rss_mib()
         t0 = time.perf_counter()
         rows = _replay(base, n)
@@ -117,9 +194,11 @@ def run_scale(feature_sets: Sequence[tuple[Any, Sequence[Any]]], *, quick: bool,
             t1 = time.perf_counter()
             attribute(query, index, sample_sha256="q")
             times.append(time.perf_counter() - t1)
+        mq, mrss, manon = _mmap_query(index, query, repeats)
         p = ScalePoint(n, min(n, len(feats)), max(0, n - len(feats)), round(build, 2),
                        round(index.nbytes / 2**20, 1), round(growth, 1),
-                       round(float(np.median(times)), 3), len(query))
+                       round(float(np.median(times)), 3), len(query), round(_peak_rss_mib(), 1),
+                       round(mq, 3), round(mrss, 1), round(manon, 1))
         out.append(p)
         if progress:
             progress(f"  scale: {p}")

@@ -27,7 +27,8 @@ def _git() -> str:
         return "?"
 
 
-def run_suite(command: str, *, quick: bool, with_peer: bool) -> int:
+def run_suite(command: str, *, quick: bool, with_peer: bool,
+              sizes: tuple[int, ...] | None = None) -> int:
     from bench.attribution import run_attribution
     from bench.matching import run_matching
     from bench.mcrit_peer import available
@@ -57,7 +58,7 @@ def run_suite(command: str, *, quick: bool, with_peer: bool) -> int:
         if command != "scale":
             results["attribution"] = ares.to_dict()
     if command in ("all", "scale") and samples:
-        pts = run_scale([(s.record, s.features) for s in samples], quick=quick,
+        pts = run_scale([(s.record, s.features) for s in samples], quick=quick, sizes=sizes,
                         progress=_progress)
         results["scale"] = [p.__dict__ for p in pts]
     results["seconds"] = round(time.perf_counter() - t0, 1)

@@ -9,7 +9,14 @@ import pytest
 
 from kinship.exceptions import StoreError, UsageError
 from kinship.features.minhash import EMPTY_SLOT
-from kinship.index.lsh import ExactIndex, LSHIndex, band_keys
+from kinship.index.lsh import (
+    FENCE_STRIDE,
+    ExactIndex,
+    LSHIndex,
+    band_keys,
+    fenced_searchsorted,
+    sorted_unique,
+)
 
 
 def _random_sigs(n: int, seed: int = 0) -> np.ndarray:
@@ -83,9 +90,32 @@ def test_exact_index() -> None:
 
 def test_memory_per_function() -> None:
     index = LSHIndex.build(_random_sigs(1000), bands=16, rows=4)
-    assert index.nbytes == 1000 * 16 * 12
+    fence = 16 * 2 * 8  # ceil(1000 / FENCE_STRIDE) fence keys per band
+    assert index.nbytes == 1000 * 16 * 12 + fence
 
 
 def test_band_shape_checked() -> None:
     with pytest.raises(UsageError):
         band_keys(_random_sigs(3)[:, :10], bands=16, rows=4)
+
+
+def test_sorted_unique_and_raw_hits() -> None:
+    a = np.array([5, -1, 5, 3, 3, 9], dtype=np.int64)
+    assert sorted_unique(a).tolist() == [-1, 3, 5, 9]
+    assert sorted_unique(np.zeros(0, np.int64)).tolist() == []
+    sigs = _random_sigs(50, seed=3)
+    index = LSHIndex.build(sigs, bands=16, rows=4)
+    raw = index.query_batch(sigs[:3], unique=False)
+    assert len(raw) == 48  # each sketch hits itself once per band
+    assert index.query_batch(sigs[:3]).row.tolist() == [0, 1, 2]
+
+
+def test_fenced_searchsorted_equals_searchsorted() -> None:
+    rng = np.random.default_rng(5)
+    keys = np.sort(rng.integers(0, 3000, size=5000).astype(np.uint64))
+    fence = keys[::FENCE_STRIDE].copy()
+    q = np.concatenate([rng.integers(0, 3100, size=500).astype(np.uint64), keys[:3], keys[-3:]])
+    for side in ("left", "right"):
+        expect = np.searchsorted(keys, q, side=side)  # type: ignore[call-overload]
+        assert fenced_searchsorted(keys, fence, q, side).tolist() == expect.tolist()
+    assert fenced_searchsorted(keys[:0], fence[:0], q[:4], "left").tolist() == [0, 0, 0, 0]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from kinship.exceptions import StoreError
 from kinship.features.extract import extract_features
 from kinship.features.minhash import EMPTY_SLOT
 from kinship.features.model import FunctionFeatures
@@ -21,7 +23,7 @@ from kinship.match.result import (
     SampleScore,
     Verdict,
 )
-from kinship.match.score import score_candidates, score_function_pair
+from kinship.match.score import SketchRows, score_candidates, score_function_pair
 from kinship.store.model import SampleRecord
 from test_features import netsh_like
 
@@ -178,12 +180,36 @@ def test_function_shared_by_five_families_has_low_weight() -> None:
     index, named = _corpus()
     shared = named["shared5"][0]
     own = named["fam_b"][0]
-    res_shared = attribute([shared], index)
+    res_shared = attribute([shared], index, MatchConfig(common_families=0))
     res_own = attribute([own], index)
     by_fam = {f.family: f.score for f in res_shared.families}
     assert set(by_fam) == {"FamA", "FamB", "FamC", "FamD", "FamE"}
     assert res_own.families[0].score == 1.0
     assert all(abs(s - 1 / np.log2(6)) < 1e-9 for s in by_fam.values())
+
+
+def test_function_in_many_families_is_library_code() -> None:
+    index, named = _corpus()
+    shared = named["shared5"][0]
+    assert int(index.exact_families(np.array([shared.exact_hash]))[0]) == 5
+    res = attribute([shared, named["fam_b"][0]], index)  # default common_families=3
+    assert res.n_library_functions == 1
+    assert res.families[0].family == "FamB" and res.families[0].score == 1.0
+    near = feat(shared.code_sig, shared.sem_sig, exact=12345)  # same sketches, other hash
+    res = attribute([near], index)
+    assert res.n_library_functions == 1 and res.families == []
+    res = attribute([shared], index, MatchConfig(common_families=6))
+    assert res.n_library_functions == 0 and len(res.families) == 5
+
+
+def test_candidates_capped_round_robin_over_families() -> None:
+    index, named = _corpus()
+    q = SketchRows.from_features([named["shared5"][0]])
+    full = index.candidates(q, max_candidates=10**6)
+    capped = index.candidates(q, max_candidates=5)
+    assert len(full) > 5 and len(capped) == 5
+    assert set(capped.row.tolist()) <= set(full.row.tolist())
+    assert len(set(index.family_id[capped.row].tolist())) == 5  # one per family first
 
 
 def test_exclude_self() -> None:
@@ -244,3 +270,19 @@ def test_reference_index_validates_rows() -> None:
             sem_sig=sig,
             samples=labels,
         )
+
+
+def test_reference_index_save_load_mmap(tmp_path: Path) -> None:
+    index, named = _corpus()
+    index.save(tmp_path / "idx")
+    query = named["fam_b"] + [named["shared5"][0]]
+    for mmap in (True, False):
+        loaded = ReferenceIndex.load(tmp_path / "idx", mmap=mmap)
+        a, b = attribute(query, index), attribute(query, loaded)
+        assert a.verdict.family == b.verdict.family == "FamB"
+        assert [(f.family, f.score) for f in a.families] == [
+            (f.family, f.score) for f in b.families
+        ]
+        assert a.n_library_functions == b.n_library_functions
+    with pytest.raises(StoreError):
+        ReferenceIndex.load(tmp_path / "missing")

@@ -24,8 +24,19 @@ class IndexConfig:
     # functions is generic code (CRT, compiler stubs); the cap bounds query cost to
     # O(bands * max_bucket) per query function. Range 1..10**6.
     max_bucket: int = 512
+    # Candidate reference functions kept per query function (after merging exact, code and sem
+    # hits; ranked by band hits, round-robin over families: ReferenceIndex.candidates). Bounds
+    # scoring to O(query functions * this) whatever the index size. Range 1..10**6.
+    max_candidates: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("code_bands", "code_rows", "sem_bands", "sem_rows", "max_bucket"):
+        for name in (
+            "code_bands",
+            "code_rows",
+            "sem_bands",
+            "sem_rows",
+            "max_bucket",
+            "max_candidates",
+        ):
             if getattr(self, name) < 1:
                 raise UsageError(f"IndexConfig.{name} must be >= 1")

@@ -19,22 +19,32 @@ Steps (all vectorised over pairs):
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from kinship.exceptions import UsageError
-from kinship.features.minhash import I64, U32
+from kinship.exceptions import StoreError, UsageError
+from kinship.features.minhash import I64, U32, U64
 from kinship.features.model import FunctionFeatures
 from kinship.index.config import IndexConfig
-from kinship.index.lsh import CandidatePairs, ExactIndex, LSHIndex
+from kinship.index.lsh import (
+    CandidatePairs,
+    ExactIndex,
+    LSHIndex,
+    pack_pairs,
+    sorted_unique,
+    unpack_pairs,
+)
 from kinship.match.config import MatchConfig
 from kinship.match.result import (
     ActorScore,
@@ -57,6 +67,7 @@ MAX_PAIRS_PER_CHUNK = 131072
 MAX_FUNCTION_MATCHES = 5000
 
 BoolArray = npt.NDArray[np.bool_]
+_SAVE_VERSION = 1  # ReferenceIndex.save layout
 
 
 class SampleLabelLike(Protocol):
@@ -179,6 +190,120 @@ class ReferenceIndex:
         self.code_lsh = LSHIndex.build(self.code_sig, cfg.code_bands, cfg.code_rows, cfg.max_bucket)
         self.sem_lsh = LSHIndex.build(self.sem_sig, cfg.sem_bands, cfg.sem_rows, cfg.max_bucket)
         self.exact = ExactIndex.build(self.exact_hash, cfg.max_bucket)
+        self._build_rarity()
+
+    def _build_rarity(self) -> None:
+        """The rarity table: each distinct exact hash of a labelled (non-library) function once,
+        with the number of families it occurs in; and the exact hashes of library functions.
+        Memory: 16 bytes per distinct hash."""
+        labelled = self.family_id >= 0
+        h = self.exact_hash[labelled]
+        f = self.family_id[labelled]
+        o = np.lexsort((f, h))
+        h, f = h[o], f[o]
+        firsts = _first_of_groups([h, f])  # one per distinct (hash, family)
+        hf = h[firsts]
+        starts = _first_of_groups([hf])
+        self.rarity_hash: I64 = hf[starts]  # sorted distinct hashes of labelled functions
+        self.rarity_families: I64 = np.diff(np.append(starts, len(hf))).astype(np.int64)
+        self.library_hash: I64 = sorted_unique(self.exact_hash[self.is_library])
+
+    # Row-aligned and table arrays written by save(): attribute name -> file stem.
+    _ARRAYS = (
+        "function_id", "sample_id", "n_instructions", "exact_hash", "code_sig", "sem_sig",
+        "n_sem_tokens", "function_va", "sample_ids", "sample_index", "family_id", "is_library",
+        "rarity_hash", "rarity_families", "library_hash",
+    )  # fmt: skip
+
+    def save(self, directory: Path) -> None:
+        """Write the index (arrays as .npy, labels as JSON) so that :meth:`load` can map it
+        from disk instead of rebuilding it. Function names are not saved."""
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for name in self._ARRAYS:
+                np.save(directory / f"{name}.npy", getattr(self, name))
+            for name, lsh in (("code", self.code_lsh), ("sem", self.sem_lsh)):
+                np.save(directory / f"{name}_keys.npy", lsh.keys)
+                np.save(directory / f"{name}_order.npy", lsh.order)
+                np.save(directory / f"{name}_fence.npy", lsh.fence)
+            np.save(directory / "exact_hashes.npy", self.exact.hashes)
+            np.save(directory / "exact_order.npy", self.exact.order)
+            meta = {
+                "version": _SAVE_VERSION,
+                "config": dataclasses.asdict(self.config),
+                "families": self.families,
+                "family_actor": self.family_actor,
+                "samples": {
+                    str(i): [lab.sha256, lab.name, lab.family, lab.actor, lab.is_library]
+                    for i, lab in self.samples.items()
+                },
+            }
+            (directory / "index.json").write_text(json.dumps(meta), encoding="utf-8")
+        except OSError as e:
+            raise StoreError(f"cannot write reference index {directory}: {e}") from e
+
+    @classmethod
+    def load(cls, directory: Path, mmap: bool = True) -> ReferenceIndex:
+        """Read an index written by :meth:`save`. With ``mmap`` the arrays stay on disk and a
+        query reads only the pages it touches (LSH bisection, candidate rows)."""
+        mode: Literal["r"] | None = "r" if mmap else None
+        try:
+            meta = json.loads((directory / "index.json").read_text(encoding="utf-8"))
+            if meta.get("version") != _SAVE_VERSION:
+                raise StoreError(f"{directory}: reference index format unsupported")
+            self = cls.__new__(cls)
+            for name in cls._ARRAYS:
+                setattr(self, name, np.load(directory / f"{name}.npy", mmap_mode=mode))
+
+            def arr(stem: str) -> Any:
+                return np.load(directory / f"{stem}.npy", mmap_mode=mode)
+
+            self.config = IndexConfig(**meta["config"])
+            cfg = self.config
+            n = len(self.function_id)
+            self.code_lsh = LSHIndex(
+                arr("code_keys"),
+                arr("code_order"),
+                n,
+                cfg.code_rows,
+                cfg.max_bucket,
+                _fence(directory / "code_fence.npy"),
+            )
+            self.sem_lsh = LSHIndex(
+                arr("sem_keys"),
+                arr("sem_order"),
+                n,
+                cfg.sem_rows,
+                cfg.max_bucket,
+                _fence(directory / "sem_fence.npy"),
+            )
+            self.exact = ExactIndex(arr("exact_hashes"), arr("exact_order"), cfg.max_bucket)
+            self.families = list(meta["families"])
+            self.family_actor = dict(meta["family_actor"])
+            self.samples = {
+                int(i): SampleLabel(v[0], v[1], v[2], v[3], bool(v[4]))
+                for i, v in meta["samples"].items()
+            }
+            self.function_name = None
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            raise StoreError(f"cannot read reference index {directory}: {e}") from e
+        return self
+
+    def exact_families(self, exact_hash: I64) -> I64:
+        """Number of families whose reference functions have each of these exact hashes."""
+        if len(self.rarity_hash) == 0:
+            return np.zeros(len(exact_hash), dtype=np.int64)
+        i = np.minimum(np.searchsorted(self.rarity_hash, exact_hash), len(self.rarity_hash) - 1)
+        out: I64 = np.where(self.rarity_hash[i] == exact_hash, self.rarity_families[i], 0)
+        return out
+
+    def in_library(self, exact_hash: I64) -> BoolArray:
+        """Whether a library sample has a function with each of these exact hashes."""
+        if len(self.library_hash) == 0:
+            return np.zeros(len(exact_hash), dtype=bool)
+        i = np.minimum(np.searchsorted(self.library_hash, exact_hash), len(self.library_hash) - 1)
+        out: BoolArray = self.library_hash[i] == exact_hash
+        return out
 
     def __len__(self) -> int:
         return len(self.function_id)
@@ -267,15 +392,46 @@ class ReferenceIndex:
             config=config,
         )
 
-    def candidates(self, query: SketchRows) -> CandidatePairs:
-        """Unique (query row, reference row) pairs from exact hash, code LSH and sem LSH."""
+    def candidates(self, query: SketchRows, max_candidates: int | None = None) -> CandidatePairs:
+        """Unique (query row, reference row) pairs from exact hash, code LSH and sem LSH, at
+        most ``max_candidates`` (default ``IndexConfig.max_candidates``) per query row.
+
+        When a query row has more, the pairs are ranked by band hits (code + sem bands that
+        collide, +1 for an equal exact hash) and taken round-robin over families (each family's
+        best-hit pair first), so a generic function shared by many samples still reaches every
+        family it occurs in.
+        """
+        cap = self.config.max_candidates if max_candidates is None else max_candidates
         parts = [
             self.exact.query_batch(query.exact_hash),
-            self.code_lsh.query_batch(query.code_sig),
-            self.sem_lsh.query_batch(query.sem_sig),
+            self.code_lsh.query_batch(query.code_sig, unique=False),
+            self.sem_lsh.query_batch(query.sem_sig, unique=False),
         ]
-        packed = np.unique(np.concatenate([(p.query << np.int64(32)) | p.row for p in parts]))
-        return CandidatePairs(packed >> np.int64(32), packed & np.int64(0xFFFFFFFF))
+        raw = np.sort(np.concatenate([pack_pairs(p.query, p.row) for p in parts]))
+        if len(raw) == 0:
+            return unpack_pairs(raw)
+        start = _first_of_groups([raw])
+        packed = raw[start]
+        per_q = np.bincount(packed >> np.int64(32))
+        if per_q.max() <= cap:
+            return unpack_pairs(packed)
+        hits = np.diff(np.append(start, len(raw)))
+        pairs = unpack_pairs(packed)
+        over = per_q[pairs.query] > cap
+        sel = np.flatnonzero(over)
+        q, r, h = pairs.query[sel], pairs.row[sel], hits[sel]
+        fam = self.family_id[r]
+        # rank of each pair among its (query, family) group, best hits first
+        o = np.lexsort((-h, fam, q))
+        grp = _first_of_groups([q[o], fam[o]])
+        rank = np.empty(len(o), dtype=np.int64)
+        rank[o] = np.arange(len(o)) - np.repeat(grp, np.diff(np.append(grp, len(o))))
+        o = np.lexsort((-h, rank, q))
+        qstart = _first_of_groups([q[o]])
+        pos = np.arange(len(o)) - np.repeat(qstart, np.diff(np.append(qstart, len(o))))
+        chosen = sel[o[pos < cap]]
+        keep = np.concatenate([np.flatnonzero(~over), chosen])
+        return unpack_pairs(np.sort(packed[keep]))
 
 
 def _first_of_groups(keys: Sequence[npt.NDArray[np.generic]]) -> I64:
@@ -321,18 +477,26 @@ def attribute(
     qrows = SketchRows.from_features(considered, num_perm)
     nq = len(considered)
 
-    # 2-3. candidates and pair scores -----------------------------------------------------
+    # 2. library code known by exact hash (in a library sample, or in >= common_families
+    # families): decided without candidates. Then candidates for the other functions.
+    lib_exact = np.zeros(nq, dtype=bool)
+    if nq and len(index):
+        lib_exact = index.in_library(qrows.exact_hash)
+        if cfg.common_families:
+            lib_exact |= index.exact_families(qrows.exact_hash) >= cfg.common_families
+    active = np.flatnonzero(~lib_exact)
     pairs = (
-        index.candidates(qrows)
-        if nq and len(index)
+        index.candidates(qrows.take(active))
+        if len(active) and len(index)
         else CandidatePairs(np.zeros(0, np.int64), np.zeros(0, np.int64))
     )
-    ref_ok = index.n_instructions >= cfg.min_instructions
+    pairs = CandidatePairs(active[pairs.query], pairs.row)
+    # 3. pair scores
+    keep = index.n_instructions[pairs.row] >= cfg.min_instructions
     if exclude_sha256:
         own = [sid for sid, lab in index.samples.items() if lab.sha256 == exclude_sha256]
         if own:
-            ref_ok &= ~np.isin(index.sample_id, np.array(own, dtype=np.int64))
-    keep = ref_ok[pairs.row]
+            keep &= ~np.isin(index.sample_id[pairs.row], np.array(own, dtype=np.int64))
     pq, pr = pairs.query[keep], pairs.row[keep]
     scores: list[F64] = []
     kinds: list[npt.NDArray[np.int8]] = []
@@ -353,6 +517,13 @@ def attribute(
     lib_q = np.zeros(nq, dtype=bool)
     lib_q[pq[first]] = lib[first] & (score[first] >= cfg.library_threshold)
     library_best = first[lib_q[pq[first]]]
+    lib_q |= lib_exact
+    if cfg.common_families:  # near-duplicates in >= common_families families: library code
+        fam_all = index.family_id[pr]
+        strong = np.flatnonzero((score >= cfg.library_threshold) & (fam_all >= 0))
+        o = strong[np.lexsort((fam_all[strong], pq[strong]))]
+        qf_strong = o[_first_of_groups([pq[o], fam_all[o]])]
+        lib_q |= np.bincount(pq[qf_strong], minlength=nq) >= cfg.common_families
 
     # 5. best per (query fn, family) and per (query fn, sample) over non-library refs -------------
     own_code = ~lib_q[pq] & ~lib
@@ -456,6 +627,11 @@ def attribute(
         result.seconds,
     )
     return result
+
+
+def _fence(path: Path) -> U64 | None:
+    """A saved LSH fence, or None (recomputed from the keys) for indexes saved without one."""
+    return np.load(path) if path.exists() else None
 
 
 def _ref_rows(index: ReferenceIndex, rows: I64) -> SketchRows:
