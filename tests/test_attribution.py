@@ -107,3 +107,23 @@ def test_corrupt_file_leaves_store_intact(store: Path, bins: dict[str, Path],
     after = sqlite3.connect(store).execute("select count(*) from functions").fetchone()[0]
     assert after == before
     assert sqlite3.connect(store).execute("pragma integrity_check").fetchone()[0] == "ok"
+
+
+def test_saved_index_is_reused_and_follows_store_changes(tmp_path: Path,
+                                                         bins: dict[str, Path]) -> None:
+    db = tmp_path / "k.db"
+    with Kinship(db) as k:
+        k.add([bins["netsh_x86.exe"]], Labels(family="netshdoor"))
+        first = k.match(bins["netsh_x64.exe"])
+    cache = Path(f"{db}.index")
+    assert (cache / "GENERATION").exists()
+    stamp = (cache / "GENERATION").read_text()
+    with Kinship(db) as k:  # a new process would map the saved index
+        again = k.match(bins["netsh_x64.exe"])
+        assert (cache / "GENERATION").read_text() == stamp
+        assert again.to_dict()["families"] == first.to_dict()["families"]
+        k.relabel(first.samples[0].sha256, family="renamed")
+    with Kinship(db) as k:
+        res = k.match(bins["netsh_x64.exe"])
+    assert res.verdict.family == "renamed"
+    assert (cache / "GENERATION").read_text() != stamp

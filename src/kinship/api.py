@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -170,18 +172,39 @@ class Kinship:
         return analyse(sample_input(path, base=base, arch=arch), keep=keep)
 
     def reference_index(self) -> ReferenceIndex:
-        """The index over everything stored, rebuilt only when the store changed."""
+        """The index over everything stored, rebuilt only when the store changed.
+
+        For a file store the index is also saved next to it (``<db>.index/``, stamped with
+        the store's generation) and memory-mapped by later processes, so a ``kinship match``
+        does not pay for reading every sketch and building the LSH tables again.
+        """
         gen = self.store.generation()
-        if self._index is None or gen != self._index_generation:
-            stored = self.store.feature_params()
-            if stored is not None and stored != feature_params():
-                raise StoreError(
-                    "the store's sketches were made with other feature parameters than this "
-                    "kinship version uses; re-ingest the samples into a new store"
-                )
-            self._index = ReferenceIndex.from_arrays(self.store.function_arrays())
-            self._index_generation = gen
-        return self._index
+        if self._index is not None and gen == self._index_generation:
+            return self._index
+        stored = self.store.feature_params()
+        if stored is not None and stored != feature_params():
+            raise StoreError(
+                "the store's sketches were made with other feature parameters than this "
+                "kinship version uses; re-ingest the samples into a new store"
+            )
+        cache = self._index_cache_dir()
+        stamp = f"{gen}"
+        index: ReferenceIndex | None = None
+        if cache is not None and _read_stamp(cache) == stamp:
+            try:
+                index = ReferenceIndex.load(cache, mmap=True)
+            except StoreError as e:
+                logger.warning("ignoring the saved index: %s", e)
+        if index is None:
+            index = ReferenceIndex.from_arrays(self.store.function_arrays())
+            if cache is not None:
+                _save_index(index, cache, stamp)
+        self._index, self._index_generation = index, gen
+        return index
+
+    def _index_cache_dir(self) -> Path | None:
+        path = getattr(self.store, "path", None)
+        return Path(f"{path}.index") if path else None
 
     def match(
         self,
@@ -255,6 +278,30 @@ class Kinship:
     def info(self, path: str | Path, *, base: int | None = None, arch: Arch | None = None
              ) -> InfoResult:
         return build_info(self.analyse(path, base=base, arch=arch))
+
+
+def _read_stamp(cache: Path) -> str | None:
+    try:
+        return (cache / "GENERATION").read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+
+
+def _save_index(index: ReferenceIndex, cache: Path, stamp: str) -> None:
+    """Write the index to a private folder, then swap it in (readers never see half of it)."""
+    tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        index.save(tmp)
+        (tmp / "GENERATION").write_text(stamp + "\n", encoding="ascii")
+        old = cache.with_name(f"{cache.name}.old{os.getpid()}")
+        if cache.exists():
+            cache.rename(old)
+        tmp.rename(cache)
+        shutil.rmtree(old, ignore_errors=True)
+    except (OSError, StoreError) as e:  # the cache is an optimisation; matching goes on
+        logger.warning("could not save the index next to the store: %s", e)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _ref(s: AnalysedSample) -> SampleRef:
