@@ -14,6 +14,7 @@ import pytest
 
 from kinship.api import Kinship
 from kinship.exceptions import InputError
+from kinship.match.result import MatchResult
 from kinship.pipeline import Labels
 
 
@@ -127,3 +128,26 @@ def test_saved_index_is_reused_and_follows_store_changes(tmp_path: Path,
         res = k.match(bins["netsh_x64.exe"])
     assert res.verdict.family == "renamed"
     assert (cache / "GENERATION").read_text() != stamp
+
+
+def test_sample_level_signals_are_listed(store: Path, bins: dict[str, Path]) -> None:
+    with Kinship(store) as k:
+        res = k.match(bins["netsh_v2_x64.exe"])
+    signals = {(s.name, s.signal) for s in res.sample_signals}
+    doc = res.to_dict()
+    assert MatchResult.from_dict(doc).to_dict() == doc
+    assert all(s.sha256 != res.sample_sha256 for s in res.sample_signals)
+    assert signals == {(s["name"], s["signal"]) for s in doc["sample_signals"]}
+
+
+def test_identical_import_table_is_an_imphash_signal(tmp_path: Path, bins: dict[str, Path]
+                                                     ) -> None:
+    db = tmp_path / "k.db"
+    with Kinship(db) as k:
+        k.add([bins["netsh_x64.exe"]], Labels(family="netshdoor", source="Vendor 2016"))
+        res = k.match(bins["netsh_x64_dll.dll"])
+    by_signal = {s.signal: s for s in res.sample_signals}
+    info = {s.signal for s in res.sample_signals}
+    assert "imphash" in info or "tlsh" in info or "rich_header" in info, res.sample_signals
+    for s in by_signal.values():
+        assert s.name == "netsh_x64.exe" and s.source == "Vendor 2016"

@@ -45,6 +45,7 @@ from kinship.ingest import read_manifest as _read_manifest
 from kinship.match.aggregate import ReferenceIndex, attribute
 from kinship.match.combine import combine
 from kinship.match.result import MatchResult
+from kinship.match.sample_signals import sample_signals
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
 from kinship.store.base import Store
 from kinship.store.files import SampleFiles
@@ -217,8 +218,11 @@ class Kinship:
         """Rank stored families/actors/samples by code shared with the file at ``path``."""
         t0 = time.perf_counter()
         sample = self.analyse(path, base=base, arch=arch, keep=False)
-        return self.match_features(sample.record, sample.features, include_self=include_self,
-                                   t0=t0, strings=sample.strings)
+        result = self.match_features(sample.record, sample.features, include_self=include_self,
+                                     t0=t0, strings=sample.strings)
+        result.sample_signals = sample_signals(sample.record, self.store.samples())
+        result.seconds = time.perf_counter() - t0
+        return result
 
     def match_features(
         self,

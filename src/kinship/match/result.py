@@ -10,7 +10,8 @@
      "function_matches": [{"query_va", "query_name", "ref_sample_sha256", "ref_va", "ref_name",
                            "family", "score", "kind", "is_library"}, ...],
      "n_query_functions", "n_considered_functions", "n_library_functions", "seconds",
-     "shared_strings": [SharedString.to_dict(), ...]}     (string reuse, match/combine.py)
+     "shared_strings": [SharedString.to_dict(), ...],     (string reuse, match/combine.py)
+     "sample_signals": [SampleSignal.to_dict(), ...]}     (imphash/Rich/TLSH/PDB/exports)
 
 Family entries also carry ``code_score`` (None: not combined), ``string_score`` and
 ``n_strings_shared`` once string reuse is combined in; ``score`` is then the combined score.
@@ -24,6 +25,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from kinship.match.sample_signals import SampleSignal
 from kinship.strings.similarity import SharedString
 
 
@@ -184,6 +186,9 @@ class MatchResult:
     actors: list[ActorScore] = field(default_factory=list)  # best first
     n_considered_functions: int = 0  # query functions with >= min_instructions
     shared_strings: list[SharedString] = field(default_factory=list)  # best first
+    # imphash / Rich header / TLSH / PDB / exports shared with stored samples (weak evidence,
+    # never scored; match/sample_signals.py)
+    sample_signals: list[SampleSignal] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -198,6 +203,7 @@ class MatchResult:
             "n_library_functions": self.n_library_functions,
             "seconds": self.seconds,
             "shared_strings": [x.to_dict() for x in self.shared_strings],
+            "sample_signals": [x.to_dict() for x in self.sample_signals],
         }
 
     @classmethod
@@ -213,5 +219,6 @@ class MatchResult:
             seconds=float(d.get("seconds", 0.0)),
             actors=[ActorScore.from_dict(x) for x in d.get("actors", [])],
             n_considered_functions=int(d.get("n_considered_functions", 0)),
+            sample_signals=[SampleSignal.from_dict(x) for x in d.get("sample_signals", [])],
             shared_strings=[SharedString.from_dict(x) for x in d.get("shared_strings", [])],
         )

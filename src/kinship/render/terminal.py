@@ -69,6 +69,14 @@ def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
             t.add_row(s.sha256[:16], s.name, s.family or "", f"{s.score:.3f}",
                       str(s.n_functions_matched))
         c.print(t)
+    if r.sample_signals:
+        t = Table(title="sample-level signals (weak evidence, not scored)")
+        for col in ("sha256", "name", "family", "signal", "value"):
+            t.add_column(col, overflow="fold")
+        for sig in r.sample_signals[:top]:
+            value = sig.value if sig.distance is None else f"distance {sig.distance}"
+            t.add_row(sig.sha256[:16], sig.name, sig.family or "", sig.signal, value[:80])
+        c.print(t)
     shown = [m for m in r.function_matches if not m.is_library][:top]
     if shown:
         t = Table(title="top shared functions")
