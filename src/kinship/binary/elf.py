@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import struct
 import warnings as warnings_
+from collections.abc import Callable
+from typing import TypeVar
 
 import lief
 import numpy as np
@@ -32,6 +34,8 @@ from kinship.binary.measure import (
 )
 from kinship.binary.model import Arch, Binary, Export, Format, Import, Section, Symbol
 from kinship.exceptions import CorruptFileError, UnsupportedFormatError
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -105,15 +109,28 @@ def _parse(data: bytes, path: str, arch: Arch) -> Binary:
         sections=sections,
         entry_point=int(elf.entrypoint) or None,
     )
-    binary.symbols = _symbols(elf, warnings)
-    binary.exports = _exports(elf, warnings)
-    binary.imports = _imports(elf, warnings)
+    # Each table below is optional: a damaged one (LIEF raises UnicodeDecodeError on some
+    # mangled names) costs that table and a warning, not the whole sample.
+    binary.symbols = _optional("symbols", lambda: _symbols(elf, warnings), [], warnings)
+    binary.exports = _optional("exports", lambda: _exports(elf, warnings), [], warnings)
+    binary.imports = _optional("imports", lambda: _imports(elf, warnings), [], warnings)
     binary.api_thunks = {imp.slot: _thunk_name(imp) for imp in binary.imports}
-    binary.api_thunks.update(_plt_stubs(binary, elf, warnings))
-    binary.function_hints = _eh_frame_hints(binary, elf, warnings)
+    no_stubs: dict[int, str] = {}
+    binary.api_thunks.update(
+        _optional("PLT stubs", lambda: _plt_stubs(binary, elf, warnings), no_stubs, warnings))
+    binary.function_hints = _optional(
+        "eh_frame", lambda: _eh_frame_hints(binary, elf, warnings), [], warnings)
     warnings.extend(packed_warnings(sections))
     binary.warnings = warnings[: limits.MAX_WARNINGS]
     return binary
+
+
+def _optional(what: str, parse: Callable[[], T], default: T, warnings: list[str]) -> T:
+    try:
+        return parse()
+    except (UnicodeDecodeError, ValueError, IndexError, OverflowError) as e:
+        warnings.append(f"damaged ELF {what} ignored ({type(e).__name__}: {e})")
+        return default
 
 
 def _text(value: str | bytes) -> str:
