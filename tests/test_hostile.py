@@ -58,3 +58,16 @@ def test_damaged_samples_give_a_result_or_input_error(bins: dict[str, Path],
             assert f.n_instructions > 0 and len(f.code_sig) == len(f.sem_sig)
     assert sum(outcomes.values()) == N_MUTANTS
     assert outcomes["ok"] > 0  # damage past the headers leaves most samples analysable
+
+
+def test_elf_with_undecodable_version_names_still_loads(lua_libs: dict[str, Path]) -> None:
+    from kinship.binary.load import load_bytes
+
+    data = bytearray(lua_libs["5.4"].read_bytes())
+    at = data.find(b"\x00libm.so.6\x00")
+    assert at > 0
+    data[at + 4] = 0x8B  # "lib\x8b.so.6": the version-needed file name is no longer UTF-8
+    binary = load_bytes(bytes(data), "damaged-lua")
+    assert binary.exports, "the rest of the file is still read"
+    res = analyse(SampleInput(name="damaged-lua", data=bytes(data)))
+    assert res.record.n_functions > 100
