@@ -241,3 +241,17 @@ def test_samples_are_kept_next_to_the_store(tmp_home: Path, bins: dict[str, Path
     code, out = run("add", bins["netsh_x64.exe"], "--no-keep", "--json")
     assert code == 0
     assert not (tmp_home / "samples" / json.loads(out)["added"][0]["sha256"]).exists()
+
+
+def test_unexpected_error_is_one_line(tmp_home: Path, bins: dict[str, Path],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import kinship.pipeline
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("parser bug")
+
+    monkeypatch.setattr(kinship.pipeline, "disassemble", broken)
+    r = CliRunner().invoke(main, ["info", str(bins["netsh_x86.exe"])])
+    assert r.exit_code == EXIT_CODES["error"]
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "internal error: RuntimeError: parser bug" in lines[0]

@@ -77,6 +77,16 @@ class KinshipGroup(click.Group):
             return super().invoke(ctx)
         except KinshipError as e:
             _fail(e, "--json" in sys.argv)
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort):
+            raise
+        except Exception as e:
+            # A bug (ours or a parser's) on hostile input: one line, a stable code, and the
+            # traceback only when asked for (-vv).
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            _fail(KinshipError(f"internal error: {type(e).__name__}: {e} "
+                               "(run with -vv for the traceback)"), "--json" in sys.argv)
 
 
 @click.group(cls=KinshipGroup, context_settings={"help_option_names": ["-h", "--help"]})
