@@ -109,6 +109,9 @@ class ToolRun:
     # features, strings, sample hashes: all an ingest does per sample but the store write),
     # run separately after the rows above
     analyse_cpu_s: float | None = None
+    # kinship: the same analyse call with the columnar fast path switched off
+    # (kinship.pipeline.COLUMNAR_INGEST = False: Instruction/BasicBlock objects built)
+    analyse_objects_cpu_s: float | None = None
     message: str | None = None
     score: StartScore | None = None
     peak_rss_mib: float | None = None  # spawn child, after the analysis
@@ -129,7 +132,8 @@ class ToolRun:
         d = {k: v for k, v in asdict(self).items() if k not in ("starts", "score")}
         d["insn_per_cpu_s"] = _round(self.insn_per_cpu_s)
         d["func_per_cpu_s"] = _round(self.func_per_cpu_s)
-        for k in ("wall_s", "cpu_s", "load_s", "features_cpu_s", "strings_cpu_s", "analyse_cpu_s"):
+        for k in ("wall_s", "cpu_s", "load_s", "features_cpu_s", "strings_cpu_s", "analyse_cpu_s",
+                  "analyse_objects_cpu_s"):
             d[k] = _round(d[k], 4)
         if self.score is not None:
             s = self.score
@@ -192,6 +196,7 @@ class ToolTotals:
     features_cpu_s: float | None = None  # kinship: extract_all CPU s (pipeline = cpu_s + this)
     strings_cpu_s: float | None = None  # kinship: extract_strings CPU s (ingest = pipeline + this)
     analyse_cpu_s: float | None = None  # kinship: pipeline.analyse CPU s (measured on its own)
+    analyse_objects_cpu_s: float | None = None  # the same with the columnar path switched off
 
     @property
     def pipeline_insn_per_cpu_s(self) -> float | None:
@@ -248,6 +253,7 @@ class ToolTotals:
         d["ingest_insn_per_cpu_s"] = _round(self.ingest_insn_per_cpu_s)
         d["analyse_cpu_s"] = _round(self.analyse_cpu_s, 3)
         d["analyse_insn_per_cpu_s"] = _round(self.analyse_insn_per_cpu_s)
+        d["analyse_objects_cpu_s"] = _round(self.analyse_objects_cpu_s, 3)
         d["pipeline_insn_per_cpu_s"] = _round(self.pipeline_insn_per_cpu_s)
         d["recall_all_labels"] = _round(self.recall, 4)
         d["recall_complete_labels"] = _round(self.recall_complete, 4)
@@ -340,9 +346,12 @@ def run_kinship(path: Path, cfg: BenchConfig) -> ToolRun:
             "unavailable",
             message="kinship.binary.load / kinship.disasm.disassemble not present yet",
         )
+    import inspect
+
     from kinship.binary.load import load_file
     from kinship.disasm.disassemble import disassemble
 
+    lazy = "lazy" in inspect.signature(disassemble).parameters
     # Both tools run in this process, alternately: free the other tool's cyclic garbage
     # first, so that neither pays for a collection the other caused.
     gc.collect()
@@ -351,7 +360,9 @@ def run_kinship(path: Path, cfg: BenchConfig) -> ToolRun:
     try:
         binary = load_file(path)
         w1 = time.perf_counter()
-        dis = disassemble(binary)
+        # the ingest path: columnar, no Instruction objects (the object model is built from
+        # the columns on demand; analyse_objects_cpu_s below times the path that builds it)
+        dis = disassemble(binary, lazy=True) if lazy else disassemble(binary)
     except Exception as e:  # a per-sample failure is a result, not an aborted batch
         return ToolRun(
             "kinship",
@@ -366,7 +377,12 @@ def run_kinship(path: Path, cfg: BenchConfig) -> ToolRun:
         from kinship.features.extract import extract_all
 
         f0 = time.process_time()
-        extract_all(dis.functions)
+        if lazy and dis.columns is not None:
+            from kinship.features.columnar import extract_columns
+
+            extract_columns(dis.columns)
+        else:
+            extract_all(dis.functions)
         features_cpu = time.process_time() - f0
     except Exception as e:  # features are measured when they work; the disasm row stands
         logger.warning("features on %s: %s", path, e)
@@ -379,28 +395,43 @@ def run_kinship(path: Path, cfg: BenchConfig) -> ToolRun:
         strings_cpu = time.process_time() - s0
     except Exception as e:  # as for features
         logger.warning("strings on %s: %s", path, e)
+    starts = (
+        [f.va for f in dis.columns.functions]
+        if lazy and dis.columns is not None
+        else [f.va for f in dis.functions]
+    )
     run = ToolRun(
         "kinship",
         "ok",
         wall,
         cpu,
-        n_functions=len(dis.functions),
+        n_functions=len(starts),
         n_instructions=dis.n_instructions,
         load_s=w1 - w0,
         features_cpu_s=features_cpu,
         strings_cpu_s=strings_cpu,
         message="; ".join(dis.warnings[:3]) or None,
-        starts=[f.va for f in dis.functions],
+        starts=starts,
     )
     del binary, dis  # freed before the separate pipeline.analyse run
     try:
-        from kinship.pipeline import SampleInput, analyse
+        import kinship.pipeline as pipeline
 
-        _shared_templates_restore(shared)  # no head start from the run above on this file
-        gc.collect()
-        a0 = time.process_time()
-        analyse(SampleInput(name=str(path), path=path))
-        run.analyse_cpu_s = time.process_time() - a0
+        columnar = getattr(pipeline, "COLUMNAR_INGEST", None)
+        # both ingest paths, columnar (the default) first when there is one
+        for fast in (True, False) if columnar is not None else (True,):
+            if columnar is not None:
+                pipeline.COLUMNAR_INGEST = fast
+            _shared_templates_restore(shared)  # no head start from the run above on this file
+            gc.collect()
+            a0 = time.process_time()
+            pipeline.analyse(pipeline.SampleInput(name=str(path), path=path))
+            if fast:
+                run.analyse_cpu_s = time.process_time() - a0
+            else:
+                run.analyse_objects_cpu_s = time.process_time() - a0
+        if columnar is not None:
+            pipeline.COLUMNAR_INGEST = columnar
     except Exception as e:  # as for features
         logger.warning("pipeline.analyse on %s: %s", path, e)
     return run
@@ -696,6 +727,11 @@ def totals(binaries: Sequence[BinaryResult], tools: Sequence[str]) -> dict[str, 
                 if runs and all(r.analyse_cpu_s is not None for r in runs)
                 else None
             ),
+            analyse_objects_cpu_s=(
+                sum(r.analyse_objects_cpu_s or 0.0 for r in runs)
+                if runs and all(r.analyse_objects_cpu_s is not None for r in runs)
+                else None
+            ),
         )
     return out
 
@@ -858,7 +894,7 @@ def render_table(result: BenchResult, console: Any = None) -> None:
         kt = result.totals["kinship"]
         if kt.pipeline_insn_per_cpu_s is not None and kt.features_cpu_s is not None:
             line = (
-                f"pipeline (kinship load + disassemble + features.extract_all): "
+                f"pipeline (kinship load + disassemble + features; columnar when available): "
                 f"cpu {kt.cpu_s + kt.features_cpu_s:.2f}s (features {kt.features_cpu_s:.2f}s)  "
                 f"{_fmt(kt.pipeline_insn_per_cpu_s)} insn/cpu-s"
             )
@@ -889,6 +925,18 @@ def render_table(result: BenchResult, console: Any = None) -> None:
                         if st_smda is not None
                         else ""
                     )
+                )
+            if kt.analyse_objects_cpu_s and kt.analyse_cpu_s:
+                objects = kt.n_instructions / kt.analyse_objects_cpu_s
+                con.print(
+                    f"  object path (COLUMNAR_INGEST=False): cpu {kt.analyse_objects_cpu_s:.2f}s"
+                    f"  {_fmt(objects)} insn/cpu-s"
+                    + (
+                        f"  = {_ratio(objects, st_smda.insn_per_cpu_s)} SMDA"
+                        if st_smda is not None
+                        else ""
+                    )
+                    + f"; columnar path {kt.analyse_objects_cpu_s / kt.analyse_cpu_s:.2f}x faster"
                 )
             for cell_line in _pipeline_per_cell(result):
                 con.print(cell_line)

@@ -1,5 +1,9 @@
 """The fast (vectorised, batched) paths give exactly what a straightforward implementation gives.
 
+The columnar ingest path (``disassemble(lazy=True)`` + ``features.columnar.extract_columns`` +
+strings from the columns, what ``pipeline.analyse(keep=False)`` runs) is checked against the
+object path on every fixture binary, Debian's liblua 5.1-5.4 and the 24 bench binaries.
+
 Feature extraction is checked function by function against a plain-Python reference written
 here from the documented token and MinHash definitions (features/tokens.py, features/minhash.py);
 the disassembly against invariants any correct decoding satisfies. Real binaries: the netsh
@@ -21,10 +25,14 @@ from kinship.binary.model import Arch
 from kinship.disasm.decoder import _SHARED_TEMPLATES, MNEMONICS
 from kinship.disasm.disassemble import disassemble
 from kinship.disasm.model import Disassembly, Function
+from kinship.features.columnar import extract_columns
 from kinship.features.config import FeatureConfig
 from kinship.features.extract import extract_all, extract_features
 from kinship.features.minhash import EMPTY_SLOT, MAX_CHUNK_ROWS, get_hasher
+from kinship.features.model import FunctionFeatures
 from kinship.features.tokens import scan_batch, scan_function, sem_raw_tokens
+from kinship.pipeline import SampleInput, analyse
+from kinship.strings.extract import extract_strings
 
 MASK = (1 << 64) - 1
 FIXTURES = ("netsh_x86.exe", "netsh_x64.exe", "netsh_elf32", "netsh_elf64", "other_elf64")
@@ -202,3 +210,62 @@ def test_shared_templates_do_not_leak_between_binaries(bins: dict[str, Path]) ->
     _SHARED_TEMPLATES.clear()
     for name in (*order, *reversed(order)):
         assert _digest(disassemble(binaries[name])) == cold[name], name
+
+
+# ---- the columnar fast path (pipeline.analyse(keep=False)) == the object path ---------------
+
+
+def _feature_fields(f: FunctionFeatures) -> tuple[object, ...]:
+    return (f.va, f.name, f.n_instructions, f.n_blocks, f.n_edges, f.size, f.exact_hash,
+            f.code_sig.tobytes(), f.sem_sig.tobytes(), f.n_code_tokens, f.n_sem_tokens,
+            f.apis, f.strings, f.discovery)
+
+
+def _assert_columnar_equals_objects(name: str, path: Path) -> None:
+    binary = load_file(path)
+    eager = disassemble(binary)
+    lazy = disassemble(binary, lazy=True)
+    assert lazy.functions == [] and lazy.columns is not None, name
+    assert lazy.n_instructions == eager.n_instructions, name
+    assert lazy.warnings == eager.warnings, name
+    fast = extract_columns(lazy.columns)
+    slow = extract_all(eager.functions)
+    assert [_feature_fields(f) for f in fast] == [_feature_fields(f) for f in slow], name
+    assert extract_strings(binary, lazy).strings == extract_strings(binary, eager).strings, name
+    assert _digest(Disassembly(lazy.materialise(), 0, 0.0)) == _digest(eager), name
+
+
+def test_columnar_path_equals_object_path_on_fixtures(
+    bins: dict[str, Path], lua_libs: dict[str, Path]
+) -> None:
+    paths = {**bins, **{f"lua{v}": p for v, p in lua_libs.items()}}
+    for name, path in sorted(paths.items()):
+        _assert_columnar_equals_objects(name, path)
+
+
+@pytest.mark.slow
+def test_columnar_path_equals_object_path_on_bench_corpus() -> None:
+    """The 24 binaries of ``python -m bench disasm`` (skipped when the corpus is not fetched)."""
+    gt = pytest.importorskip("bench.gt")
+    dev = gt.DEFAULT_CACHE / "dev"
+    try:
+        entries = gt.select_subset(gt.load_manifest(dev), gt.DEFAULT_SUBSET)
+    except (OSError, ValueError) as exc:
+        pytest.skip(f"bench corpus not available: {exc}")
+    paths = [dev / e.path for e in entries if (dev / e.path).is_file()]
+    if not paths:
+        pytest.skip("bench corpus not available")
+    for path in paths:
+        _assert_columnar_equals_objects(path.name, path)
+
+
+def test_analyse_fast_path_equals_keep_path(bins: dict[str, Path]) -> None:
+    for name in ("netsh_x86.exe", "netsh_x64.exe", "netsh_elf64"):
+        item = SampleInput(name, path=bins[name])
+        fast = analyse(item)
+        full = analyse(item, keep=True)
+        assert fast.disassembly is None and full.disassembly is not None
+        assert [_feature_fields(f) for f in fast.features] == [
+            _feature_fields(f) for f in full.features
+        ], name
+        assert fast.strings == full.strings and fast.record == full.record, name

@@ -23,26 +23,33 @@ from __future__ import annotations
 
 import itertools
 import logging
-import operator
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import iced_x86 as iced
 from iced_x86 import Code, FlowControl, OpKind, Register
 
+from kinship.disasm.columns import BlockSpan, FunctionBlocks
 from kinship.disasm.config import DisasmConfig
 from kinship.disasm.decoder import FULL_REGISTER, MNEMONICS, STOPPED, CodeDecoder
 from kinship.disasm.discovery import is_noreturn_name
-from kinship.disasm.model import BasicBlock, Discovery, Flow, Function, Instruction
+from kinship.disasm.model import Discovery, Flow
 
 log = logging.getLogger(__name__)
 
 # How many instructions before an indirect jump are searched for the table set-up.
 JUMP_TABLE_LOOKBACK = 12
 
-_GET_VA: Callable[[Instruction], int] = operator.attrgetter("va")
-
 _COND_UPPER_BOUND = {"ja": 1, "jbe": 1, "jae": 0, "jb": 0, "jg": 1, "jle": 1, "jge": 0, "jl": 0}
+
+
+@dataclass(slots=True, eq=False)
+class RunSpan:
+    """A linear run decoded by :meth:`CodeGraph.explore`: instruction indexes start..end-1,
+    and the indexes of its direct internal calls."""
+
+    start: int
+    end: int
+    calls: list[int]
 
 
 @dataclass
@@ -52,18 +59,18 @@ class CodeGraph:
     decoder: CodeDecoder
     config: DisasmConfig
     names: dict[int, str]  # function VA -> symbol/export name
-    insns: dict[int, Instruction] = field(default_factory=dict)
+    insns: dict[int, int] = field(init=False)  # VA -> instruction index (the decoder's)
     leaders: set[int] = field(default_factory=set)
     jump_tables: dict[int, list[int]] = field(default_factory=dict)
     call_targets: list[int] = field(default_factory=list)
     # import stubs (``jmp [IAT]`` outside ELF .plt) reached by a direct call or jump
     thunk_starts: list[int] = field(default_factory=list)
-    jumps: list[Instruction] = field(default_factory=list)  # direct unconditional jumps
+    # direct unconditional jumps to code: (VA, target)
+    jumps: list[tuple[int, int]] = field(default_factory=list)
     code_pointers: list[int] = field(default_factory=list)
     noreturn_calls: set[int] = field(default_factory=set)
-    # linear runs decoded by explore(): instructions, indexes of direct internal calls
-    runs: list[tuple[list[Instruction], list[int]]] = field(default_factory=list)
-    blocks: dict[int, BasicBlock] = field(default_factory=dict)
+    runs: list[RunSpan] = field(default_factory=list)  # linear runs decoded by explore()
+    blocks: dict[int, BlockSpan] = field(default_factory=dict)
     _block_calls: dict[int, list[int]] = field(default_factory=dict)
     _raw_successors: dict[int, list[int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -71,6 +78,7 @@ class CodeGraph:
     _thunks: dict[int, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.insns = self.decoder.at
         self.stub_ranges = [
             (s.va, s.va + s.virtual_size)
             for s in self.decoder.binary.sections
@@ -81,13 +89,21 @@ class CodeGraph:
 
     def explore(self, roots: list[int]) -> None:
         """Decode everything reachable from ``roots`` (calls, branches, jump tables)."""
+        dec = self.decoder
         insns = self.insns
         leaders = self.leaders
-        executable = self.decoder.addresses.executable
+        executable = dec.addresses.executable
         limit = self.config.max_instructions
-        thunk_slots = self.decoder.api_thunks  # IAT/GOT slots and ELF PLT stubs
-        decode_block = self.decoder.decode_block
+        thunk_slots = dec.api_thunks  # IAT/GOT slots and ELF PLT stubs
+        decode_block = dec.decode_block
         pointers = self.code_pointers
+        vas = dec.vas
+        tids = dec.tids
+        tlist = dec.tlist
+        x_target = dec.x_target
+        x_api = dec.x_api
+        x_norm = dec.x_norm
+        api_of = dec.api
         work = list(reversed(roots))
         while work:
             start = work.pop()
@@ -96,80 +112,91 @@ class CodeGraph:
             if len(insns) >= limit:
                 self.warnings.append(f"instruction limit {limit} reached; disassembly partial")
                 return
-            recent: list[Instruction] = []
+            first = len(vas)
             calls: list[int] = []
-            self.runs.append((recent, calls))
+            run = RunSpan(first, first, calls)
+            self.runs.append(run)
             api_regs: dict[int, str] = {}
             va = start
             while True:
-                reg = decode_block(va, insns, recent, api_regs, pointers)
+                reg = decode_block(va, api_regs, pointers)
                 if reg == STOPPED:
                     # the run fell into known code or stopped at undecodable bytes
-                    if recent:
-                        last = recent[-1]
-                        leaders.add(last.va + last.size)
+                    if len(vas) > first:
+                        leaders.add(vas[-1] + len(tlist[tids[-1]][3]))
                     break
-                insn = recent[-1]
-                va = insn.va + insn.size
-                flow = insn.flow
+                i = len(vas) - 1
+                t = tlist[tids[i]]
+                va = vas[i] + len(t[3])
+                flow = t[2]
                 if flow is Flow.CALL:
-                    target = insn.target
+                    target = x_target.get(i)
                     if target is not None:
                         if target == va:
                             continue  # call $+5; pop reg: reads EIP (32-bit PIC), not a call
                         api = self._thunk_api(target)
                         if api is not None:
-                            insn.api = api
-                            insn.norm = "call api"
+                            x_api[i] = api
+                            x_norm[i] = "call api"
                             if target not in thunk_slots and not self.in_stub_section(target):
                                 self.thunk_starts.append(target)
                         elif executable(target) and not self.in_stub_section(target):
                             self.call_targets.append(target)
-                            calls.append(len(recent) - 1)
+                            calls.append(i)
                             work.append(target)
                             if is_noreturn_name(self.names.get(target, "")):
-                                self.noreturn_calls.add(insn.va)
+                                self.noreturn_calls.add(vas[i])
                                 break
-                    elif insn.api is None and reg in api_regs:
-                        insn.api = api_regs[reg]
-                        insn.norm = "call api"
-                    if insn.api is not None and is_noreturn_name(insn.api):
-                        self.noreturn_calls.add(insn.va)
+                    elif api_of(i) is None and reg in api_regs:
+                        x_api[i] = api_regs[reg]
+                        x_norm[i] = "call api"
+                    api = api_of(i)
+                    if api is not None and is_noreturn_name(api):
+                        self.noreturn_calls.add(vas[i])
                         break
                     continue
                 if flow is Flow.COND:
-                    target = insn.target
+                    target = x_target.get(i)
                     leaders.add(va)
                     if target is not None and executable(target):
                         leaders.add(target)
                         work.append(target)
                     continue
                 if flow is Flow.JUMP:
-                    target = insn.target
+                    target = x_target.get(i)
                     if target is not None:
                         api = self._thunk_api(target)
                         if api is not None:
-                            insn.api = api
-                            insn.norm = "jmp api"
+                            x_api[i] = api
+                            x_norm[i] = "jmp api"
                             if target not in thunk_slots and not self.in_stub_section(target):
                                 self.thunk_starts.append(target)
                         elif executable(target) and not self.in_stub_section(target):
                             leaders.add(target)
                             work.append(target)
-                            self.jumps.append(insn)
+                            self.jumps.append((vas[i], target))
                     break
                 if flow is Flow.INDIRECT_JUMP:
-                    if insn.api is None and reg in api_regs:
-                        insn.api = api_regs[reg]
-                        insn.norm = "jmp api"
-                    if insn.api is None and self.config.resolve_jump_tables:
-                        targets = self._jump_table(insn, recent)
+                    if api_of(i) is None and reg in api_regs:
+                        x_api[i] = api_regs[reg]
+                        x_norm[i] = "jmp api"
+                    if api_of(i) is None and self.config.resolve_jump_tables:
+                        targets = self._jump_table(i, first)
                         if targets:
-                            self.jump_tables[insn.va] = targets
+                            self.jump_tables[vas[i]] = targets
                             leaders.update(targets)
                             work.extend(targets)
                     break
                 break  # RET, INT
+            run.end = len(vas)
+
+    def spans(self) -> list[tuple[int, int]]:
+        """(start VA, end VA) of every non-empty linear run decoded so far."""
+        vas = self.decoder.vas
+        size = self.decoder.size
+        return [
+            (vas[r.start], vas[r.end - 1] + size(r.end - 1)) for r in self.runs if r.end > r.start
+        ]
 
     def in_stub_section(self, va: int) -> bool:
         """True inside ELF .plt/.plt.sec/.plt.got: import stubs, not functions."""
@@ -202,13 +229,15 @@ class CodeGraph:
 
     # -- jump tables ---------------------------------------------------------------------
 
-    def _jump_table(self, jmp: Instruction, recent: list[Instruction]) -> list[int]:
+    def _jump_table(self, jmp: int, first: int) -> list[int]:
+        """Targets of the indirect jump at instruction index ``jmp`` (its run starts at
+        ``first``)."""
         dec = self.decoder
-        ins = dec.decode_one(jmp.va)
+        ins = dec.decode_one(dec.vas[jmp])
         if ins is None:
             return []
-        window = recent[-JUMP_TABLE_LOOKBACK:-1]
-        decoded = [d for d in (dec.decode_one(i.va) for i in window) if d is not None]
+        window = dec.vas[max(first, jmp - JUMP_TABLE_LOOKBACK + 1) : jmp]
+        decoded = [d for d in (dec.decode_one(v) for v in window) if d is not None]
         bound = _table_bound(decoded)
         ptr = dec.bitness // 8
         if ins.op0_kind == OpKind.MEMORY:
@@ -288,55 +317,72 @@ class CodeGraph:
 
     def cut_blocks(self, starts: dict[int, Discovery]) -> None:
         """Split every decoded run into basic blocks at leaders and function starts."""
+        dec = self.decoder
         insns = self.insns
         boundaries = self.leaders | starts.keys()
         noreturn = self.noreturn_calls
         tables = self.jump_tables
         blocks = self.blocks
         is_boundary = boundaries.__contains__
-        for run, calls in self.runs:
-            if not run:
+        vas = dec.vas
+        tids = dec.tids
+        tlist = dec.tlist
+        x_target = dec.x_target
+        x_norm = dec.x_norm
+        api_of = dec.api
+        raw_successors = self._raw_successors
+        f_next, f_call, f_cond = Flow.NEXT, Flow.CALL, Flow.COND
+        f_jump, f_indirect = Flow.JUMP, Flow.INDIRECT_JUMP
+        for run in self.runs:
+            first, end, calls = run.start, run.end, run.calls
+            if first == end:
                 continue
-            cuts = list(
-                itertools.compress(itertools.count(), map(is_boundary, map(_GET_VA, run)))
-            )
-            if not cuts or cuts[0] != 0:
-                cuts.insert(0, 0)
-            cuts.append(len(run))
+            cuts = list(itertools.compress(range(first, end), map(is_boundary, vas[first:end])))
+            if not cuts or cuts[0] != first:
+                cuts.insert(0, first)
+            cuts.append(end)
             ci = 0
+            n_calls = len(calls)
             for a, b in itertools.pairwise(cuts):
-                body = run[a:b]
-                last = body[-1]
-                flow = last.flow
-                nxt = last.va + last.size
-                target = last.target
-                if flow is Flow.NEXT:
+                last = b - 1
+                t = tlist[tids[last]]
+                flow = t[2]
+                last_va = vas[last]
+                nxt = last_va + len(t[3])
+                if flow is f_next:
                     raw = [nxt]
-                elif flow is Flow.CALL:
-                    raw = [] if last.va in noreturn else [nxt]
-                elif flow is Flow.COND:
+                elif flow is f_call:
+                    raw = [] if last_va in noreturn else [nxt]
+                elif flow is f_cond:
+                    target = x_target.get(last)
                     raw = [nxt] if target is None else [nxt, target]
-                elif flow is Flow.JUMP:
-                    raw = [target] if target is not None and last.api is None else []
-                    if target is not None and target in starts and last.api is None:
-                        last.norm = last.mnemonic + " func"
-                elif flow is Flow.INDIRECT_JUMP:
-                    raw = tables.get(last.va, [])
+                elif flow is f_jump:
+                    target = x_target.get(last)
+                    no_api = api_of(last) is None
+                    raw = [target] if target is not None and no_api else []
+                    if target is not None and target in starts and no_api:
+                        x_norm[last] = t[0] + " func"
+                elif flow is f_indirect:
+                    raw = tables.get(last_va, [])
                 else:
                     raw = []
-                va = body[0].va
-                succ = [x for x in raw if x in insns and x not in starts]
+                va = vas[a]
+                if len(raw) == 1:
+                    x = raw[0]
+                    succ = [x] if x in insns and x not in starts else []
+                else:
+                    succ = [x for x in raw if x in insns and x not in starts]
                 if len(succ) != len(raw):
-                    self._raw_successors[va] = raw
-                blocks[va] = BasicBlock(va, body, succ)
-                block_calls = []
-                while ci < len(calls) and calls[ci] < b:
-                    block_calls.append(run[calls[ci]].target or 0)
-                    ci += 1
-                if block_calls:
+                    raw_successors[va] = raw
+                blocks[va] = BlockSpan(va, a, b, succ)
+                if ci < n_calls and calls[ci] < b:
+                    block_calls = []
+                    while ci < n_calls and calls[ci] < b:
+                        block_calls.append(x_target.get(calls[ci]) or 0)
+                        ci += 1
                     self._block_calls[va] = block_calls
 
-    def build_function(self, start: int, discovery: Discovery) -> Function | None:
+    def build_function(self, start: int, discovery: Discovery) -> FunctionBlocks | None:
         """The basic blocks reachable from ``start`` without entering other functions.
 
         Blocks are shared between functions that reach the same code; :meth:`cut_blocks`
@@ -347,12 +393,12 @@ class CodeGraph:
         if entry is None:
             return None
         budget = self.config.max_function_instructions
-        found: dict[int, BasicBlock] = {start: entry}
+        found: dict[int, BlockSpan] = {start: entry}
         work = [entry]
         count = 0
         while work:
             block = work.pop()
-            count += len(block.instructions)
+            count += block.end - block.start
             if count >= budget:
                 self.warnings.append(f"function {start:#x} truncated at {budget} instructions")
                 break
@@ -362,16 +408,16 @@ class CodeGraph:
                     if nb is not None:
                         found[s] = nb
                         work.append(nb)
+        extra: dict[int, list[int]] = {}
         raw = self._raw_successors
         if raw:  # loops back to the function's own entry (self tail recursion)
-            for va, block in found.items():
-                r = raw.get(va)
-                if r is not None and start in r:
-                    found[va] = BasicBlock(va, block.instructions, [*block.successors, start])
-        ordered = [found[start]] + [found[v] for v in sorted(found) if v != start]
+            for va in found.keys() & raw.keys():
+                if start in raw[va]:
+                    extra[va] = [*found[va].successors, start]
+        ordered = [start] + [v for v in sorted(found) if v != start]
         block_calls = self._block_calls
-        calls = [t for b in ordered for t in block_calls.get(b.va, ())]
-        return Function(start, ordered, discovery, self.names.get(start), calls)
+        calls = [t for v in ordered for t in block_calls.get(v, ())]
+        return FunctionBlocks(start, ordered, discovery, self.names.get(start), calls, extra)
 
 
 def _table_bound(decoded: list[iced.Instruction]) -> int | None:

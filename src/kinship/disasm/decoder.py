@@ -1,7 +1,8 @@
 """Instruction decoding and normalisation on top of iced-x86.
 
-:class:`CodeDecoder` turns bytes at a virtual address into
-:class:`~kinship.disasm.model.Instruction` objects. Every distinct instruction encoding is
+:class:`CodeDecoder` turns bytes at a virtual address into instruction columns (see
+:mod:`kinship.disasm.columns`; :class:`~kinship.disasm.model.Instruction` objects are made
+from them only on demand). Every distinct instruction encoding is
 analysed once (operand kinds, normalised token, position-independent bytes) and cached by its
 raw bytes (by its bytes with the displacement zeroed for relative branches and RIP-relative
 operands); only the position-dependent parts (branch target, RIP-relative address) are
@@ -35,7 +36,7 @@ import iced_x86 as iced
 from iced_x86 import Code, FlowControl, Mnemonic, OpKind, Register, RegisterExt
 
 from kinship.binary.model import Arch, Binary, Format
-from kinship.disasm.model import Flow, Instruction
+from kinship.disasm.model import Flow
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +143,17 @@ STOPPED = -2
 
 # Template fields, cached per raw encoding:
 # (mnemonic, norm, flow, pic_bytes, data_ref, imm, api, string, dependence, register,
-#  code_pointer: data_ref is an executable address taken by a non-branch instruction)
+#  code_pointer: data_ref is an executable address taken by a non-branch instruction,
+#  id: index in the owning decoder's ``tlist``; -1 in the process-wide shared cache,
+#  kind: what decode_block must do per occurrence, one of the _K_* below)
 Template = tuple[
-    str, str, Flow, bytes, int | None, int | None, str | None, str | None, int, int, bool
+    str, str, Flow, bytes, int | None, int | None, str | None, str | None, int, int, bool, int,
+    int,
 ]
+_K_PLAIN = 0  # nothing: every field is in the template
+_K_POINTER = 1  # record data_ref as a code pointer
+_K_BRANCH = 2  # record the branch target
+_K_RIPREL = 3  # record the RIP-relative address (and its API/string)
 
 
 class AddressSpace:
@@ -238,6 +246,17 @@ class CodeDecoder:
                 self._regions.append(_Region(s.va, data, self.bitness))
         self._region_starts = [r.va for r in self._regions]
         self._last_region: _Region | None = None
+        # Decoded instructions as columns, index = decode order (see kinship.disasm.columns):
+        self.tlist: list[Template] = []  # this decoder's templates, by id
+        self.vas: list[int] = []  # instruction VA
+        self.tids: list[int] = []  # template id
+        self.at: dict[int, int] = {}  # VA -> instruction index (everything decoded so far)
+        # Sparse per-occurrence fields (index -> value) that the template cannot hold:
+        self.x_target: dict[int, int] = {}  # direct branch target
+        self.x_ref: dict[int, int] = {}  # RIP-relative data_ref
+        self.x_api: dict[int, str] = {}  # API (RIP-relative slot, or resolved by the CFG)
+        self.x_string: dict[int, str] = {}  # string at a RIP-relative data_ref
+        self.x_norm: dict[int, str] = {}  # norm when not the template's ("call api", ...)
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -279,23 +298,17 @@ class CodeDecoder:
 
     # -- decoding ------------------------------------------------------------------------
 
-    def decode_block(
-        self,
-        va: int,
-        stop: dict[int, Instruction],
-        out: list[Instruction],
-        api_regs: dict[int, str],
-        pointers: list[int],
-    ) -> int:
+    def decode_block(self, va: int, api_regs: dict[int, str], pointers: list[int]) -> int:
         """Decode linearly from ``va`` through the first instruction that is not ``Flow.NEXT``.
 
-        Every instruction is appended to ``out`` and recorded in ``stop`` (VA -> instruction).
-        Returns the register of that last instruction: the full target register of
-        ``call reg``/``jmp reg``, else -1 (see :meth:`_analyse`); or :data:`STOPPED` when the
-        run ended without one: before an address already in ``stop``, at an invalid
-        instruction or at the end of the section. Along the way ``mov reg, [IAT slot]`` loads
-        are tracked in ``api_regs`` (register -> API, for ``call reg``) and executable
-        addresses taken by operands are appended to ``pointers``.
+        Every instruction is appended to the decoder's columns (:attr:`vas`, :attr:`tids`,
+        :attr:`at` and the sparse ``x_*`` maps; see :mod:`kinship.disasm.columns`): no
+        per-instruction object is made. Returns the register of that last instruction: the
+        full target register of ``call reg``/``jmp reg``, else -1 (see :meth:`_analyse`); or
+        :data:`STOPPED` when the run ended without one: before an address already decoded, at
+        an invalid instruction or at the end of the section. Along the way ``mov reg, [IAT
+        slot]`` loads are tracked in ``api_regs`` (register -> API, for ``call reg``) and
+        executable addresses taken by operands are appended to ``pointers``.
 
         This is the hot loop of the disassembler: one dict lookup per instruction whose
         encoding was seen before, no generator, no per-instruction attribute reads.
@@ -312,8 +325,13 @@ class CodeDecoder:
         dec.ip = va
         data = r.data
         templates = self._templates
-        append = out.append
+        stop = self.at
+        add_va = self.vas.append
+        add_tid = self.tids.append
+        x_target = self.x_target
+        i = len(self.vas)
         next_flow = Flow.NEXT
+        x_api = self.x_api
         for ins in dec:
             if va in stop:
                 return STOPPED
@@ -324,46 +342,71 @@ class CodeDecoder:
                 if ins.code == Code.INVALID:
                     return STOPPED
                 t = self._template(dec, ins, raw)
-            dep = t[8]
-            if dep == DEP_NONE:
-                insn = Instruction(va, n, t[0], t[1], t[2], t[3], None, t[4], t[5], t[6], t[7])
-                if t[10]:
+            kind = t[12]
+            if kind:  # (most instructions take none of these branches)
+                if kind == _K_POINTER:
                     pointers.append(t[4])  # type: ignore[arg-type]
-            elif dep == DEP_BRANCH:
-                insn = Instruction(
-                    va, n, t[0], t[1], t[2], t[3], ins.near_branch_target, None, None, None, None
-                )
-            else:
-                insn = self._riprel(va, n, t, ins.ip_rel_memory_address, pointers)
-            stop[va] = insn
-            append(insn)
+                elif kind == _K_BRANCH:
+                    x_target[i] = ins.near_branch_target
+                else:
+                    self._riprel(i, t, ins.ip_rel_memory_address, pointers)
+            stop[va] = i
+            add_va(va)
+            add_tid(t[11])
+            i += 1
             va += n
             pos += n
             reg = t[9]
             if t[2] is not next_flow:
                 return reg
             if reg >= 0:
-                if insn.api:
-                    api_regs[reg] = insn.api
+                api = x_api.get(i - 1) if kind == _K_RIPREL else t[6]
+                if api:
+                    api_regs[reg] = api
                 else:
                     api_regs.pop(reg, None)
         return STOPPED
 
-    def _riprel(
-        self, va: int, n: int, t: Template, ref: int, pointers: list[int]
-    ) -> Instruction:
+    def _riprel(self, i: int, t: Template, ref: int, pointers: list[int]) -> str | None:
+        """Record the position-dependent fields of RIP-relative instruction ``i``."""
         api = self.api_thunks.get(ref)
-        norm = t[1]
-        if api is not None and (t[2] is Flow.CALL or t[2] is Flow.INDIRECT_JUMP):
-            norm = t[0] + " api"
-        elif api is None and t[2] is Flow.NEXT and self.addresses.executable(ref):
-            pointers.append(ref)
-        return Instruction(
-            va, n, t[0], norm, t[2], t[3], None, ref, t[5], api, None if api else self.string(ref)
-        )
+        self.x_ref[i] = ref
+        if api is not None:
+            self.x_api[i] = api
+            if t[2] is Flow.CALL or t[2] is Flow.INDIRECT_JUMP:
+                self.x_norm[i] = t[0] + " api"
+        else:
+            if t[2] is Flow.NEXT and self.addresses.executable(ref):
+                pointers.append(ref)
+            s = self.string(ref)
+            if s is not None:
+                self.x_string[i] = s
+        return api
+
+    # -- column accessors (instruction index i, see decode_block) ------------------------
+
+    def template(self, i: int) -> Template:
+        return self.tlist[self.tids[i]]
+
+    def size(self, i: int) -> int:
+        return len(self.tlist[self.tids[i]][3])
+
+    def api(self, i: int) -> str | None:
+        a = self.x_api.get(i)
+        return a if a is not None else self.tlist[self.tids[i]][6]
+
+    def _own(self, t: Template) -> Template:
+        """``t`` with this decoder's template id (its index in :attr:`tlist`) as field 11."""
+        own = (*t[:11], len(self.tlist), t[12])
+        self.tlist.append(own)
+        return own
 
     def _template(self, dec: iced.Decoder, ins: iced.Instruction, raw: bytes) -> Template:
         """The cached analysis of an encoding whose raw bytes are not in the raw cache."""
+        common = self._shared.get(raw)
+        if common is not None:  # only context-free, position-independent encodings are there
+            own = self._templates[raw] = self._own(common)
+            return own
         # Position-dependent encodings (relative branches, RIP-relative operands) are cached
         # by their bytes with the displacement zeroed, others by raw bytes.
         k = self._branch_disp.get(ins.code)
@@ -383,15 +426,13 @@ class CodeDecoder:
                 t = self._branch_templates[raw[: len(raw) - k]] = self._analyse(dec, ins, raw)
                 return t
         pic = self._pic_key(dec, ins, raw)
-        if pic is None:
-            shared = self._shared
-            t = shared.get(raw)
-            if t is None:
-                t = self._analyse(dec, ins, raw)
-                if not self._context_used:
-                    if len(shared) >= MAX_SHARED_TEMPLATES:
-                        shared.clear()
-                    shared[raw] = t
+        if pic is None:  # (not in the shared cache: looked up above)
+            t = self._analyse(dec, ins, raw)
+            if not self._context_used:
+                shared = self._shared
+                if len(shared) >= MAX_SHARED_TEMPLATES:
+                    shared.clear()
+                shared[raw] = t
             self._templates[raw] = t
             return t
         t2 = self._dep_templates.get(pic)
@@ -554,4 +595,13 @@ class CodeDecoder:
             and api is None
             and self.addresses.executable(data_ref)
         )
-        return (mnem, norm, flow, pic, data_ref, imm, api, string, dep, register, code_pointer)
+        fast = (
+            _K_BRANCH if dep == DEP_BRANCH
+            else _K_RIPREL if dep == DEP_RIPREL
+            else _K_POINTER if code_pointer
+            else _K_PLAIN
+        )
+        return self._own(
+            (mnem, norm, flow, pic, data_ref, imm, api, string, dep, register, code_pointer, -1,
+             fast)
+        )

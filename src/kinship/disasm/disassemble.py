@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from kinship.binary.model import Binary
 from kinship.disasm.cfg import CodeGraph
+from kinship.disasm.columns import CodeColumns, FunctionBlocks
 from kinship.disasm.config import DisasmConfig
 from kinship.disasm.decoder import CodeDecoder
 from kinship.disasm.discovery import (
@@ -21,16 +22,22 @@ from kinship.disasm.discovery import (
     seed_starts,
     tailcall_targets,
 )
-from kinship.disasm.model import Disassembly, Discovery, Function
+from kinship.disasm.model import Disassembly, Discovery
 
 log = logging.getLogger(__name__)
 
 
-def disassemble(binary: Binary, config: DisasmConfig | None = None) -> Disassembly:
+def disassemble(
+    binary: Binary, config: DisasmConfig | None = None, *, lazy: bool = False
+) -> Disassembly:
     """Find the functions of ``binary`` and recover their control-flow graphs.
 
     Never raises for odd code: undecodable bytes end a block, limits hit become warnings in
-    the result.
+    the result. With ``lazy=True`` the result carries the columnar form
+    (``Disassembly.columns``, see :mod:`kinship.disasm.columns`) and its ``functions`` list
+    stays empty until :meth:`~kinship.disasm.model.Disassembly.materialise` is called: the
+    fast ingest path computes features and strings from the columns and never builds
+    Instruction/BasicBlock objects.
     """
     config = config or DisasmConfig()
     t0 = time.perf_counter()
@@ -39,7 +46,7 @@ def disassemble(binary: Binary, config: DisasmConfig | None = None) -> Disassemb
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _disassemble(binary, config, t0)
+        return _disassemble(binary, config, t0, lazy)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -50,7 +57,7 @@ def _add_thunks(
 ) -> None:
     """Import stubs: those reached by calls/jumps, then ``jmp [IAT]`` in uncovered code."""
     graph.explore(add(graph.thunk_starts, Discovery.THUNK))
-    covered = Coverage([(r[0].va, r[-1].va + r[-1].size) for r, _ in graph.runs if r])
+    covered = Coverage(graph.spans())
     stubs = [
         va
         for va in iat_thunk_candidates(decoder)
@@ -59,7 +66,7 @@ def _add_thunks(
     graph.explore(add(stubs, Discovery.THUNK))
 
 
-def _disassemble(binary: Binary, config: DisasmConfig, t0: float) -> Disassembly:
+def _disassemble(binary: Binary, config: DisasmConfig, t0: float, lazy: bool) -> Disassembly:
     decoder = CodeDecoder(binary, config.max_literal_immediate)
     names = function_names(binary)
     graph = CodeGraph(decoder, config, names)
@@ -75,7 +82,7 @@ def _disassemble(binary: Binary, config: DisasmConfig, t0: float) -> Disassembly
     add(graph.call_targets, Discovery.CALL)
     _add_thunks(graph, decoder, add)
     if config.scan_pointers:
-        in_code = Coverage([(r[0].va, r[-1].va + r[-1].size) for r, _ in graph.runs if r])
+        in_code = Coverage(graph.spans())
         # An address taken by an instruction (push offset cb) is a stronger hint than a
         # pointer-sized value in data: weak prologues count there at any alignment.
         operand = set(graph.code_pointers)
@@ -89,7 +96,7 @@ def _disassemble(binary: Binary, config: DisasmConfig, t0: float) -> Disassembly
         graph.explore(add(list(dict.fromkeys(candidates)), Discovery.POINTER))
         add(graph.call_targets, Discovery.CALL)
     for _ in range(config.prologue_scan_rounds if config.scan_prologues else 0):
-        spans = [(r[0].va, r[-1].va + r[-1].size) for r, _ in graph.runs if r]
+        spans = graph.spans()
         found = add(gap_candidates(decoder, spans, starts), Discovery.PROLOGUE)
         if not found:
             break
@@ -103,7 +110,7 @@ def _disassemble(binary: Binary, config: DisasmConfig, t0: float) -> Disassembly
                 break
     graph.explore(add(graph.thunk_starts, Discovery.THUNK))
     graph.cut_blocks(starts)
-    functions: list[Function] = []
+    functions: list[FunctionBlocks] = []
     warnings: list[str] = []
     for va in sorted(starts):
         if len(functions) >= config.max_functions:
@@ -113,7 +120,14 @@ def _disassemble(binary: Binary, config: DisasmConfig, t0: float) -> Disassembly
         if fn is not None:
             functions.append(fn)
     warnings.extend(graph.warnings)
-    n = sum(f.n_instructions for f in functions)
+    d = decoder
+    columns = CodeColumns(
+        d.tlist, d.vas, d.tids, d.x_target, d.x_ref, d.x_api, d.x_string, d.x_norm,
+        graph.blocks, functions,
+    )
+    n = columns.n_instructions()
+    objects = [] if lazy else columns.function_objects()
     seconds = time.perf_counter() - t0
     log.debug("%s: %d functions, %d instructions in %.2fs", binary.path, len(functions), n, seconds)
-    return Disassembly(functions, n, seconds, warnings)
+    # an eager result drops the columns: its objects hold the same information
+    return Disassembly(objects, n, seconds, warnings, columns=columns if lazy else None, lazy=lazy)

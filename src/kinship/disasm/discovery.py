@@ -20,7 +20,7 @@ from iced_x86 import Code, FlowControl
 from kinship.binary.model import Binary, Format
 from kinship.disasm.config import DisasmConfig
 from kinship.disasm.decoder import MNEMONICS, CodeDecoder
-from kinship.disasm.model import Discovery, Instruction
+from kinship.disasm.model import Discovery
 
 log = logging.getLogger(__name__)
 
@@ -279,9 +279,9 @@ def read_pointer(binary: Binary, va: int, width: int) -> int | None:
 
 def tailcall_targets(
     decoder: CodeDecoder,
-    jumps: list[Instruction],
+    jumps: list[tuple[int, int]],
     starts: dict[int, Discovery],
-    insns: dict[int, Instruction],
+    insns: dict[int, int],
 ) -> list[int]:
     """Targets of direct jumps that leave the jumping function's contiguous range.
 
@@ -292,11 +292,10 @@ def tailcall_targets(
     """
     ordered = sorted(starts)
     found: list[int] = []
-    for j in jumps:
-        t = j.target
-        if t is None or t in starts or t not in insns:
+    for j_va, t in jumps:
+        if t in starts or t not in insns:
             continue
-        k = bisect.bisect_right(ordered, j.va) - 1
+        k = bisect.bisect_right(ordered, j_va) - 1
         if k < 0:
             continue
         own = ordered[k]

@@ -184,14 +184,7 @@ def shape_tokens(fn: Function, n_calls: int) -> list[int]:
         for s in succ:
             if s <= b.va:  # back edge in address order: a loop
                 n_loops += 1
-    values = (
-        _bucket(len(fn.blocks)),
-        _bucket(n_edges),
-        min(n_loops, 4),
-        min(max_out, 3),
-        _bucket(n_calls),
-    )
-    return [_TAG_SHAPE ^ ((kind << 8) | v) for kind, v in enumerate(values)]
+    return shape_values(len(fn.blocks), n_edges, n_loops, max_out, n_calls)
 
 
 def code_tokens_batch(scan: BatchScan, config: FeatureConfig) -> TokenBatch:
@@ -200,8 +193,34 @@ def code_tokens_batch(scan: BatchScan, config: FeatureConfig) -> TokenBatch:
     if not scan.norms:
         return TokenBatch(np.zeros(0, np.uint64), np.zeros(0, np.int64), n)
     ids = np.array(_NORMS[config.fold_register_width].ids(scan.norms), dtype=np.uint64)
+    mids = (
+        np.array(_MNEMONICS_BY_NORM.ids(scan.norms), dtype=np.uint64)
+        if config.block_mnemonic_tokens
+        else ids
+    )
     lens = np.array(scan.block_lens, dtype=np.int64)
     block_fn = np.array(scan.block_fn, dtype=np.int64)
+    return code_tokens_from_ids(ids, mids, lens, block_fn, n, config)
+
+
+def norm_ids(norms: list[str], config: FeatureConfig) -> list[int]:
+    """Token ids of normalised instructions (as :func:`code_tokens_batch` hashes them)."""
+    return _NORMS[config.fold_register_width].ids(norms)
+
+
+def mnemonic_ids(norms: list[str]) -> list[int]:
+    """Ids of the mnemonics of normalised instructions (for the block mnemonic tokens)."""
+    return _MNEMONICS_BY_NORM.ids(norms)
+
+
+def code_tokens_from_ids(
+    ids: U64, mids: U64, lens: I64, block_fn: I64, n: int, config: FeatureConfig
+) -> TokenBatch:
+    """Code tokens from per-instruction norm ids ``ids`` and mnemonic ids ``mids`` (functions
+    in order, blocks in order), non-empty block lengths ``lens`` and block function indexes
+    ``block_fn``; ``n`` functions."""
+    if len(ids) == 0:
+        return TokenBatch(np.zeros(0, np.uint64), np.zeros(0, np.int64), n)
     blk = np.repeat(np.arange(len(lens), dtype=np.int64), lens)
     fseg = np.repeat(block_fn, lens)
     parts: list[U64] = []
@@ -219,7 +238,6 @@ def code_tokens_batch(scan: BatchScan, config: FeatureConfig) -> TokenBatch:
             parts.append(mix64(gram[valid] ^ _NGRAM_SALT[size]))
             segs.append(fseg[: len(gram)][valid])
     if config.block_mnemonic_tokens:
-        mids = np.array(_MNEMONICS_BY_NORM.ids(scan.norms), dtype=np.uint64)
         starts = np.zeros(len(lens), dtype=np.int64)
         np.cumsum(lens[:-1], out=starts[1:])
         pos = (np.arange(len(mids), dtype=np.int64) - np.repeat(starts, lens)).astype(np.uint64)
@@ -375,7 +393,17 @@ def sem_raw_tokens(
     """Raw (unmixed) sem tokens of one function; empty when it has too few specific ones."""
     if scan is None:
         scan = scan_function(fn)
-    apis, strings, imms, n_calls = scan.apis, scan.strings, scan.imms, scan.n_calls
+    out = sem_specific_tokens(scan.apis, scan.strings, scan.imms, config)
+    if out and config.sem_cfg_shape:
+        out += shape_tokens(fn, scan.n_calls)
+    return out
+
+
+def sem_specific_tokens(
+    apis: Sequence[str], strings: Sequence[str], imms: Sequence[int], config: FeatureConfig
+) -> list[int]:
+    """The raw API, string and constant sem tokens (no shape tokens) of one function, or []
+    when fewer than ``config.sem_min_specific_tokens`` (same rules as sem_raw_tokens)."""
     toks: set[int] = set()
     if apis and (config.sem_apis or config.sem_api_bigrams):
         api_ids = [_api_id(a) for a in apis]
@@ -403,10 +431,21 @@ def sem_raw_tokens(
         toks.update((c & _MASK64) ^ _TAG_CONST for c in consts)
     if not toks or len(toks) < config.sem_min_specific_tokens:
         return []
-    out = list(toks)
-    if config.sem_cfg_shape:
-        out += shape_tokens(fn, n_calls)
-    return out
+    return list(toks)
+
+
+def shape_values(
+    n_blocks: int, n_edges: int, n_loops: int, max_out: int, n_calls: int
+) -> list[int]:
+    """Raw CFG-shape tokens from the counts (see :func:`shape_tokens`)."""
+    values = (
+        _bucket(n_blocks),
+        _bucket(n_edges),
+        min(n_loops, 4),
+        min(max_out, 3),
+        _bucket(n_calls),
+    )
+    return [_TAG_SHAPE ^ ((kind << 8) | v) for kind, v in enumerate(values)]
 
 
 def sem_tokens_batch(

@@ -24,7 +24,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from kinship.binary.model import Binary
+from kinship.disasm.columns import CodeColumns
+from kinship.disasm.decoder import DEP_NONE
 from kinship.disasm.model import Disassembly, Function, Instruction
 
 log = logging.getLogger(__name__)
@@ -183,6 +187,8 @@ def _references(dis: Disassembly | None) -> dict[int, list[int]]:
     refs: dict[int, list[int]] = {}
     if dis is None:
         return refs
+    if dis.lazy and dis.columns is not None:
+        return _column_references(dis.columns)
     for fn in dis.functions:
         seen: set[int] = set()
         for block in fn.blocks:
@@ -248,7 +254,14 @@ def _extract_strings(
     found.sort(key=lambda x: (x[0], x[1].encoding.value))
     table.strings = [s for _, s in found]
     if disassembly is not None and not table.truncated:
-        table.strings.extend(stack_strings(binary, disassembly.functions, cfg.min_stack_chars))
+        if disassembly.lazy and disassembly.columns is not None:
+            table.strings.extend(
+                column_stack_strings(binary, disassembly.columns, cfg.min_stack_chars)
+            )
+        else:
+            table.strings.extend(
+                stack_strings(binary, disassembly.functions, cfg.min_stack_chars)
+            )
     return table
 
 
@@ -311,3 +324,104 @@ def _flush_run(binary: Binary, fn_va: int, run: list[tuple[Instruction, bytes]],
             out.append(SampleString(text[:MAX_STRING_CHARS], Encoding.STACK,
                                     binary.va_to_offset(first.va), first.va,
                                     sec.name if sec else None, (fn_va,)))
+
+
+# ---- the same two readings of a lazy (columnar) disassembly ---------------------------------
+
+
+def _column_references(cols: CodeColumns) -> dict[int, list[int]]:
+    """:func:`_references` computed from the columns (same result, no objects)."""
+    tl = cols.tlist
+    tref = [t[4] if t[8] == DEP_NONE and t[7] and t[4] is not None else None for t in tl]
+    tids = cols.tids
+    mask = np.array([r is not None for r in tref], dtype=np.bool_)
+    # instruction index -> data_ref of its string
+    hits: dict[int, int] = {
+        k: tref[tids[k]] or 0 for k in np.flatnonzero(mask[cols.tid_array()]).tolist()
+    }
+    for k, text in cols.x_string.items():
+        if text:
+            hits[k] = cols.x_ref[k]
+    refs: dict[int, list[int]] = {}
+    if not hits:
+        return refs
+    order = sorted(hits)
+    per_block: dict[int, list[int]] = {
+        va: [hits[k] for k in order[lo:hi]] for va, lo, hi in _blocks_with_hits(cols, order, 1)
+    }
+    for fb in cols.functions:
+        seen: set[int] = set()
+        for bva in fb.blocks:
+            for ref in per_block.get(bva, ()):
+                if ref not in seen:
+                    seen.add(ref)
+                    lst = refs.setdefault(ref, [])
+                    if len(lst) < MAX_REFERENCING_FUNCTIONS:
+                        lst.append(fb.va)
+    return refs
+
+
+def column_stack_strings(
+    binary: Binary, cols: CodeColumns, min_chars: int = 5
+) -> list[SampleString]:
+    """:func:`stack_strings` of the functions of ``cols`` (same result, no objects)."""
+    tl = cols.tlist
+    chars_t = [
+        _imm_chars(Instruction(0, len(t[3]), t[0], t[1], t[2], t[3], None, t[4], t[5], t[6], t[7]))
+        if t[8] == DEP_NONE and t[5] is not None
+        else None
+        for t in tl
+    ]
+    if not any(c is not None for c in chars_t):
+        return []
+    mask = np.array([c is not None for c in chars_t], dtype=np.bool_)
+    hits: list[int] = np.flatnonzero(mask[cols.tid_array()]).tolist()
+    found: dict[int, list[tuple[str, int]]] = {}  # block VA -> (text, VA) in block order
+    for bva, lo, hi in _blocks_with_hits(cols, hits, 2):
+        texts: list[tuple[str, int]] = []
+        run: list[int] = []
+        for k in hits[lo:hi]:
+            if run and k != run[-1] + 1:
+                _column_run(cols, chars_t, run, min_chars, texts)
+                run = []
+            run.append(k)
+        _column_run(cols, chars_t, run, min_chars, texts)
+        if texts:
+            found[bva] = texts
+    out: list[SampleString] = []
+    if not found:
+        return out
+    for fb in cols.functions:
+        for bva in fb.blocks:
+            for text, va in found.get(bva, ()):
+                sec = binary.section_for(va)
+                out.append(SampleString(text, Encoding.STACK, binary.va_to_offset(va), va,
+                                        sec.name if sec else None, (fb.va,)))
+    return out
+
+
+def _blocks_with_hits(
+    cols: CodeColumns, hits: list[int], at_least: int
+) -> list[tuple[int, int, int]]:
+    """(block VA, lo, hi) of the blocks holding ``hits[lo:hi]`` (sorted instruction
+    indexes), for the blocks with at least ``at_least`` hits."""
+    spans = cols.blocks.values()
+    n = len(spans)
+    starts = np.fromiter((s.start for s in spans), dtype=np.int64, count=n)
+    ends = np.fromiter((s.end for s in spans), dtype=np.int64, count=n)
+    h = np.array(hits, dtype=np.int64)
+    lo = np.searchsorted(h, starts)
+    hi = np.searchsorted(h, ends)
+    keep = np.flatnonzero(hi - lo >= at_least)
+    vas = list(cols.blocks)
+    return [(vas[k], lo_k, hi_k) for k, lo_k, hi_k in
+            zip(keep.tolist(), lo[keep].tolist(), hi[keep].tolist(), strict=True)]
+
+
+def _column_run(cols: CodeColumns, chars_t: list[bytes | None], run: list[int],
+                min_chars: int, texts: list[tuple[str, int]]) -> None:
+    if len(run) >= 2:
+        buf = b"".join(chars_t[cols.tids[k]] or b"" for k in run)
+        text = buf.split(b"\x00", 1)[0].decode("ascii")
+        if len(text) >= min_chars:
+            texts.append((text[:MAX_STRING_CHARS], cols.vas[run[0]]))

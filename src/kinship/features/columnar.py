@@ -1,0 +1,291 @@
+"""FunctionFeatures straight from the columnar disassembly (no Instruction objects).
+
+Gives exactly what :func:`kinship.features.extract.extract_all` gives on the object model
+built from the same columns (``tests/test_perf_equivalence.py`` checks it on every fixture and
+the bench corpus): per-instruction values are looked up in per-template tables with numpy,
+code tokens and MinHash go through the same vectorised code, and only sparse hits (APIs,
+strings, distinctive constants) are touched in Python.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import itertools
+import logging
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from kinship.disasm.columns import CodeColumns, FunctionBlocks
+from kinship.disasm.decoder import DEP_BRANCH, DEP_NONE
+from kinship.disasm.model import Flow
+from kinship.features.config import FeatureConfig
+from kinship.features.minhash import I64, get_hasher, mix64
+from kinship.features.model import FunctionFeatures
+from kinship.features.tokens import (
+    canonical_constant,
+    code_tokens_from_ids,
+    mnemonic_ids,
+    norm_ids,
+    sem_specific_tokens,
+    shape_values,
+)
+
+log = logging.getLogger(__name__)
+
+# Functions per vectorised batch (as features.extract.MAX_BATCH_FUNCTIONS: bounds the
+# temporary token arrays to a few MiB).
+MAX_BATCH_FUNCTIONS = 2048
+
+_B = np.bool_
+_GET_VA = operator.attrgetter("va")
+_GET_START = operator.attrgetter("start")
+_GET_END = operator.attrgetter("end")
+_GET_SUCC = operator.attrgetter("successors")
+
+
+@dataclass(slots=True, eq=False)
+class _Tables:
+    """Per-instruction columns of one CodeColumns, derived once."""
+
+    nid: np.ndarray  # norm token id (uint64)
+    mid: np.ndarray  # mnemonic id (uint64)
+    size: I64
+    is_call: np.ndarray  # bool
+    has_api: np.ndarray  # bool
+    has_str: np.ndarray  # bool
+    has_const: np.ndarray  # bool: a non-address immediate that is a distinctive constant
+    pic_off: I64  # offset of the instruction's pic bytes in pic_buf
+    pic_buf: np.ndarray  # uint8, every template's pic bytes
+    api_t: list[str | None]  # by template id
+    str_t: list[str | None]
+    imm_t: list[int | None]
+    block_index: dict[int, int]  # block VA -> row of the block arrays below
+    b_start: I64
+    b_len: I64
+    b_succ: I64
+    b_back: I64
+
+
+def _tables(cols: CodeColumns, cfg: FeatureConfig) -> _Tables:
+    tl = cols.tlist
+    fields = list(zip(*tl, strict=True)) if tl else [()] * 13
+    norms: list[str] = list(fields[1])
+    pics: tuple[bytes, ...] = fields[3]
+    dep = np.array(fields[8], dtype=np.int64)
+    plain = dep == DEP_NONE
+    tnorm = np.array(norm_ids(norms, cfg), dtype=np.uint64)
+    tmid = np.array(mnemonic_ids(norms), dtype=np.uint64)
+    tsize = np.fromiter(map(len, pics), dtype=np.int64, count=len(pics))
+    api_t: list[str | None] = list(fields[6])  # None for branches and RIP-relative ones
+    str_t: list[str | None] = list(fields[7])  # (their values are in x_api / x_string)
+    imm_t: list[int | None] = [
+        None if d == DEP_BRANCH else v for d, v in zip(fields[8], fields[5], strict=True)
+    ]
+    tcall = np.array(fields[2], dtype=np.int64) == int(Flow.CALL)
+    tapi = np.fromiter(map(bool, api_t), dtype=_B, count=len(tl)) & plain
+    tstr = np.fromiter(map(bool, str_t), dtype=_B, count=len(tl)) & plain
+    consts: dict[int, bool] = {}
+    for v in imm_t:
+        if v is not None and v not in consts:
+            consts[v] = canonical_constant(v) is not None
+    tconst = np.fromiter(
+        (v is not None and consts[v] for v in imm_t), dtype=_B, count=len(tl)
+    )
+    toff = np.zeros(len(tl), dtype=np.int64)
+    if len(tl) > 1:
+        np.cumsum(tsize[:-1], out=toff[1:])
+    pic_buf = np.frombuffer(b"".join(pics), dtype=np.uint8)
+    tid = cols.tid_array()
+    nid = tnorm[tid]
+    if cols.x_norm:
+        idx = np.fromiter(cols.x_norm.keys(), dtype=np.int64, count=len(cols.x_norm))
+        nid[idx] = np.array(norm_ids(list(cols.x_norm.values()), cfg), dtype=np.uint64)
+    has_api = tapi[tid]
+    if cols.x_api:
+        keys = [k for k, v in cols.x_api.items() if v]
+        has_api[np.array(keys, dtype=np.int64)] = True
+    has_str = tstr[tid]
+    if cols.x_string:
+        keys = [k for k, v in cols.x_string.items() if v]
+        has_str[np.array(keys, dtype=np.int64)] = True
+    spans = list(cols.blocks.values())
+    nb = len(spans)
+    block_index = dict(zip(cols.blocks, range(nb), strict=True))
+    b_va = np.fromiter(map(_GET_VA, spans), dtype=np.int64, count=nb)
+    b_start = np.fromiter(map(_GET_START, spans), dtype=np.int64, count=nb)
+    b_len = np.fromiter(map(_GET_END, spans), dtype=np.int64, count=nb) - b_start
+    succs = list(map(_GET_SUCC, spans))
+    b_succ = np.fromiter(map(len, succs), dtype=np.int64, count=nb)
+    flat = np.fromiter(itertools.chain.from_iterable(succs), dtype=np.int64,
+                       count=int(b_succ.sum()))
+    back = flat <= np.repeat(b_va, b_succ)
+    b_back = np.bincount(
+        np.repeat(np.arange(nb, dtype=np.int64), b_succ)[back], minlength=nb
+    ).astype(np.int64)
+    return _Tables(
+        nid, tmid[tid], tsize[tid], tcall[tid], has_api, has_str, tconst[tid], toff[tid],
+        pic_buf, api_t, str_t, imm_t, block_index, b_start, b_len, b_succ, b_back,
+    )
+
+
+def _gather(starts: I64, lens: I64) -> I64:
+    """Concatenated ``arange(starts[k], starts[k] + lens[k])``."""
+    total = int(lens.sum())
+    offs = np.zeros(len(lens), dtype=np.int64)
+    if len(lens) > 1:
+        np.cumsum(lens[:-1], out=offs[1:])
+    out: I64 = np.repeat(starts - offs, lens) + np.arange(total, dtype=np.int64)
+    return out
+
+
+def _hits(mask: np.ndarray, idx: I64, ends: list[int]) -> tuple[list[int], list[int]]:
+    """Instruction indexes (in batch order) where ``mask`` holds, and the hit count before
+    each function end."""
+    pos = np.flatnonzero(mask[idx])
+    bounds: list[int] = np.searchsorted(pos, np.array(ends, dtype=np.int64)).tolist()
+    found: list[int] = idx[pos].tolist()
+    return found, bounds
+
+
+def _batch(
+    cols: CodeColumns, fns: Sequence[FunctionBlocks], tb: _Tables, cfg: FeatureConfig
+) -> list[FunctionFeatures]:
+    n = len(fns)
+    bi = tb.block_index
+    fblk_list: list[int] = []
+    hblk_list: list[int] = []
+    nblocks: list[int] = []
+    for fb in fns:
+        rows = [bi[v] for v in fb.blocks]
+        fblk_list += rows
+        nblocks.append(len(rows))
+        if len(rows) > 1 and fb.blocks[0] > fb.blocks[1]:
+            hblk_list += [bi[v] for v in sorted(fb.blocks)]
+        else:
+            hblk_list += rows
+    fblk = np.array(fblk_list, dtype=np.int64)
+    nb = np.array(nblocks, dtype=np.int64)
+    block_fn = np.repeat(np.arange(n, dtype=np.int64), nb)
+    lens = tb.b_len[fblk]
+    idx = _gather(tb.b_start[fblk], lens)
+    fb_starts = np.zeros(n, dtype=np.int64)
+    if n > 1:
+        np.cumsum(nb[:-1], out=fb_starts[1:])
+    n_ins = np.add.reduceat(lens, fb_starts)
+    ends_arr = np.cumsum(n_ins)
+    ends: list[int] = ends_arr.tolist()
+    istarts = ends_arr - n_ins
+    size = np.add.reduceat(tb.size[idx], istarts)
+    n_calls = np.add.reduceat(tb.is_call[idx].astype(np.int64), istarts)
+    b_succ = tb.b_succ[fblk]
+    n_edges = np.add.reduceat(b_succ, fb_starts)
+    max_out = np.maximum.reduceat(b_succ, fb_starts)
+    n_loops = np.add.reduceat(tb.b_back[fblk], fb_starts)
+    # code tokens
+    code = code_tokens_from_ids(tb.nid[idx], tb.mid[idx], lens, block_fn, n, cfg)
+    # exact hash: pic bytes of the blocks in address order
+    hblk = np.array(hblk_list, dtype=np.int64)
+    hidx = _gather(tb.b_start[hblk], tb.b_len[hblk])
+    pic = tb.pic_buf[_gather(tb.pic_off[hidx], tb.size[hidx])].tobytes()
+    # sparse fields
+    api_at, api_end = _hits(tb.has_api, idx, ends)
+    str_at, str_end = _hits(tb.has_str, idx, ends)
+    con_at, con_end = _hits(tb.has_const, idx, ends)
+    tids = cols.tids
+    x_api, x_string = cols.x_api, cols.x_string
+    api_t, str_t, imm_t = tb.api_t, tb.str_t, tb.imm_t
+    apis_all = [x_api.get(g) or api_t[tids[g]] or "" for g in api_at]
+    strs_all = [x_string.get(g) or str_t[tids[g]] or "" for g in str_at]
+    cons_all = [imm_t[tids[g]] or 0 for g in con_at]
+    n_ins_l: list[int] = n_ins.tolist()
+    size_l: list[int] = size.tolist()
+    n_calls_l: list[int] = n_calls.tolist()
+    n_edges_l: list[int] = n_edges.tolist()
+    max_out_l: list[int] = max_out.tolist()
+    n_loops_l: list[int] = n_loops.tolist()
+    sem_raw: list[int] = []
+    sem_seg: list[int] = []
+    per: list[tuple[tuple[str, ...], tuple[str, ...], int]] = []
+    a0 = s0 = c0 = p0 = 0
+    for k, fb in enumerate(fns):
+        if fb.successors:  # loops back to the entry: one more edge each
+            blocks = cols.blocks
+            for bva, extra in fb.successors.items():
+                n_edges_l[k] += len(extra) - len(blocks[bva].successors)
+                max_out_l[k] = max(max_out_l[k], len(extra))
+                n_loops_l[k] += int(fb.va <= bva)
+        a1, s1, c1 = api_end[k], str_end[k], con_end[k]
+        apis = tuple(apis_all[a0:a1])
+        strings = tuple(strs_all[s0:s1])
+        p1 = p0 + size_l[k]
+        per.append((apis, strings, _hash_pic(pic, p0, p1)))
+        toks = sem_specific_tokens(apis, strings, cons_all[c0:c1], cfg)
+        if toks:
+            if cfg.sem_cfg_shape:
+                toks += shape_values(
+                    nblocks[k], n_edges_l[k], n_loops_l[k], max_out_l[k], n_calls_l[k]
+                )
+            sem_raw += toks
+            sem_seg += [k] * len(toks)
+        a0, s0, c0, p0 = a1, s1, c1, p1
+    hasher = get_hasher(cfg.num_perm, cfg.seed)
+    sem_tokens = mix64(np.array(sem_raw, dtype=np.uint64)) if sem_raw else np.zeros(0, np.uint64)
+    code_sigs, code_counts = hasher.sketch_segments(code.tokens, code.segment, n)
+    sem_sigs, sem_counts = hasher.sketch_segments(
+        sem_tokens, np.array(sem_seg, dtype=np.int64), n
+    )
+    code_n = code_counts.tolist()
+    sem_n = sem_counts.tolist()
+    out: list[FunctionFeatures] = []
+    for k, fb in enumerate(fns):
+        apis, strings, exact = per[k]
+        out.append(
+            FunctionFeatures(
+                va=fb.va,
+                name=fb.name,
+                n_instructions=n_ins_l[k],
+                n_blocks=nblocks[k],
+                n_edges=n_edges_l[k],
+                size=size_l[k],
+                exact_hash=exact,
+                code_sig=code_sigs[k],
+                sem_sig=sem_sigs[k],
+                n_code_tokens=code_n[k],
+                n_sem_tokens=sem_n[k],
+                apis=apis,
+                strings=strings,
+                discovery=str(fb.discovery.value),
+            )
+        )
+    return out
+
+
+def _hash_pic(buf: bytes, a: int, b: int) -> int:
+    digest = hashlib.blake2b(memoryview(buf)[a:b], digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def extract_columns(
+    cols: CodeColumns, config: FeatureConfig | None = None
+) -> list[FunctionFeatures]:
+    """Features of every function of ``cols`` (same values as ``extract_all`` on
+    ``cols.function_objects()``), in function order."""
+    cfg = config or FeatureConfig()
+    if not cols.functions:
+        return []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        tb = _tables(cols, cfg)
+        out: list[FunctionFeatures] = []
+        for start in range(0, len(cols.functions), MAX_BATCH_FUNCTIONS):
+            out += _batch(cols, cols.functions[start : start + MAX_BATCH_FUNCTIONS], tb, cfg)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    log.debug("extracted features of %d functions (columnar)", len(out))
+    return out
