@@ -222,6 +222,7 @@ def test_html_options(tmp_home: Path, tmp_path: Path, bins: dict[str, Path]) -> 
     code, out = run("match", bins["netsh_x64.exe"], "--html", page, "--json")
     assert code == 0 and json.loads(out)["verdict"]["family"] == "netshdoor"
     text = page.read_text()
+    assert 'id="signals"' in text and "netsh_x86.exe" in text  # TLSH neighbour, weak evidence
     assert "netshdoor" in text and "<svg" in text and "http://" not in text.replace(
         "http://www.w3.org", "")
     page = tmp_path / "compare.html"

@@ -218,6 +218,12 @@ class Kinship:
         """Rank stored families/actors/samples by code shared with the file at ``path``."""
         t0 = time.perf_counter()
         sample = self.analyse(path, base=base, arch=arch, keep=False)
+        return self.match_analysed(sample, include_self=include_self, t0=t0)
+
+    def match_analysed(self, sample: AnalysedSample, *, include_self: bool = False,
+                       t0: float | None = None) -> MatchResult:
+        """Code + string reuse, plus the sample-level signals, for an analysed sample."""
+        t0 = t0 if t0 is not None else time.perf_counter()
         result = self.match_features(sample.record, sample.features, include_self=include_self,
                                      t0=t0, strings=sample.strings)
         result.sample_signals = sample_signals(sample.record, self.store.samples())

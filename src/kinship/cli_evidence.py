@@ -44,8 +44,7 @@ def write_match_html(k: Kinship, file: Path, html: Path, *, base: int | None = N
     """Match ``file`` (code + strings) and write the HTML evidence page to ``html``."""
     t0 = time.perf_counter()
     sample = analyse(sample_input(file, base=base, arch=arch), keep=True)
-    res = k.match_features(sample.record, sample.features, include_self=include_self, t0=t0,
-                           strings=sample.strings)
+    res = k.match_analysed(sample, include_self=include_self, t0=t0)
     refs = match_reference_evidence(k, res, sample)
     html.write_text(render_match_html(res, sample, refs), encoding="utf-8")
     return res

@@ -175,6 +175,7 @@ def render_compare_html(
         "strings": _strings_context(strings),
         "evidence_seconds": None,
         "missing_files": [],
+        "signals": [],
     }
     return _env().get_template("report.html.j2").render(**ctx)
 
@@ -292,5 +293,6 @@ def render_match_html(res: MatchResult, query: AnalysedSample,
         "strings": strings,
         "evidence_seconds": refs.seconds if refs.listings or refs.dumps else None,
         "missing_files": refs.missing_files,
+        "signals": res.sample_signals,
     }
     return _env().get_template("report.html.j2").render(**ctx)
