@@ -11,13 +11,20 @@ as ``kinship match`` does):
 
 Top-1 / top-5: the true family is the first / among the first five families of the result
 (regardless of the unknown threshold). Unknown families: samples of families that are in no
-index must get the verdict "unknown". Two sets: *tuning* unknowns (``TUNING_UNKNOWN``, used to
-calibrate ``MatchConfig.unknown_threshold``) and the held-out families
-(:data:`bench.matching.HOLDOUT_FAMILIES`, never used to tune, reported separately). The
-precision/recall curve over the threshold: at threshold t a query is attributed when its top
-family score >= t; recall = correct attributions / known queries, precision = correct /
-all attributions (known and unknown queries), false attribution = unknown queries attributed /
-unknown queries.
+index must get the verdict "unknown". Three sets: *tuning* unknowns (``TUNING_UNKNOWN``),
+*left-out* tuning families (leave-one-family-out: each known family, or lineage such as all
+Lua versions, is removed from an index of the other known families + library corpus and up to
+``MAX_LEFT_OUT_QUERIES`` of its samples are queried), and the held-out families
+(:data:`bench.matching.HOLDOUT_FAMILIES`, never used to tune, reported separately). The first
+two are the calibration set of ``MatchConfig.unknown_threshold``: the rule (fixed 2026-11-26,
+before the held-out result of this rule was seen) is the smallest grid threshold with false
+attribution <= ``MAX_FALSE_ATTRIBUTION`` on tuning + left-out unknowns, times the smallest
+safety margin of ``SAFETY_MARGINS`` under which that rule, cross-validated by leaving one
+calibration family (lineage) out at a time, keeps the left-out family's false attribution
+<= ``MAX_FALSE_ATTRIBUTION`` (pooled): :func:`calibrate_threshold`. The precision/recall
+curve over the threshold: at threshold t a query is attributed when its top family score >= t;
+recall = correct attributions / known queries, precision = correct / all attributions (known
+and unknown queries), false attribution = unknown queries attributed / unknown queries.
 
 MCRIT is not run here (its attribution needs its MongoDB-backed matcher; see BENCHMARKS.md).
 """
@@ -26,8 +33,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,10 +63,54 @@ QUICK_FAMILIES = (
 # C libraries loaded by ctypes, without the Python-extension runtime, so they did not remove
 # py-simplejson -> py-msgpack. py-markupsafe (a tiny extension: mostly that runtime) did.
 LIBRARY_FAMILIES = ("py-markupsafe", "wine-rundll32", "wine-taskkill", "wine-regsvr32",
-                    "wine-psapi", "wine-dnsapi", "wine-iphlpapi")
+                    "wine-psapi", "wine-dnsapi", "wine-iphlpapi", "mbedcrypto")
 MAX_PYCRYPTODOME_VERSIONS = 2  # 856 tiny modules in 7 versions: two keep the run short
 MAX_FALSE_ATTRIBUTION = 0.01  # target of issue #3
+# Left-out queries per left-out family: one index build per family, so this bounds the run
+# (quick: 11 lineages x <= 6 queries). Spread over the family's samples (every k-th).
+MAX_LEFT_OUT_QUERIES = 6
 THRESHOLD_GRID = tuple(round(x, 3) for x in np.linspace(0.0, 0.6, 61).tolist())
+# Multipliers of the calibrated threshold tried by calibrate_threshold, smallest first. Fixed
+# 2026-11-26 with the rule, before any held-out result under it was seen.
+SAFETY_MARGINS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    threshold: float  # margin * base, rounded up to the 0.01 grid (capped at the grid's end)
+    base: float  # smallest grid threshold with false attribution <= 1% on all calibration data
+    margin: float  # the chosen SAFETY_MARGINS entry
+    cv_false_attribution: float  # leave-one-family-out false attribution at that margin
+    n_samples: int
+    n_families: int
+
+
+def smallest_threshold(scores: Sequence[float], grid: Sequence[float] = THRESHOLD_GRID) -> float:
+    """Smallest grid threshold at which <= MAX_FALSE_ATTRIBUTION of ``scores`` reach it."""
+    for t in grid:
+        if sum(1 for s in scores if s >= t) <= MAX_FALSE_ATTRIBUTION * len(scores):
+            return float(t)
+    return float(grid[-1])
+
+
+def calibrate_threshold(by_family: Mapping[str, Sequence[float]],
+                        grid: Sequence[float] = THRESHOLD_GRID) -> Calibration:
+    """The unknown threshold from top scores of unknown samples grouped by family (module
+    docstring): base rule times the smallest margin that survives leave-one-family-out."""
+    pooled = [s for v in by_family.values() for s in v]
+    base = smallest_threshold(pooled, grid)
+    margin, cv_fa = SAFETY_MARGINS[-1], 1.0
+    for m in SAFETY_MARGINS:
+        hits = 0
+        for fam, scores in by_family.items():
+            others = [s for f, v in by_family.items() if f != fam for s in v]
+            t = m * smallest_threshold(others, grid) if others else grid[-1]
+            hits += sum(1 for s in scores if s >= t)
+        margin, cv_fa = m, hits / max(1, len(pooled))
+        if cv_fa <= MAX_FALSE_ATTRIBUTION:
+            break
+    threshold = min(float(grid[-1]), math.ceil(round(margin * base * 100, 6)) / 100)
+    return Calibration(threshold, base, margin, round(cv_fa, 4), len(pooled), len(by_family))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +162,7 @@ class AttributionResult:
     experiments: dict[str, dict[str, float]] = field(default_factory=dict)
     unknown: dict[str, dict[str, float]] = field(default_factory=dict)
     calibrated_threshold: float = 0.0
+    calibration: Calibration | None = None
     curve: list[CurvePoint] = field(default_factory=list)
     queries: list[Query] = field(default_factory=list)
     n_samples: int = 0
@@ -120,6 +173,7 @@ class AttributionResult:
             "experiments": self.experiments,
             "unknown": self.unknown,
             "calibrated_threshold": self.calibrated_threshold,
+            "calibration": dataclasses.asdict(self.calibration) if self.calibration else None,
             "curve": [dataclasses.asdict(c) for c in self.curve],
             "queries": [dataclasses.asdict(q) for q in self.queries],
             "n_samples": self.n_samples,
@@ -175,10 +229,52 @@ def _query(index: Any, s: Sample, experiment: str, config: Any | None) -> Query:
                  r.verdict.family, float(r.verdict.confidence), time.perf_counter() - t0)
 
 
+# Families that embed another family's code: left out together with it (py-brotli statically
+# links libbrotli, so a brotli build attributed to py-brotli is real code reuse).
+EMBEDS = {"py-brotli": "brotli"}
+
+
+def lineage(family: str) -> str:
+    """Families that are versions of one code base (lua5.1..5.4) or embed one another
+    (``EMBEDS``) are left out together: a Lua 5.3 build attributed to Lua 5.4 is real code
+    reuse, not a false attribution. Components of one project that are distinct families of
+    the benchmark (the wine DLLs) stay apart: sharing runtime code is what must not attribute."""
+    return "lua" if family.startswith("lua") else EMBEDS.get(family, family)
+
+
+def _is_known(s: Sample) -> bool:
+    return (s.entry.family not in HOLDOUT_FAMILIES and s.entry.family not in TUNING_UNKNOWN
+            and s.entry.family not in LIBRARY_FAMILIES)
+
+
+def _index_of(samples: Sequence[Sample]) -> Any:
+    from kinship.match.aggregate import ReferenceIndex
+
+    return ReferenceIndex.from_features([
+        (dataclasses.replace(s.record, family=None, is_library=True)
+         if s.entry.family in LIBRARY_FAMILIES else s.record, s.features) for s in samples])
+
+
+def left_out_queries(samples: Sequence[Sample], config: Any) -> list[Query]:
+    """Leave-one-lineage-out pseudo-unknowns from the known (tuning) families only."""
+    known = [s for s in samples if _is_known(s)]
+    library = [s for s in samples if s.entry.family in LIBRARY_FAMILIES]
+    groups = sorted({lineage(s.entry.family) for s in known})
+    out: list[Query] = []
+    if len(groups) < 2:
+        return out
+    for g in groups:
+        left = [s for s in known if lineage(s.entry.family) == g]
+        step = max(1, len(left) // MAX_LEFT_OUT_QUERIES)
+        picks = left[::step][:MAX_LEFT_OUT_QUERIES]
+        index = _index_of([s for s in known if lineage(s.entry.family) != g] + library)
+        out += [_query(index, s, "left-out", config) for s in picks]
+    return out
+
+
 def _split(samples: Sequence[Sample], experiment: str) -> tuple[list[Sample], list[Sample]]:
     """(indexed, queried) known-family samples of one experiment."""
-    known = [s for s in samples if s.entry.family not in HOLDOUT_FAMILIES
-             and s.entry.family not in TUNING_UNKNOWN and s.entry.family not in LIBRARY_FAMILIES]
+    known = [s for s in samples if _is_known(s)]
     library = [s for s in samples if s.entry.family in LIBRARY_FAMILIES]
     if experiment == "version":
         latest: dict[str, str] = {}
@@ -201,7 +297,6 @@ def run_attribution(dev: Path, entries: Sequence[CorpusEntry], *, quick: bool,
                     cache_dir: Path = DEFAULT_CACHE, progress: ProgressFn | None = None,
                     config: Any | None = None, samples: Sequence[Sample] | None = None
                     ) -> tuple[AttributionResult, list[Sample]]:
-    from kinship.match.aggregate import ReferenceIndex
     from kinship.match.config import MatchConfig
 
     t0 = time.perf_counter()
@@ -215,14 +310,12 @@ def run_attribution(dev: Path, entries: Sequence[CorpusEntry], *, quick: bool,
     unknown_samples = [s for s in samples if s.entry.family in TUNING_UNKNOWN
                        or s.entry.family in HOLDOUT_FAMILIES]
     known_scores: list[tuple[float, bool]] = []
-    unk_scores: dict[str, list[float]] = {"tuning": [], "holdout": []}
+    unk_scores: dict[str, list[float]] = {"tuning": [], "left_out": [], "holdout": []}
     for exp in ("version", "compiler", "arch"):
         indexed, queried = _split(samples, exp)
         if not queried:
             continue
-        index = ReferenceIndex.from_features([
-            (dataclasses.replace(s.record, family=None, is_library=True)
-             if s.entry.family in LIBRARY_FAMILIES else s.record, s.features) for s in indexed])
+        index = _index_of(indexed)
         qs = [_query(index, s, exp, cfg) for s in queried]
         res.queries += qs
         top1 = np.mean([q.top_families[:1] == [q.family] for q in qs])
@@ -254,14 +347,24 @@ def run_attribution(dev: Path, entries: Sequence[CorpusEntry], *, quick: bool,
                 res.unknown.setdefault(group, {"n": 0, "false_attribution_default": 0})
                 res.unknown[group]["n"] += 1
                 res.unknown[group]["false_attribution_default"] += int(q.verdict is not None)
+    for q in left_out_queries(samples, cfg):
+        res.queries.append(q)
+        unk_scores["left_out"].append(q.top_score)
+        res.unknown.setdefault("left_out", {"n": 0, "false_attribution_default": 0})
+        res.unknown["left_out"]["n"] += 1
+        res.unknown["left_out"]["false_attribution_default"] += int(q.verdict is not None)
     for d in res.unknown.values():
         d["false_attribution_default"] = round(d["false_attribution_default"] / d["n"], 4)
-    # Calibrate on tuning unknowns only: the smallest threshold with false attribution <= 1%.
-    tune_curve = threshold_curve(known_scores, unk_scores["tuning"], THRESHOLD_GRID)
-    ok = [c for c in tune_curve if not c.false_attribution > MAX_FALSE_ATTRIBUTION]
-    res.calibrated_threshold = ok[0].threshold if ok else THRESHOLD_GRID[-1]
-    res.curve = threshold_curve(known_scores, unk_scores["tuning"] + unk_scores["holdout"],
-                                THRESHOLD_GRID)
+    # Calibrate on tuning data only (tuning + left-out unknowns; module docstring).
+    calib = unk_scores["tuning"] + unk_scores["left_out"]
+    by_family: dict[str, list[float]] = {}
+    for q in res.queries:
+        if q.experiment == "left-out" or (q.experiment == "unknown"
+                                          and q.family not in HOLDOUT_FAMILIES):
+            by_family.setdefault(lineage(q.family), []).append(q.top_score)
+    res.calibration = calibrate_threshold(by_family)
+    res.calibrated_threshold = res.calibration.threshold
+    res.curve = threshold_curve(known_scores, calib + unk_scores["holdout"], THRESHOLD_GRID)
     t = res.calibrated_threshold
     for group, scores in unk_scores.items():
         if scores:

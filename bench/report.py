@@ -58,9 +58,9 @@ def render(results: dict[str, Any]) -> str:
         out += ["", "Unknown families (samples of families in no index; the answer must be "
                 "\"unknown\"):", "",
                 "| unknown set | samples | false attribution at default threshold | at "
-                f"threshold calibrated on tuning unknowns ({t}) | max top score |",
+                f"threshold calibrated on tuning + left-out unknowns ({t}) | max top score |",
                 "| --- | --- | --- | --- | --- |"]
-        for group in ("tuning", "holdout"):
+        for group in ("tuning", "left_out", "holdout"):
             u = a["unknown"].get(group)
             if u:
                 out.append(f"| {group} | {u['n']} | {u['false_attribution_default']:.3f} | "
@@ -69,7 +69,7 @@ def render(results: dict[str, Any]) -> str:
         curve = a.get("curve", [])
         if curve:
             out += ["", "Precision/recall over the threshold (known queries of all three "
-                    "experiments; tuning + held-out unknowns):", "",
+                    "experiments; tuning + left-out + held-out unknowns):", "",
                     "| threshold | recall | precision | false attribution |",
                     "| --- | --- | --- | --- |"]
             for c in curve:

@@ -82,3 +82,17 @@ def test_threshold_curve() -> None:
     assert t45.precision == pytest.approx(2 / 3)  # 2 correct of 3 attributed (0.9, 0.6, 0.5)
     assert t70.recall == pytest.approx(1 / 3) and t70.false_attribution == 0.0
     assert t70.precision == 1.0
+
+
+def test_calibrate_threshold_leave_one_family_out() -> None:
+    from bench.attribution import calibrate_threshold
+
+    # 23 unknown scores: at <= 1% false attribution none may reach the threshold, so the base
+    # is the first grid point above the maximum (0.05 -> 0.06). Leaving family "c" out, the
+    # rule on the others gives 0.03, which c's 0.05 would pass unless the margin is >= 2.
+    cal = calibrate_threshold({"a": [0.01] * 10, "b": [0.02] * 10, "c": [0.05, 0.01, 0.01]})
+    assert (cal.base, cal.margin, cal.threshold) == (0.06, 2.0, 0.12)
+    assert cal.cv_false_attribution == 0.0 and cal.n_families == 3 and cal.n_samples == 23
+    # a single family: nothing to leave out, the smallest margin holds
+    one = calibrate_threshold({"a": [0.1, 0.2]})
+    assert one.threshold > 0.2

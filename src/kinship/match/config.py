@@ -12,7 +12,11 @@ from kinship.features.tokens import N_SHAPE_TOKENS
 class MatchConfig:
     # Functions (query and reference) with fewer instructions are ignored: too generic (thunks,
     # getters, `xor eax,eax; ret`) to say anything about provenance. Unit: instructions, 1..64.
-    min_instructions: int = 8
+    # 8 -> 10 (bench attribution --quick, leave-one-family-out on tuning families, 2026-11-26):
+    # left-out brotli's libbrotlicommon (7 functions) scored 0.196 for pcre2 through 8-9
+    # instruction malloc/free wrappers and ELF init stubs; at 10 the left-out maximum is 0.024,
+    # top-1 unchanged (0.944 / 1.0 / 0.986); 12 and 16 changed nothing more on tuning data.
+    min_instructions: int = 10
     # A pair is a match when its score (0..1, see score.py) is at least this. Below it, sketch
     # agreement is within what unrelated compiler output reaches. Range 0..1. 0.5 -> 0.7
     # (bench attribution --quick, 2026-11-26): top score of unknown-family samples fell from
@@ -40,12 +44,17 @@ class MatchConfig:
     common_families: int = 3
     # Verdict is "unknown" (family None) when the top family score is below this. The score is
     # the rarity- and similarity-weighted fraction of the sample's (non-library) code explained
-    # by the family. Range 0..1. Calibration (bench attribution --quick, 2026-11-26, library
-    # corpus indexed): unknown-family top scores reach 0.043 (tuning families) and 0.086
-    # (held-out); known queries 0.05..1 (cross-arch/-compiler ones 0.05..0.2). 0.10: false
-    # attribution 0 of 88 unknown samples, recall of known queries 0.69 (0.95 at 0.05, where
-    # 40% of held-out unknowns are attributed). Raise it without a library corpus.
-    unknown_threshold: float = 0.1
+    # by the family. Range 0..1. Set by the rule of bench/attribution.py (calibrate_threshold,
+    # tuning data only): the smallest threshold with <= 1% false attribution on tuning
+    # unknowns + leave-one-family-out tuning families, times the smallest safety margin that
+    # keeps leave-one-family-out cross-validated false attribution <= 1%. Full run (`python -m
+    # bench attribution`, 2026-11-26, library corpus indexed; 132 calibration samples of 22
+    # lineages): base 0.26 (wine DLLs reach 0.26 for wine-advapi32/-wininet through shared
+    # wine code), margin 1.5 -> 0.39; recall of known queries 0.50 there. The quick run's
+    # calibration set (no wine-advapi32/-wininet indexed) gave 0.07, which its own full-run
+    # tuning rows reject (13.9% / 25% false attribution). Held-out result in docs/BENCHMARKS.md.
+    # Raise it without a library corpus.
+    unknown_threshold: float = 0.39
     # Confidence = 1 / (1 + exp(-z)), z = confidence_score_slope * (score - unknown_threshold)
     # + confidence_margin_slope * (score - runner_up_score). At the threshold with no runner-up
     # margin that is 0.5. Logistic fit of "correct attribution" on the top score over the
