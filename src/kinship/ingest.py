@@ -33,7 +33,7 @@ from kinship.binary.load import is_archive
 from kinship.exceptions import InputError, KinshipError, UsageError
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
 from kinship.store.base import Store
-from kinship.store.files import SampleFiles
+from kinship.store.files import SampleFiles, sha256_file
 from kinship.strings.similarity import to_stored
 
 logger = logging.getLogger(__name__)
@@ -203,13 +203,9 @@ def _sha256_of(item: SampleInput) -> str | None:
     try:
         if item.path.stat().st_size > limits.MAX_FILE_SIZE:
             return None
-        h = hashlib.sha256()
-        with item.path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        return sha256_file(item.path)
     except OSError:
         return None
-    return h.hexdigest()
 
 
 def _analyse_safely(item: SampleInput) -> AnalysedSample | Failure:
