@@ -690,6 +690,14 @@ def _image_base(path: Path) -> int:
     return int.from_bytes(data[opt + 28 : opt + 32], "little")
 
 
+def _sum_if_all(runs: Sequence[ToolRun], attr: str) -> float | None:
+    """Sum of an optional per-run timing, or None unless every run has it."""
+    values = [getattr(r, attr) for r in runs]
+    if not values or any(v is None for v in values):
+        return None
+    return float(sum(values))
+
+
 def totals(binaries: Sequence[BinaryResult], tools: Sequence[str]) -> dict[str, ToolTotals]:
     """Per-tool sums over the binaries where every tool succeeded (a like-for-like set)."""
     common = [b for b in binaries if all(t in b.runs and b.runs[t].status == "ok" for t in tools)]
@@ -712,26 +720,10 @@ def totals(binaries: Sequence[BinaryResult], tools: Sequence[str]) -> dict[str, 
             fp_complete=sum(s.false_positives or 0 for s in complete),
             fn_complete=sum(s.false_negatives for s in complete),
             max_peak_rss_mib=max(peaks) if peaks else None,
-            features_cpu_s=(
-                sum(r.features_cpu_s or 0.0 for r in runs)
-                if runs and all(r.features_cpu_s is not None for r in runs)
-                else None
-            ),
-            strings_cpu_s=(
-                sum(r.strings_cpu_s or 0.0 for r in runs)
-                if runs and all(r.strings_cpu_s is not None for r in runs)
-                else None
-            ),
-            analyse_cpu_s=(
-                sum(r.analyse_cpu_s or 0.0 for r in runs)
-                if runs and all(r.analyse_cpu_s is not None for r in runs)
-                else None
-            ),
-            analyse_objects_cpu_s=(
-                sum(r.analyse_objects_cpu_s or 0.0 for r in runs)
-                if runs and all(r.analyse_objects_cpu_s is not None for r in runs)
-                else None
-            ),
+            features_cpu_s=_sum_if_all(runs, "features_cpu_s"),
+            strings_cpu_s=_sum_if_all(runs, "strings_cpu_s"),
+            analyse_cpu_s=_sum_if_all(runs, "analyse_cpu_s"),
+            analyse_objects_cpu_s=_sum_if_all(runs, "analyse_objects_cpu_s"),
         )
     return out
 
