@@ -27,10 +27,17 @@ from kinship.disasm.disassemble import disassemble
 from kinship.disasm.model import Disassembly, Function
 from kinship.features.columnar import extract_columns
 from kinship.features.config import FeatureConfig
+from kinship.features.context import caller_token
 from kinship.features.extract import extract_all, extract_features
 from kinship.features.minhash import EMPTY_SLOT, MAX_CHUNK_ROWS, get_hasher
 from kinship.features.model import FunctionFeatures
-from kinship.features.tokens import scan_batch, scan_function, sem_raw_tokens
+from kinship.features.tokens import (
+    scan_batch,
+    scan_function,
+    sem_raw_tokens,
+    sem_specific_tokens,
+    shape_tokens,
+)
 from kinship.pipeline import SampleInput, analyse
 from kinship.strings.extract import extract_strings
 
@@ -99,6 +106,30 @@ def reference_sketch(tokens: set[int], cfg: FeatureConfig) -> tuple[np.ndarray, 
     return np.array(sig, dtype=np.uint32), len(keys)
 
 
+def reference_sem_tokens(fns: list[Function], cfg: FeatureConfig) -> list[set[int]]:
+    """Raw sem tokens with call-graph context (features/context.py), one set per function."""
+    scans = [scan_function(fn) for fn in fns]
+    own = [set(sem_specific_tokens(s.apis, s.strings, s.imms, cfg)) for s in scans]
+    index = {fn.va: k for k, fn in enumerate(fns)}
+    callees = [{index[t] for t in fn.calls if t in index} - {k} for k, fn in enumerate(fns)]
+    out: list[set[int]] = []
+    for k, fn in enumerate(fns):
+        ctx: set[int] = set()
+        for j in callees[k]:
+            ctx |= own[j]
+        for i in range(len(fns)):
+            if k in callees[i]:
+                ctx |= {caller_token(t) for t in own[i]}
+        ctx -= own[k]
+        ranked = sorted(ctx, key=lambda t: (t * 0x9E3779B97F4A7C15) & MASK)
+        ctx = set(ranked[: cfg.max_context_tokens])
+        full = own[k] | ctx
+        if full:
+            full |= set(shape_tokens(fn, scans[k].n_calls))
+        out.append(full)
+    return out
+
+
 def reference_exact_hash(fn: Function) -> int:
     data = b"".join(
         i.pic_bytes for b in sorted(fn.blocks, key=lambda b: b.va) for i in b.instructions
@@ -118,10 +149,11 @@ def test_extract_all_equals_reference(disassemblies: dict[str, Disassembly]) -> 
     for name, dis in disassemblies.items():
         feats = extract_all(dis.functions)
         assert len(feats) == len(dis.functions)
-        for fn, f in zip(dis.functions, feats, strict=True):
+        sems = reference_sem_tokens(dis.functions, cfg)
+        for fn, f, raw in zip(dis.functions, feats, sems, strict=True):
             where = f"{name} {fn.va:#x}"
             code_sig, n_code = reference_sketch(reference_code_tokens(fn, cfg), cfg)
-            sem = {_mix64(t) for t in sem_raw_tokens(fn, cfg)}
+            sem = {_mix64(t) for t in raw}
             sem_sig, n_sem = reference_sketch(sem, cfg)
             assert f.va == fn.va and f.name == fn.name, where
             assert np.array_equal(f.code_sig, code_sig), where
@@ -145,9 +177,28 @@ def test_batch_scan_equals_per_function_scan(disassemblies: dict[str, Disassembl
 
 
 def test_extract_features_equals_extract_all(disassemblies: dict[str, Disassembly]) -> None:
+    """One function alone has no call-graph context: its own sem tokens, as sem_raw_tokens."""
+    cfg = FeatureConfig()
     for dis in disassemblies.values():
         fns = dis.functions[:: max(1, len(dis.functions) // 40)]
-        assert [extract_features(fn) for fn in fns] == extract_all(fns)
+        alone = [extract_features(fn) for fn in fns]
+        assert alone == [extract_all([fn])[0] for fn in fns]
+        for fn, f in zip(fns, alone, strict=True):
+            sem_sig, n_sem = reference_sketch({_mix64(t) for t in sem_raw_tokens(fn, cfg)}, cfg)
+            assert np.array_equal(f.sem_sig, sem_sig) and f.n_sem_tokens == n_sem
+
+
+def test_call_graph_context_reaches_callers_and_callees(
+    disassemblies: dict[str, Disassembly],
+) -> None:
+    """In liblua, a function whose callee refers to a string gets that string's token, and the
+    callee gets its callers' tokens re-tagged; without context neither happens."""
+    fns = disassemblies["lua5.4"].functions
+    with_ctx = extract_all(fns)
+    no_ctx = extract_all(fns, FeatureConfig(sem_callee_context=False, sem_caller_context=False))
+    grew = sum(a.n_sem_tokens > b.n_sem_tokens for a, b in zip(with_ctx, no_ctx, strict=True))
+    assert grew > len(fns) // 4
+    assert all(a.n_sem_tokens >= b.n_sem_tokens for a, b in zip(with_ctx, no_ctx, strict=True))
 
 
 def test_identical_token_sets_give_identical_sketches() -> None:

@@ -23,7 +23,8 @@ from kinship.disasm.columns import CodeColumns, FunctionBlocks
 from kinship.disasm.decoder import DEP_BRANCH, DEP_NONE
 from kinship.disasm.model import Flow
 from kinship.features.config import FeatureConfig
-from kinship.features.minhash import I64, get_hasher, mix64
+from kinship.features.context import callee_indexes, sem_tokens_with_context
+from kinship.features.minhash import I64, get_hasher
 from kinship.features.model import FunctionFeatures
 from kinship.features.tokens import (
     canonical_constant,
@@ -132,6 +133,22 @@ def _tables(cols: CodeColumns, cfg: FeatureConfig) -> _Tables:
     )
 
 
+@dataclass(slots=True, eq=False)
+class _Partial:
+    """One function's features but the sem sketch."""
+
+    fb: FunctionBlocks
+    n_instructions: int
+    n_blocks: int
+    n_edges: int
+    size: int
+    exact_hash: int
+    code_sig: np.ndarray
+    n_code_tokens: int
+    apis: tuple[str, ...]
+    strings: tuple[str, ...]
+
+
 def _gather(starts: I64, lens: I64) -> I64:
     """Concatenated ``arange(starts[k], starts[k] + lens[k])``."""
     total = int(lens.sum())
@@ -152,8 +169,11 @@ def _hits(mask: np.ndarray, idx: I64, ends: list[int]) -> tuple[list[int], list[
 
 
 def _batch(
-    cols: CodeColumns, fns: Sequence[FunctionBlocks], tb: _Tables, cfg: FeatureConfig
-) -> list[FunctionFeatures]:
+    cols: CodeColumns, fns: Sequence[FunctionBlocks], tb: _Tables, cfg: FeatureConfig,
+    own: list[list[int]], shapes: list[list[int]],
+) -> list[_Partial]:
+    """Everything but the sem sketches of a batch; appends each function's own sem tokens
+    and shape tokens to ``own`` / ``shapes`` (the sem sketches need the whole call graph)."""
     n = len(fns)
     bi = tb.block_index
     fblk_list: list[int] = []
@@ -207,8 +227,6 @@ def _batch(
     n_edges_l: list[int] = n_edges.tolist()
     max_out_l: list[int] = max_out.tolist()
     n_loops_l: list[int] = n_loops.tolist()
-    sem_raw: list[int] = []
-    sem_seg: list[int] = []
     per: list[tuple[tuple[str, ...], tuple[str, ...], int]] = []
     a0 = s0 = c0 = p0 = 0
     for k, fb in enumerate(fns):
@@ -223,42 +241,21 @@ def _batch(
         strings = tuple(strs_all[s0:s1])
         p1 = p0 + size_l[k]
         per.append((apis, strings, _hash_pic(pic, p0, p1)))
-        toks = sem_specific_tokens(apis, strings, cons_all[c0:c1], cfg)
-        if toks:
-            if cfg.sem_cfg_shape:
-                toks += shape_values(
-                    nblocks[k], n_edges_l[k], n_loops_l[k], max_out_l[k], n_calls_l[k]
-                )
-            sem_raw += toks
-            sem_seg += [k] * len(toks)
+        own.append(sem_specific_tokens(apis, strings, cons_all[c0:c1], cfg))
+        shapes.append(
+            shape_values(nblocks[k], n_edges_l[k], n_loops_l[k], max_out_l[k], n_calls_l[k])
+        )
         a0, s0, c0, p0 = a1, s1, c1, p1
     hasher = get_hasher(cfg.num_perm, cfg.seed)
-    sem_tokens = mix64(np.array(sem_raw, dtype=np.uint64)) if sem_raw else np.zeros(0, np.uint64)
     code_sigs, code_counts = hasher.sketch_segments(code.tokens, code.segment, n)
-    sem_sigs, sem_counts = hasher.sketch_segments(
-        sem_tokens, np.array(sem_seg, dtype=np.int64), n
-    )
     code_n = code_counts.tolist()
-    sem_n = sem_counts.tolist()
-    out: list[FunctionFeatures] = []
+    out: list[_Partial] = []
     for k, fb in enumerate(fns):
         apis, strings, exact = per[k]
         out.append(
-            FunctionFeatures(
-                va=fb.va,
-                name=fb.name,
-                n_instructions=n_ins_l[k],
-                n_blocks=nblocks[k],
-                n_edges=n_edges_l[k],
-                size=size_l[k],
-                exact_hash=exact,
-                code_sig=code_sigs[k],
-                sem_sig=sem_sigs[k],
-                n_code_tokens=code_n[k],
-                n_sem_tokens=sem_n[k],
-                apis=apis,
-                strings=strings,
-                discovery=str(fb.discovery.value),
+            _Partial(
+                fb, n_ins_l[k], nblocks[k], n_edges_l[k], size_l[k], exact, code_sigs[k],
+                code_n[k], apis, strings,
             )
         )
     return out
@@ -281,9 +278,38 @@ def extract_columns(
     gc.disable()
     try:
         tb = _tables(cols, cfg)
-        out: list[FunctionFeatures] = []
+        own: list[list[int]] = []
+        shapes: list[list[int]] = []
+        parts: list[_Partial] = []
         for start in range(0, len(cols.functions), MAX_BATCH_FUNCTIONS):
-            out += _batch(cols, cols.functions[start : start + MAX_BATCH_FUNCTIONS], tb, cfg)
+            batch = cols.functions[start : start + MAX_BATCH_FUNCTIONS]
+            parts += _batch(cols, batch, tb, cfg, own, shapes)
+        callees = callee_indexes(
+            [fb.va for fb in cols.functions], [fb.calls for fb in cols.functions]
+        )
+        sem = sem_tokens_with_context(own, shapes, callees, cfg)
+        hasher = get_hasher(cfg.num_perm, cfg.seed)
+        sem_sigs, sem_counts = hasher.sketch_segments(sem.tokens, sem.segment, sem.n_segments)
+        sem_n: list[int] = sem_counts.tolist()
+        out = [
+            FunctionFeatures(
+                va=p.fb.va,
+                name=p.fb.name,
+                n_instructions=p.n_instructions,
+                n_blocks=p.n_blocks,
+                n_edges=p.n_edges,
+                size=p.size,
+                exact_hash=p.exact_hash,
+                code_sig=p.code_sig,
+                sem_sig=sem_sigs[k],
+                n_code_tokens=p.n_code_tokens,
+                n_sem_tokens=sem_n[k],
+                apis=p.apis,
+                strings=p.strings,
+                discovery=str(p.fb.discovery.value),
+            )
+            for k, p in enumerate(parts)
+        ]
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -1,8 +1,9 @@
 """Function -> FunctionFeatures (exact hash, code and sem MinHash sketches).
 
 ``extract_all`` is the fast path: it walks the instructions once in Python and does all token
-combination, deduplication and MinHash work vectorised over batches of MAX_BATCH_FUNCTIONS.
-``extract_features`` is the same code on a batch of one.
+combination, deduplication and MinHash work vectorised over batches of MAX_BATCH_FUNCTIONS;
+the sem sketches are made last, over all functions, because they carry call-graph context
+(:mod:`kinship.features.context`). ``extract_features`` is the same code on one function.
 """
 
 from __future__ import annotations
@@ -11,12 +12,22 @@ import gc
 import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from kinship.disasm.model import BasicBlock, Function
 from kinship.features.config import FeatureConfig
+from kinship.features.context import callee_indexes, sem_tokens_with_context
 from kinship.features.minhash import get_hasher
 from kinship.features.model import FunctionFeatures
-from kinship.features.tokens import code_tokens_batch, scan_batch, sem_tokens_batch
+from kinship.features.tokens import (
+    FunctionScan,
+    code_tokens_batch,
+    scan_batch,
+    sem_specific_tokens,
+    shape_tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,44 +52,37 @@ def _blocks_by_va(fn: Function) -> list[BasicBlock]:
     return sorted(blocks, key=lambda blk: blk.va)
 
 
-def _extract_batch(functions: Sequence[Function], config: FeatureConfig) -> list[FunctionFeatures]:
+@dataclass(slots=True, eq=False)
+class _Partial:
+    """Everything of a batch but the sem sketches (they need the whole call graph)."""
+
+    functions: Sequence[Function]
+    scans: list[FunctionScan]
+    code_sigs: np.ndarray
+    code_n: list[int]
+
+
+def _scan_batch(
+    functions: Sequence[Function], config: FeatureConfig, own: list[list[int]],
+    shapes: list[list[int]],
+) -> _Partial:
+    """Code sketches of a batch; appends each function's own sem tokens and shape tokens."""
     hasher = get_hasher(config.num_perm, config.seed)
     batch = scan_batch(functions)
     scans = batch.functions
     code = code_tokens_batch(batch, config)
-    sem = sem_tokens_batch(functions, config, scans)
     code_sigs, code_counts = hasher.sketch_segments(code.tokens, code.segment, code.n_segments)
-    sem_sigs, sem_counts = hasher.sketch_segments(sem.tokens, sem.segment, sem.n_segments)
-    code_n = code_counts.tolist()
-    sem_n = sem_counts.tolist()
-    out: list[FunctionFeatures] = []
-    for k, fn in enumerate(functions):
-        scan = scans[k]
-        out.append(
-            FunctionFeatures(
-                va=fn.va,
-                name=fn.name,
-                n_instructions=scan.n_instructions,
-                n_blocks=len(fn.blocks),
-                n_edges=fn.n_edges,
-                size=scan.size,
-                exact_hash=_hash_pic(scan.pic) if scan.in_order else exact_hash(fn),
-                code_sig=code_sigs[k],
-                sem_sig=sem_sigs[k],
-                n_code_tokens=code_n[k],
-                n_sem_tokens=sem_n[k],
-                apis=scan.apis,
-                strings=scan.strings,
-                discovery=str(fn.discovery.value) if fn.discovery is not None else "",
-            )
-        )
-    return out
+    for fn, scan in zip(functions, scans, strict=True):
+        own.append(sem_specific_tokens(scan.apis, scan.strings, scan.imms, config))
+        shapes.append(shape_tokens(fn, scan.n_calls))
+    return _Partial(functions, scans, code_sigs, code_counts.tolist())
 
 
 def extract_all(
     functions: Sequence[Function], config: FeatureConfig | None = None
 ) -> list[FunctionFeatures]:
-    """Features of every function, in input order (vectorised in batches)."""
+    """Features of every function, in input order (vectorised in batches). Sem sketches carry
+    the call-graph context among ``functions`` (features.context)."""
     cfg = config or FeatureConfig()
     out: list[FunctionFeatures] = []
     # Only acyclic objects are made here (tuples, lists, arrays), but a million of them would
@@ -86,8 +90,40 @@ def extract_all(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for start in range(0, len(functions), MAX_BATCH_FUNCTIONS):
-            out.extend(_extract_batch(functions[start : start + MAX_BATCH_FUNCTIONS], cfg))
+        own: list[list[int]] = []
+        shapes: list[list[int]] = []
+        parts = [
+            _scan_batch(functions[start : start + MAX_BATCH_FUNCTIONS], cfg, own, shapes)
+            for start in range(0, len(functions), MAX_BATCH_FUNCTIONS)
+        ]
+        callees = callee_indexes([fn.va for fn in functions], [fn.calls for fn in functions])
+        sem = sem_tokens_with_context(own, shapes, callees, cfg)
+        hasher = get_hasher(cfg.num_perm, cfg.seed)
+        sem_sigs, sem_counts = hasher.sketch_segments(sem.tokens, sem.segment, sem.n_segments)
+        sem_n: list[int] = sem_counts.tolist()
+        k = 0
+        for part in parts:
+            for j, fn in enumerate(part.functions):
+                scan = part.scans[j]
+                out.append(
+                    FunctionFeatures(
+                        va=fn.va,
+                        name=fn.name,
+                        n_instructions=scan.n_instructions,
+                        n_blocks=len(fn.blocks),
+                        n_edges=fn.n_edges,
+                        size=scan.size,
+                        exact_hash=_hash_pic(scan.pic) if scan.in_order else exact_hash(fn),
+                        code_sig=part.code_sigs[j],
+                        sem_sig=sem_sigs[k],
+                        n_code_tokens=part.code_n[j],
+                        n_sem_tokens=sem_n[k],
+                        apis=scan.apis,
+                        strings=scan.strings,
+                        discovery=str(fn.discovery.value) if fn.discovery is not None else "",
+                    )
+                )
+                k += 1
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -96,5 +132,6 @@ def extract_all(
 
 
 def extract_features(fn: Function, config: FeatureConfig | None = None) -> FunctionFeatures:
-    """Features of one function (same values as ``extract_all([fn])[0]``)."""
-    return _extract_batch([fn], config or FeatureConfig())[0]
+    """Features of one function alone: ``extract_all([fn])[0]``, so its sem sketch has no
+    call-graph context (the other functions of its binary are not known here)."""
+    return extract_all([fn], config)[0]

@@ -9,8 +9,9 @@ Code tokens (architecture dependent, but register width folded)::
     block:   the block's mnemonic sequence "push mov call test" (one token)
 
 Sem tokens (architecture independent): API names (``kernel32.dll!CreateProcessA`` ->
-``createprocess``), API bigrams in code order, referenced strings, distinctive constants and,
-when at least one of those exists, :data:`N_SHAPE_TOKENS` CFG-shape buckets.
+``createprocess``), API bigrams in code order, referenced strings, distinctive constants, the
+same of its direct callees and (re-tagged) callers (:mod:`kinship.features.context`) and, when
+at least one of those exists, :data:`N_SHAPE_TOKENS` CFG-shape buckets.
 
 Every token ends up as a uint64 hash. The Python part of the work is one pass over the
 instructions; n-gram combination and hashing are vectorised over a whole batch of functions.
@@ -390,7 +391,8 @@ def scan_batch(functions: Sequence[Function]) -> BatchScan:
 def sem_raw_tokens(
     fn: Function, config: FeatureConfig, scan: FunctionScan | None = None
 ) -> list[int]:
-    """Raw (unmixed) sem tokens of one function; empty when it has too few specific ones."""
+    """Raw (unmixed) sem tokens of one function alone (no call-graph context: see
+    features.context); empty when it has too few specific ones."""
     if scan is None:
         scan = scan_function(fn)
     out = sem_specific_tokens(scan.apis, scan.strings, scan.imms, config)
@@ -446,18 +448,3 @@ def shape_values(
         _bucket(n_calls),
     )
     return [_TAG_SHAPE ^ ((kind << 8) | v) for kind, v in enumerate(values)]
-
-
-def sem_tokens_batch(
-    functions: Sequence[Function], config: FeatureConfig, scans: Sequence[FunctionScan]
-) -> TokenBatch:
-    """Sem tokens of every function (see module docstring); ``scans[k]`` is functions[k]'s."""
-    raw: list[int] = []
-    seg: list[int] = []
-    for f_idx, fn in enumerate(functions):
-        t = sem_raw_tokens(fn, config, scans[f_idx])
-        if t:
-            raw += t
-            seg += [f_idx] * len(t)
-    tokens = mix64(np.array(raw, dtype=np.uint64)) if raw else np.zeros(0, np.uint64)
-    return TokenBatch(tokens, np.array(seg, dtype=np.int64), len(functions))
