@@ -30,9 +30,9 @@ class MatchConfig:
     # needed for full trust in the sem Jaccard: trust = clamp((n - sem_shape_tokens) / this, 0, 1).
     # One shared API alone is weak evidence. Unit: tokens, range 1..64.
     sem_full_trust_tokens: int = 4
-    # Instruction-count ratio min/max below which a pair's score is scaled down linearly
-    # (penalty = min(1, ratio / size_ratio_floor)). x86 vs x64 builds differ by up to ~1.5x.
-    # Range 0 (off) .. 1.
+    # Instruction-count ratio min/max below which a pair's sem term is scaled down linearly
+    # (penalty = min(1, ratio / size_ratio_floor); match.score explains why the sem term only).
+    # x86 vs x64 builds differ by up to ~1.5x. Range 0 (off) .. 1.
     size_ratio_floor: float = 0.5
     # A query function whose best match is a library sample's function with at least this score
     # is library code (CRT, zlib, ...) and leaves the attribution entirely. Range 0..1.
