@@ -26,7 +26,17 @@ curve over the threshold: at threshold t a query is attributed when its top fami
 recall = correct attributions / known queries, precision = correct / all attributions (known
 and unknown queries), false attribution = unknown queries attributed / unknown queries.
 
-MCRIT is not run here (its attribution needs its MongoDB-backed matcher; see BENCHMARKS.md).
+The peer (``run_attribution(..., with_peer=True)``, :func:`evaluate` with :func:`_mcrit_index`
+/ :func:`_mcrit_query`): MCRIT 1.9.0 indexes the same binaries (same families, library families
+with MCRIT's ``is_library`` sample flag) in each experiment and attributes the same queries, with
+its query matcher and family ranking reproduced in :mod:`bench.mcrit_peer` (MatcherQuery +
+``getBestSampleMatchesPerFamily(malware_only=True)``; its MemoryStorage cannot be imported
+without pymongo). MCRIT's family score is the frequency-weighted fraction of the query's
+matchable bytes matched in the family's best sample (0..1). MCRIT has no unknown threshold: it
+reports every family with a matched function, so its default verdict is the top family whenever
+anything matched (``false_attribution_default`` = unknowns with any non-library match). Its
+``false_attribution_calibrated`` uses the same calibration rule as kinship, on MCRIT's own
+scores of the same tuning + left-out unknowns, over :data:`MCRIT_THRESHOLD_GRID`.
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -167,8 +177,19 @@ class AttributionResult:
     queries: list[Query] = field(default_factory=list)
     n_samples: int = 0
     seconds: float = 0.0
+    # Summary of the curve (reporting only, decides nothing): its first threshold with false
+    # attribution <= MAX_FALSE_ATTRIBUTION over all unknowns, held-out ones included.
+    operating_point: dict[str, float] = field(default_factory=dict)
+    n_failed: int = 0  # binaries the tool could not analyse (queries answered: none)
+    peer: AttributionResult | None = None  # MCRIT on the same run
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._own_dict()
+        if self.peer is not None:
+            out["mcrit"] = self.peer._own_dict()
+        return out
+
+    def _own_dict(self) -> dict[str, Any]:
         return {
             "experiments": self.experiments,
             "unknown": self.unknown,
@@ -177,6 +198,8 @@ class AttributionResult:
             "curve": [dataclasses.asdict(c) for c in self.curve],
             "queries": [dataclasses.asdict(q) for q in self.queries],
             "n_samples": self.n_samples,
+            "operating_point": self.operating_point,
+            "n_failed": self.n_failed,
             "seconds": round(self.seconds, 1),
         }
 
@@ -229,6 +252,75 @@ def _query(index: Any, s: Sample, experiment: str, config: Any | None) -> Query:
                  r.verdict.family, float(r.verdict.confidence), time.perf_counter() - t0)
 
 
+# ---- the peer: MCRIT on the same binaries, splits and queries ---------------------------------
+# MCRIT's family score is a fraction of the query's matchable bytes (bench.mcrit_peer step 4),
+# reported here as 0..1; its grid spans the whole range (true families score up to 1.0).
+MCRIT_THRESHOLD_GRID = tuple(round(x, 3) for x in np.linspace(0.0, 1.0, 101).tolist())
+
+
+@dataclass
+class McritSample:
+    entry: CorpusEntry
+    data: Any | None  # bench.mcrit_peer.McritBinary; None when SMDA failed on the binary
+
+
+def analyse_mcrit(dev: Path, entries: Sequence[CorpusEntry], cache_dir: Path = DEFAULT_CACHE,
+                  progress: ProgressFn | None = None) -> list[McritSample]:
+    """MCRIT's view (all SMDA functions, minhashes, band hashes) of each entry, cached."""
+    from bench.mcrit_peer import McritPeer, analyse_all
+
+    peer = McritPeer(cache_dir)
+    out = []
+    for k, e in enumerate(entries):
+        try:
+            data = analyse_all(peer, stripped_copy(dev, e, cache_dir), e.sha256)
+        except Exception as exc:
+            logger.warning("MCRIT failed on %s: %s", e.path, exc)
+            data = None
+        out.append(McritSample(e, data))
+        if progress and (k % 50 == 0 or k == len(entries) - 1):
+            progress(f"  attribution (MCRIT): analysed {k + 1}/{len(entries)}")
+    return out
+
+
+def _mcrit_index(samples: Sequence[McritSample]) -> Any:
+    """MCRIT storage of the indexed samples: library families are indexed with MCRIT's own
+    ``is_library`` sample flag (as ``kinship add --library``), so they never win the family
+    ranking but still count as families in MCRIT's frequency weighting."""
+    from bench.mcrit_peer import McritIndex
+
+    ok = [s for s in samples if s.data is not None]
+    return McritIndex([s.data for s in ok if s.data is not None], [s.entry.family for s in ok],
+                      [s.entry.family in LIBRARY_FAMILIES for s in ok],
+                      [s.entry.sha256 for s in ok])
+
+
+def _mcrit_query(index: Any, s: McritSample, experiment: str) -> Query:
+    """Family verdict as MCRIT ranks a query sample's matches: families by best sample score;
+    MCRIT reports every family with a matched function (no minimum score), so its default
+    verdict is the top family whenever anything matched."""
+    from bench.mcrit_peer import family_ranking, match_query
+
+    t0 = time.perf_counter()
+    if s.data is None:
+        return Query(s.entry.sha256, s.entry.family, experiment, [], 0.0, None, 0.0, 0.0)
+    same = np.flatnonzero(index.sample_sha == s.entry.sha256)  # kinship: exclude_sha256
+    ranking = family_ranking(match_query(s.data, index, same), index)
+    fams = [f for f, _ in ranking]
+    top = ranking[0][1] / 100.0 if ranking else 0.0
+    return Query(s.entry.sha256, s.entry.family, experiment, fams[:5], round(top, 6),
+                 fams[0] if fams else None, round(top, 6), time.perf_counter() - t0)
+
+
+# ---- experiments (shared by both tools) ----------------------------------------------------
+class HasEntry(Protocol):
+    @property
+    def entry(self) -> CorpusEntry: ...
+
+
+S = TypeVar("S", bound=HasEntry)
+
+
 # Families that embed another family's code: left out together with it (py-brotli statically
 # links libbrotli, so a brotli build attributed to py-brotli is real code reuse).
 EMBEDS = {"py-brotli": "brotli"}
@@ -242,7 +334,7 @@ def lineage(family: str) -> str:
     return "lua" if family.startswith("lua") else EMBEDS.get(family, family)
 
 
-def _is_known(s: Sample) -> bool:
+def _is_known(s: HasEntry) -> bool:
     return (s.entry.family not in HOLDOUT_FAMILIES and s.entry.family not in TUNING_UNKNOWN
             and s.entry.family not in LIBRARY_FAMILIES)
 
@@ -255,7 +347,8 @@ def _index_of(samples: Sequence[Sample]) -> Any:
          if s.entry.family in LIBRARY_FAMILIES else s.record, s.features) for s in samples])
 
 
-def left_out_queries(samples: Sequence[Sample], config: Any) -> list[Query]:
+def left_out_queries(samples: Sequence[S], make_index: Callable[[Sequence[S]], Any],
+                     query: Callable[[Any, S, str], Query]) -> list[Query]:
     """Leave-one-lineage-out pseudo-unknowns from the known (tuning) families only."""
     known = [s for s in samples if _is_known(s)]
     library = [s for s in samples if s.entry.family in LIBRARY_FAMILIES]
@@ -267,12 +360,12 @@ def left_out_queries(samples: Sequence[Sample], config: Any) -> list[Query]:
         left = [s for s in known if lineage(s.entry.family) == g]
         step = max(1, len(left) // MAX_LEFT_OUT_QUERIES)
         picks = left[::step][:MAX_LEFT_OUT_QUERIES]
-        index = _index_of([s for s in known if lineage(s.entry.family) != g] + library)
-        out += [_query(index, s, "left-out", config) for s in picks]
+        index = make_index([s for s in known if lineage(s.entry.family) != g] + library)
+        out += [query(index, s, "left-out") for s in picks]
     return out
 
 
-def _split(samples: Sequence[Sample], experiment: str) -> tuple[list[Sample], list[Sample]]:
+def _split(samples: Sequence[S], experiment: str) -> tuple[list[S], list[S]]:
     """(indexed, queried) known-family samples of one experiment."""
     known = [s for s in samples if _is_known(s)]
     library = [s for s in samples if s.entry.family in LIBRARY_FAMILIES]
@@ -293,19 +386,12 @@ def _split(samples: Sequence[Sample], experiment: str) -> tuple[list[Sample], li
     return [s for s in known if id(s) not in qs] + library, q
 
 
-def run_attribution(dev: Path, entries: Sequence[CorpusEntry], *, quick: bool,
-                    cache_dir: Path = DEFAULT_CACHE, progress: ProgressFn | None = None,
-                    config: Any | None = None, samples: Sequence[Sample] | None = None
-                    ) -> tuple[AttributionResult, list[Sample]]:
-    from kinship.match.config import MatchConfig
-
+def evaluate(samples: Sequence[S], make_index: Callable[[Sequence[S]], Any],
+             query: Callable[[Any, S, str], Query],
+             grid: Sequence[float] = THRESHOLD_GRID) -> AttributionResult:
+    """The three held-out experiments, the unknown families, the threshold calibration and
+    curve, for one tool (``make_index`` builds its index, ``query`` attributes one sample)."""
     t0 = time.perf_counter()
-    cfg = config or MatchConfig()
-    if samples is None:
-        chosen = select_entries(entries, quick)
-        if progress:
-            progress(f"attribution: analysing {len(chosen)} binaries")
-        samples = analyse_samples(dev, chosen, cache_dir, progress)
     res = AttributionResult(n_samples=len(samples))
     unknown_samples = [s for s in samples if s.entry.family in TUNING_UNKNOWN
                        or s.entry.family in HOLDOUT_FAMILIES]
@@ -315,8 +401,8 @@ def run_attribution(dev: Path, entries: Sequence[CorpusEntry], *, quick: bool,
         indexed, queried = _split(samples, exp)
         if not queried:
             continue
-        index = _index_of(indexed)
-        qs = [_query(index, s, exp, cfg) for s in queried]
+        index = make_index(indexed)
+        qs = [query(index, s, exp) for s in queried]
         res.queries += qs
         top1 = np.mean([q.top_families[:1] == [q.family] for q in qs])
         top5 = np.mean([q.family in q.top_families for q in qs])
@@ -340,14 +426,14 @@ def run_attribution(dev: Path, entries: Sequence[CorpusEntry], *, quick: bool,
         known_scores += [(q.top_score, q.top_families[:1] == [q.family]) for q in qs]
         if exp == "version":
             for s in unknown_samples:
-                q = _query(index, s, "unknown", cfg)
+                q = query(index, s, "unknown")
                 res.queries.append(q)
                 group = "holdout" if s.entry.family in HOLDOUT_FAMILIES else "tuning"
                 unk_scores[group].append(q.top_score)
                 res.unknown.setdefault(group, {"n": 0, "false_attribution_default": 0})
                 res.unknown[group]["n"] += 1
                 res.unknown[group]["false_attribution_default"] += int(q.verdict is not None)
-    for q in left_out_queries(samples, cfg):
+    for q in left_out_queries(samples, make_index, query):
         res.queries.append(q)
         unk_scores["left_out"].append(q.top_score)
         res.unknown.setdefault("left_out", {"n": 0, "false_attribution_default": 0})
@@ -362,9 +448,12 @@ def run_attribution(dev: Path, entries: Sequence[CorpusEntry], *, quick: bool,
         if q.experiment == "left-out" or (q.experiment == "unknown"
                                           and q.family not in HOLDOUT_FAMILIES):
             by_family.setdefault(lineage(q.family), []).append(q.top_score)
-    res.calibration = calibrate_threshold(by_family)
+    res.calibration = calibrate_threshold(by_family, grid)
     res.calibrated_threshold = res.calibration.threshold
-    res.curve = threshold_curve(known_scores, calib + unk_scores["holdout"], THRESHOLD_GRID)
+    res.curve = threshold_curve(known_scores, calib + unk_scores["holdout"], grid)
+    op = next((c for c in res.curve if c.false_attribution <= MAX_FALSE_ATTRIBUTION), None)
+    if op is not None:
+        res.operating_point = {k: round(v, 4) for k, v in dataclasses.asdict(op).items()}
     t = res.calibrated_threshold
     for group, scores in unk_scores.items():
         if scores:
@@ -375,5 +464,42 @@ def run_attribution(dev: Path, entries: Sequence[CorpusEntry], *, quick: bool,
         res.unknown["known_at_calibrated"] = {
             "recall": round(sum(1 for s, ok in known_scores if s >= t and ok)
                             / len(known_scores), 4)}
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def run_attribution(dev: Path, entries: Sequence[CorpusEntry], *, quick: bool,
+                    cache_dir: Path = DEFAULT_CACHE, progress: ProgressFn | None = None,
+                    config: Any | None = None, samples: Sequence[Sample] | None = None,
+                    with_peer: bool | None = None) -> tuple[AttributionResult, list[Sample]]:
+    """kinship's attribution; with ``with_peer`` (default: when MCRIT is installed) also
+    MCRIT's on the same binaries (those kinship analysed), the same splits and queries
+    (``AttributionResult.peer``)."""
+    from bench.mcrit_peer import available
+    from kinship.match.config import MatchConfig
+
+    if with_peer is None:
+        with_peer = available() is not None
+
+    t0 = time.perf_counter()
+    cfg = config or MatchConfig()
+    if samples is None:
+        chosen = select_entries(entries, quick)
+        if progress:
+            progress(f"attribution: analysing {len(chosen)} binaries")
+        samples = analyse_samples(dev, chosen, cache_dir, progress)
+
+    def kinship_query(index: Any, s: Sample, experiment: str) -> Query:
+        return _query(index, s, experiment, cfg)
+
+    res = evaluate(samples, _index_of, kinship_query)
+    if with_peer:
+        if progress:
+            progress(f"attribution: MCRIT on the same {len(samples)} binaries")
+        t1 = time.perf_counter()
+        msamples = analyse_mcrit(dev, [s.entry for s in samples], cache_dir, progress)
+        res.peer = evaluate(msamples, _mcrit_index, _mcrit_query, MCRIT_THRESHOLD_GRID)
+        res.peer.n_failed = sum(1 for m in msamples if m.data is None)
+        res.peer.seconds = time.perf_counter() - t1
     res.seconds = time.perf_counter() - t0
     return res, list(samples)

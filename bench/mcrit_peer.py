@@ -15,6 +15,42 @@ needed here. We use only MCRIT's in-process classes, exactly as its indexer does
 Install: ``pip install --no-deps mcrit mmh3 picblocks`` (the rest it needs is already here).
 Results per binary are cached under ``<cache>/mcrit/<sha256>.npz`` (MCRIT does not change while
 we tune kinship).
+
+Family attribution (:class:`McritIndex`, :func:`match_query`, :func:`family_ranking`): MCRIT's
+sample matcher cannot run here in process: ``mcrit.storage.MemoryStorage`` imports
+``mcrit.config.McritConfig``, whose ``StorageConfig`` imports ``StorageFactory`` ->
+``MongoDbStorage`` -> ``pymongo`` (its server stack, not installed). So its query matcher
+(``mcrit/matchers/MatcherQuery.py`` + ``MatcherInterface.py``, MCRIT 1.9.0) is reproduced,
+vectorised, from the per-binary cache of *all* SMDA functions (:meth:`McritPeer.analyse_all`),
+with MCRIT's own code for the parts that decide matches (``MinHasher.isMinHashableFunction``,
+``MinHasher.calculateMinHashFromStorage``, ``StorageInterface.createBandhashProjection``,
+``MinHash.hashData`` for the LSH band hashes). Step by step, as MCRIT does it for a query
+sample against its storage:
+
+1. PicHash (``MatcherQuery._getPicHashMatches`` + ``MatcherInterface._harmonizePicHashMatches``):
+   a query function with a non-zero PicHash and ``num_instructions >= PICHASH_SIZE`` (10)
+   matches *every* indexed function with the same PicHash, score 100.
+2. MinHash candidates (``MemoryStorage.getCandidatesForMinHash``): indexed minhashable functions
+   sharing at least ``BAND_MATCHES_REQUIRED`` (2) of the 20 random 4-slot band hashes
+   (``STORAGE_BANDS = {4: 20}``, ``STORAGE_BAND_SEED = 0xDEADBEEF``); candidates in a sample
+   that already PicHash-matched the function are dropped (``PICHASH_IMPLIES_MINHASH_MATCH``,
+   ``filter_pichashes_from_candidate_groups``).
+3. MinHash score = 100 x equal slots / 64, kept when ``> MINHASH_MATCHING_THRESHOLD`` (50), i.e.
+   >= 33 equal slots (``_minMatchesForThreshold``); per (query function, foreign sample) the
+   best score (``_performMinHashMatchingVectorized``).
+4. Sample score (``_aggregateMatchSampleSummary``): for each foreign sample,
+   ``percent.frequency_weighted = 100 * sum(binweight_f * max_score_f,s / 100 / adj_f) /
+   matchable_bytes`` over the query functions f matched in that sample; ``adj_f`` =
+   ``_get_family_adjustment``: 1 when f matched < 3 families (library families included), else
+   ``1 + int(log2(n_families))``; ``matchable_bytes`` = binweight of the query functions
+   ``_isMatchableFunction`` accepts (``num_instructions >= 10``).
+5. Family ranking (``MatchingResult.getBestSampleMatchesPerFamily(malware_only=True)``): each
+   family scores its best sample's ``matched_percent_frequency_weighted``; library samples
+   (``SampleEntry.is_library``) are left out of the ranking but, as in MCRIT, still count as
+   families in step 4.
+
+Not reproduced: nothing that changes a score. Band hash collisions are MCRIT's own (its band
+hash is ``mmh3`` of the concatenated decimal slot values, computed here with its code).
 """
 
 from __future__ import annotations
@@ -24,6 +60,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +68,15 @@ import numpy.typing as npt
 logger = logging.getLogger(__name__)
 
 U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
 MCRIT_MATCH_THRESHOLD = 50.0  # MinHashConfig.MINHASH_MATCHING_THRESHOLD (score 0..100)
+SIGNATURE_LENGTH = 64  # MinHashConfig.MINHASH_SIGNATURE_LENGTH
+PICHASH_SIZE = 10  # MinHashConfig.PICHASH_SIZE
+MINHASH_FN_MIN_INS = 10  # MinHashConfig.MINHASH_FN_MIN_INS (minhashable: more instructions)
+BAND_MATCHES_REQUIRED = 2  # MinHashConfig.BAND_MATCHES_REQUIRED
+STORAGE_BANDS = {4: 20}  # StorageConfig.STORAGE_BANDS (default)
+STORAGE_BAND_SEED = 0xDEADBEEF  # StorageConfig.STORAGE_BAND_SEED (default)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -73,6 +118,7 @@ class McritPeer:
         self.cache_dir = cache_dir / "mcrit"
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.version = available() or "?"
+        self.projection = band_projection()
 
     def analyse(self, path: Path, sha256: str) -> McritFunctions:
         cached = self.cache_dir / f"{sha256}-{self.version}.npz"
@@ -132,3 +178,353 @@ def mcrit_scores(query_sig: U8, query_pic: int, pool_sig: U8, pool_pic: npt.NDAr
     if query_pic:
         s[pool_pic == np.uint64(query_pic)] = 100.0
     return s
+
+
+# ---- family attribution (module docstring, steps 1-5) -----------------------------------------
+def min_matches_for_threshold(threshold: float = MCRIT_MATCH_THRESHOLD,
+                              length: int = SIGNATURE_LENGTH) -> int:
+    """Fewest equal slots with ``100 * m / length > threshold`` (MCRIT's
+    ``MatcherInterface._minMatchesForThreshold``): 33 of 64 at threshold 50."""
+    for m in range(length + 1):
+        if 100.0 * m / length > threshold:
+            return m
+    return length + 1
+
+
+def family_adjustment(n_families: npt.NDArray[np.int64]) -> F64:
+    """MCRIT's ``_get_family_adjustment``: 1 below 3 families, else ``1 + int(log2(n))``."""
+    n = np.maximum(n_families, 1)
+    return np.where(n < 3, 1.0, 1.0 + np.floor(np.log2(n)))
+
+
+def band_projection() -> list[list[int]]:
+    """MCRIT's band projection (``StorageInterface.createBandhashProjection``, default
+    ``random`` strategy, its default seed and ``{4: 20}`` bands)."""
+    from types import SimpleNamespace
+
+    from mcrit.minhash.MinHash import MinHash  # type: ignore[import-untyped]
+    from mcrit.storage.StorageInterface import StorageInterface  # type: ignore[import-untyped]
+
+    ns = SimpleNamespace(_storage_config=SimpleNamespace(
+        STORAGE_BAND_STRATEGY="random", STORAGE_BAND_SEED=STORAGE_BAND_SEED,
+        STORAGE_BANDS=dict(STORAGE_BANDS)))
+    ref = MinHash(minhash_signature=list(range(SIGNATURE_LENGTH)), minhash_bits=8)
+    proj = StorageInterface.createBandhashProjection(ns, ref)
+    return [list(proj[k]) for k in sorted(proj)]
+
+
+def band_hashes(minhash: U8, projection: list[list[int]]) -> npt.NDArray[np.uint32]:
+    """(n, n_bands) MCRIT band hashes (``StorageInterface.getBandHashesForMinHash``)."""
+    from mcrit.minhash.MinHash import MinHash
+
+    out = np.zeros((len(minhash), len(projection)), dtype=np.uint32)
+    rows = minhash.tolist()
+    for r, sig in enumerate(rows):
+        for b, perm in enumerate(projection):
+            out[r, b] = MinHash.hashData([sig[i] for i in perm], 0)
+    return out
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class McritBinary:
+    """All SMDA functions of one binary as MCRIT stores them (``FunctionEntry``)."""
+
+    va: I64
+    pichash: npt.NDArray[np.uint64]  # 0: none
+    n_instructions: I64
+    n_blocks: I64
+    binweight: F64  # FunctionEntry.binweight (instruction bytes)
+    hashable: npt.NDArray[np.bool_]  # MinHasher.isMinHashableFunction
+    minhash: U8  # (n, 64); zero rows where not hashable
+    bands: npt.NDArray[np.uint32]  # (n, 20) band hashes; zero rows where not hashable
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+
+def _analyse_all(peer: McritPeer, path: Path, sha256: str) -> McritBinary:
+    from smda.Disassembler import Disassembler
+    from smda.SmdaConfig import SmdaConfig
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    old = peer.cache_dir / f"{sha256}-{peer.version}.npz"
+    known: dict[int, bytes] = {}
+    if old.is_file():  # minhashes of analyse(): reuse by VA (SMDA is deterministic)
+        d = np.load(old)
+        known = {int(v): bytes(m) for v, m in zip(d["va"].tolist(), d["minhash"], strict=True)}
+    report = Disassembler(SmdaConfig()).disassembleFile(str(path))  # type: ignore[no-untyped-call]
+    fns = list(report.getFunctions())
+    n = len(fns)
+    width = SIGNATURE_LENGTH
+    minhash = np.zeros((n, width), dtype=np.uint8)
+    hashable = np.zeros(n, dtype=bool)
+    for k, fn in enumerate(fns):
+        if not peer.hasher.isMinHashableFunction(fn):
+            continue
+        hashable[k] = True
+        sig = known.get(int(fn.offset or 0))
+        if sig is None:
+            sig = bytes(peer.hasher.calculateMinHashFromStorage((k, fn)).minhash)
+        minhash[k] = np.frombuffer(sig, dtype=np.uint8)
+    bands = np.zeros((n, sum(STORAGE_BANDS.values())), dtype=np.uint32)
+    if hashable.any():
+        bands[hashable] = band_hashes(minhash[hashable], peer.projection)
+    return McritBinary(
+        np.array([int(f.offset or 0) for f in fns], dtype=np.int64),
+        np.array([int(f.pic_hash or 0) for f in fns], dtype=np.uint64),
+        np.array([int(f.num_instructions) for f in fns], dtype=np.int64),
+        np.array([int(f.num_blocks) for f in fns], dtype=np.int64),
+        np.array([float(f.binweight or 0) for f in fns], dtype=np.float64),
+        hashable, minhash, bands, time.perf_counter() - t0, time.process_time() - c0,
+    )
+
+
+def analyse_all(peer: McritPeer, path: Path, sha256: str) -> McritBinary:
+    """Every SMDA function of ``path`` with MCRIT's minhash and band hashes, cached as
+    ``<cache>/mcrit/<sha256>-<version>-all.npz``."""
+    cached = peer.cache_dir / f"{sha256}-{peer.version}-all.npz"
+    if cached.is_file():
+        d = np.load(cached)
+        return McritBinary(d["va"], d["pichash"], d["n_instructions"], d["n_blocks"],
+                           d["binweight"], d["hashable"], d["minhash"], d["bands"])
+    out = _analyse_all(peer, path, sha256)
+    np.savez(cached, va=out.va, pichash=out.pichash, n_instructions=out.n_instructions,
+             n_blocks=out.n_blocks, binweight=out.binweight, hashable=out.hashable,
+             minhash=out.minhash, bands=out.bands)
+    return out
+
+
+class McritIndex:
+    """MCRIT's storage of the indexed samples, as sorted arrays (PicHash and band lookups)."""
+
+    def __init__(self, binaries: list[McritBinary], families: list[str],
+                 is_library: list[bool], sha256: list[str] | None = None) -> None:
+        self.sample_sha = np.array(sha256 if sha256 is not None else [""] * len(binaries))
+        self.families = sorted(set(families))
+        fam_id = {f: i for i, f in enumerate(self.families)}
+        self.sample_family = np.array([fam_id[f] for f in families], dtype=np.int64)
+        self.sample_is_library = np.array(is_library, dtype=bool)
+        self.n_samples = len(binaries)
+        sizes = [len(b.va) for b in binaries]
+        self.row_sample = np.repeat(np.arange(len(binaries), dtype=np.int64), sizes)
+        nb = sum(STORAGE_BANDS.values())
+        pich = (np.concatenate([b.pichash for b in binaries]) if binaries
+                else np.zeros(0, dtype=np.uint64))
+        hashable = (np.concatenate([b.hashable for b in binaries]) if binaries
+                    else np.zeros(0, dtype=bool))
+        self.minhash = (np.concatenate([b.minhash for b in binaries]) if binaries
+                        else np.zeros((0, SIGNATURE_LENGTH), dtype=np.uint8))
+        bands = (np.concatenate([b.bands for b in binaries]) if binaries
+                 else np.zeros((0, nb), dtype=np.uint32))
+        pic_rows = np.flatnonzero(pich != 0)
+        order = np.argsort(pich[pic_rows], kind="stable")
+        self.pic_rows = pic_rows[order]
+        self.pic_keys = pich[self.pic_rows]
+        h_rows = np.flatnonzero(hashable)
+        self.band_rows: list[I64] = []
+        self.band_keys: list[npt.NDArray[np.uint32]] = []
+        for b in range(nb):
+            o = np.argsort(bands[h_rows, b], kind="stable")
+            self.band_rows.append(h_rows[o])
+            self.band_keys.append(bands[h_rows[o], b])
+
+
+def _expand(keys: npt.NDArray[Any], sorted_keys: npt.NDArray[Any], sorted_rows: I64,
+            owners: I64) -> tuple[I64, I64]:
+    """All (owner, row) with ``sorted_keys[row] == keys[owner-slot]`` (vectorised join)."""
+    lo = np.searchsorted(sorted_keys, keys, side="left")
+    hi = np.searchsorted(sorted_keys, keys, side="right")
+    cnt = hi - lo
+    total = int(cnt.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    own = np.repeat(owners, cnt)
+    starts = np.repeat(lo - np.cumsum(cnt) + cnt, cnt)
+    pos = np.arange(total, dtype=np.int64) + starts
+    return own, sorted_rows[pos]
+
+
+def match_query(q: McritBinary, index: McritIndex,
+                exclude_samples: npt.NDArray[np.int64] | None = None) -> F64:
+    """Per indexed sample, MCRIT's ``matched.percent.frequency_weighted`` (0..100) of the query
+    sample ``q`` (MatcherQuery; module docstring steps 1-4). ``exclude_samples``: indexed
+    samples treated as absent (e.g. a byte-identical copy of the query)."""
+    n_s = index.n_samples
+    out = np.zeros(n_s, dtype=np.float64)
+    if n_s == 0 or len(q.va) == 0:
+        return out
+    keep_s = np.ones(n_s, dtype=bool)
+    if exclude_samples is not None and len(exclude_samples):
+        keep_s[exclude_samples] = False
+    # 1. PicHash matches
+    own = np.flatnonzero((q.pichash != 0) & (q.n_instructions >= PICHASH_SIZE))
+    pi, prow = _expand(q.pichash[own], index.pic_keys, index.pic_rows, own)
+    ps = index.row_sample[prow]
+    ok = keep_s[ps]
+    pic_key = np.unique(pi[ok] * n_s + ps[ok])
+    # 2. MinHash candidates: >= BAND_MATCHES_REQUIRED equal band hashes
+    hq = np.flatnonzero(q.hashable)
+    parts = [_expand(q.bands[hq, b], index.band_keys[b], index.band_rows[b], hq)
+             for b in range(len(index.band_keys))]
+    n_rows = len(index.row_sample)
+    codes = (np.concatenate([i * n_rows + r for i, r in parts]) if parts
+             else np.zeros(0, dtype=np.int64))
+    uniq, counts = np.unique(codes, return_counts=True)
+    cand = uniq[counts >= BAND_MATCHES_REQUIRED]
+    ci, crow = cand // n_rows, cand % n_rows
+    cs = index.row_sample[crow]
+    ok = keep_s[cs] & ~np.isin(ci * n_s + cs, pic_key)  # PICHASH_IMPLIES_MINHASH_MATCH
+    ci, crow, cs = ci[ok], crow[ok], cs[ok]
+    # 3. score > 50 (>= 33 of 64 equal slots)
+    eq = np.count_nonzero(q.minhash[ci] == index.minhash[crow], axis=1)
+    ok = eq >= min_matches_for_threshold()
+    mh_key = ci[ok] * n_s + cs[ok]
+    mh_score = 100.0 * eq[ok] / SIGNATURE_LENGTH
+    # best score per (query function, foreign sample); PicHash matches score 100
+    keys = np.r_[pic_key, mh_key]
+    scores = np.r_[np.full(len(pic_key), 100.0), mh_score]
+    if len(keys) == 0:
+        return out
+    order = np.lexsort((-scores, keys))
+    keys, scores = keys[order], scores[order]
+    first = np.r_[True, keys[1:] != keys[:-1]]
+    keys, scores = keys[first], scores[first]
+    fi, fs = keys // n_s, keys % n_s
+    # 4. family adjustment (distinct families per query function) and weighted bytes
+    fam_pairs = np.unique(fi * len(index.families) + index.sample_family[fs])
+    n_fam = np.bincount(fam_pairs // len(index.families), minlength=len(q.va))
+    adj = family_adjustment(n_fam)
+    matchable = float(q.binweight[(q.n_instructions >= PICHASH_SIZE)
+                                  | (q.n_instructions > MINHASH_FN_MIN_INS)].sum())
+    if matchable <= 0:
+        return out
+    w = q.binweight[fi] * scores / 100.0 / adj[fi]
+    out += np.bincount(fs, weights=w, minlength=n_s)
+    return 100.0 * out / matchable
+
+
+def family_ranking(sample_scores: F64, index: McritIndex) -> list[tuple[str, float]]:
+    """MCRIT's ``getBestSampleMatchesPerFamily(malware_only=True)``: families by their best
+    sample's score, library samples left out, only samples with a match (score > 0)."""
+    best: dict[int, float] = {}
+    for s in np.flatnonzero((sample_scores > 0) & ~index.sample_is_library).tolist():
+        f = int(index.sample_family[s])
+        if sample_scores[s] > best.get(f, -1.0):
+            best[f] = float(sample_scores[s])
+    return [(index.families[f], v) for f, v in sorted(best.items(), key=lambda e: -e[1])]
+
+
+# ---- fidelity check against MCRIT's own matcher ------------------------------------------------
+def reference_scores(index: list[tuple[Path, str, bool]], queries: list[Path]
+                     ) -> list[list[float]]:
+    """MCRIT's own ``MatcherQuery`` on its ``MemoryStorage`` (``pymongo``, needed only by its
+    MongoDB backend, replaced by an empty stub module): for each query, per indexed sample
+    (path, family, is_library) in order, ``matched.percent.frequency_weighted`` (0 when
+    unmatched). Slow (re-disassembles and minhashes everything): used to check
+    :func:`match_query` on a few binaries (``python -m bench.mcrit_peer verify``)."""
+    import sys
+    import types
+
+    if "pymongo" not in sys.modules:
+        stub = types.ModuleType("pymongo")
+        stub.MongoClient = stub.UpdateOne = object  # type: ignore[attr-defined]
+        stub.__path__ = []  # a package, with an empty pymongo.errors
+        sys.modules["pymongo"] = stub
+        sys.modules["pymongo.errors"] = types.ModuleType("pymongo.errors")
+    from mcrit.config.McritConfig import McritConfig  # type: ignore[import-untyped]
+    from mcrit.matchers.MatcherQuery import MatcherQuery  # type: ignore[import-untyped]
+    from mcrit.minhash.MinHasher import MinHasher
+    from mcrit.storage.MemoryStorage import MemoryStorage  # type: ignore[import-untyped]
+    from smda.common.BinaryInfo import BinaryInfo
+    from smda.common.SmdaFunction import SmdaFunction
+    from smda.Disassembler import Disassembler
+    from smda.SmdaConfig import SmdaConfig
+
+    config = McritConfig()
+    config.MINHASH_CONFIG.MINHASH_POOL_INDEXING = False
+    config.MINHASH_CONFIG.MINHASH_POOL_MATCHING = False
+    storage = MemoryStorage(config)
+
+    class _Worker:  # what the matchers use of mcrit.Worker.Worker (which imports its queue)
+        def __init__(self) -> None:
+            self.config = config
+            self._minhash_config = config.MINHASH_CONFIG
+            self.minhasher = MinHasher(config.MINHASH_CONFIG, config.SHINGLER_CONFIG)
+
+        def getStorage(self) -> Any:
+            return storage
+
+        def calculateMinHashes(self, entries: Any) -> list[Any]:
+            """``Worker.calculateMinHashes`` without its process pool."""
+            out = []
+            for e in entries:
+                info = BinaryInfo(b"")
+                info.architecture = e.architecture
+                fn = SmdaFunction.fromDict(e.xcfg, binary_info=info)
+                if self.minhasher.isMinHashableFunction(fn):
+                    out.append(self.minhasher.calculateMinHashFromStorage((e.function_id, fn)))
+            return out
+
+    worker = _Worker()
+    ids = []
+    for path, family, is_library in index:
+        report = Disassembler(SmdaConfig()).disassembleFile(str(path))  # type: ignore[no-untyped-call]
+        report.family, report.is_library, report.version = family, is_library, ""
+        entry = storage.addSmdaReport(report)
+        storage.addMinHashes(worker.calculateMinHashes(
+            storage.getFunctionsBySampleId(entry.sample_id)))
+        ids.append(entry.sample_id)
+    out = []
+    for query in queries:
+        report = Disassembler(SmdaConfig()).disassembleFile(str(query))  # type: ignore[no-untyped-call]
+        result = MatcherQuery(worker).getMatchesForSmdaReport(report)
+        by_id = {s["sample_id"]: float(s["matched"]["percent"]["frequency_weighted"])
+                 for s in result["matches"]["samples"]}
+        out.append([by_id.get(i, 0.0) for i in ids])
+    return out
+
+
+def verify() -> dict[str, float]:
+    """Compare :func:`match_query` with :func:`reference_scores` on a few binaries: an index of
+    zlib/bzip2/xz (ELF) and wine-version/wine-cabinet (PE) builds with one library sample
+    (py-markupsafe), queried with other versions/builds and a Lua library."""
+    from bench.gt import DEFAULT_CACHE, ensure_corpus, load_manifest, stripped_copy
+
+    dev = ensure_corpus()
+    entries = load_manifest(dev)
+
+    def pick(family: str, lo: int, hi: int) -> list[Any]:
+        es = sorted((e for e in entries if e.family == family and e.size < 400_000),
+                    key=lambda e: e.path)
+        return es[lo:hi]
+
+    index_e = (pick("zlib", 0, 3) + pick("bzip2", 0, 2) + pick("xz", 0, 2)
+               + pick("wine-version", 0, 2) + pick("wine-cabinet", 0, 2)
+               + pick("py-markupsafe", 0, 1))
+    query_e = (pick("zlib", 3, 5) + pick("bzip2", 2, 3) + pick("lua5.3", 0, 1)
+               + pick("wine-version", 2, 4) + pick("wine-cabinet", 2, 3))
+    lib = [e.family == "py-markupsafe" for e in index_e]
+    peer = McritPeer(DEFAULT_CACHE)
+    paths = [stripped_copy(dev, e, DEFAULT_CACHE) for e in index_e]
+    idx = McritIndex([analyse_all(peer, p, e.sha256) for p, e in zip(paths, index_e, strict=True)],
+                     [e.family for e in index_e], lib)
+    qpaths = [stripped_copy(dev, q, DEFAULT_CACHE) for q in query_e]
+    refs = reference_scores([(p, e.family, k) for p, e, k in zip(paths, index_e, lib, strict=True)],
+                            qpaths)
+    worst, n, nonzero = 0.0, 0, 0
+    for q, qp, ref in zip(query_e, qpaths, refs, strict=True):
+        ours = match_query(analyse_all(peer, qp, q.sha256), idx)
+        logger.warning("verify %s: ours %s mcrit %s", q.path, np.round(ours, 3).tolist(),
+                       np.round(ref, 3).tolist())
+        worst = max(worst, float(np.abs(ours - np.array(ref)).max()))
+        n += len(ref)
+        nonzero += sum(1 for r in ref if r > 0)
+    return {"queries": len(query_e), "pairs": n, "pairs_matched": nonzero,
+            "max_abs_diff_percent": worst}
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["verify"]:
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        print(verify())

@@ -30,6 +30,72 @@ def matching_table(tasks: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _f(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, (int, float)) else "-"
+
+
+def attribution_vs_table(k: dict[str, Any], m: dict[str, Any]) -> list[str]:
+    """Family attribution, kinship vs MCRIT (same binaries, splits and queries); ratio =
+    kinship / MCRIT (higher is better for top-1/top-5/recall, lower for false attribution)."""
+    out = ["### Family attribution, kinship vs MCRIT", "",
+           "| held out | indexed (library) | queries | kinship top-1 | MCRIT top-1 | ratio "
+           "| kinship top-5 | MCRIT top-5 | ratio | kinship median query s "
+           "| MCRIT median query s |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, e in k["experiments"].items():
+        p = m["experiments"].get(name, {})
+        out.append(f"| {name} | {e['n_indexed']} ({e.get('n_library', 0)}) | {e['n_queries']} "
+                   f"| {_f(e['top1'])} | {_f(p.get('top1'))} | "
+                   f"{_ratio(e['top1'], p.get('top1', 0))} | {_f(e['top5'])} | "
+                   f"{_f(p.get('top5'))} | {_ratio(e['top5'], p.get('top5', 0))} | "
+                   f"{e['median_query_s']} | {p.get('median_query_s', '-')} |")
+    tk, tm = k["calibrated_threshold"], m["calibrated_threshold"]
+    out += ["", "Unknown families (the answer must be \"unknown\"). Default: kinship's "
+            "MatchConfig threshold; MCRIT has none (it reports every family with a matched "
+            "function, no minimum score), so its default false attribution is any non-library "
+            f"family matched. Calibrated: the same rule on each tool's own tuning + left-out "
+            f"scores (kinship {tk}, MCRIT {tm} of matchable bytes).", "",
+            "| unknown set | samples | kinship FA default | MCRIT FA default (any match) "
+            "| kinship FA calibrated | MCRIT FA calibrated | kinship max score "
+            "| MCRIT max score |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for group in ("tuning", "left_out", "holdout"):
+        u, v = k["unknown"].get(group), m["unknown"].get(group, {})
+        if u:
+            out.append(f"| {group} | {u['n']} | {_f(u['false_attribution_default'])} | "
+                       f"{_f(v.get('false_attribution_default'))} | "
+                       f"{_f(u.get('false_attribution_calibrated'))} | "
+                       f"{_f(v.get('false_attribution_calibrated'))} | "
+                       f"{_f(u.get('max_score'))} | {_f(v.get('max_score'))} |")
+    rk = k["unknown"].get("known_at_calibrated", {}).get("recall")
+    rm = m["unknown"].get("known_at_calibrated", {}).get("recall")
+    out += ["", f"Recall of known queries (top-1 correct and above the calibrated threshold): "
+            f"kinship {_f(rk)}, MCRIT {_f(rm)}"
+            + (f" ({_ratio(rk, rm)})." if rk is not None and rm is not None else ".")]
+    ok, om = k.get("operating_point", {}), m.get("operating_point", {})
+    if ok and om:
+        out += ["", "Curve summary (first threshold with <= 1% false attribution over all "
+                "unknowns, held-out included; a description of the curves, not a setting): "
+                f"kinship recall {_f(ok['recall'])} / precision {_f(ok['precision'])} at "
+                f"{ok['threshold']}, MCRIT recall {_f(om['recall'])} / precision "
+                f"{_f(om['precision'])} at {om['threshold']} "
+                f"({_ratio(ok['recall'], om['recall'])})."]
+    curve = m.get("curve", [])
+    if curve:
+        out += ["", "MCRIT precision/recall over its threshold (fraction of matchable bytes):",
+                "", "| threshold | recall | precision | false attribution |",
+                "| --- | --- | --- | --- |"]
+        for c in curve:
+            if round(c["threshold"] * 100) in (0, 1, 2, 5, 10, 15, 20, 30, 40, 50, 70):
+                out.append(f"| {c['threshold']:.2f} | {c['recall']:.3f} | "
+                           f"{c['precision']:.3f} | {c['false_attribution']:.3f} |")
+    if m.get("n_failed"):
+        out += ["", f"MCRIT (SMDA) failed on {m['n_failed']} binaries: their queries count as "
+                "unanswered, they are not indexed."]
+    out.append("")
+    return out
+
+
 def render(results: dict[str, Any]) -> str:
     out = [f"Run: `{results.get('command', '')}` on {results.get('machine', '')}, "
            f"{results.get('date', '')}, git {results.get('git', '')}.", ""]
@@ -77,6 +143,8 @@ def render(results: dict[str, Any]) -> str:
                     out.append(f"| {c['threshold']:.2f} | {c['recall']:.3f} | "
                                f"{c['precision']:.3f} | {c['false_attribution']:.3f} |")
         out.append("")
+    if a and a.get("mcrit"):
+        out += attribution_vs_table(a, a["mcrit"])
     s = results.get("scale")
     if s:
         out += ["### Query latency and memory vs index size (kinship)", "",

@@ -54,7 +54,8 @@ def run_suite(command: str, *, quick: bool, with_peer: bool,
         results["matching"] = res.to_dict()
     samples = None
     if command in ("all", "attribution", "scale"):
-        ares, samples = run_attribution(dev, entries, quick=quick, progress=_progress)
+        ares, samples = run_attribution(dev, entries, quick=quick, progress=_progress,
+                                         with_peer=with_peer and command != "scale")
         if command != "scale":
             results["attribution"] = ares.to_dict()
     if command in ("all", "scale") and samples:

@@ -47,14 +47,14 @@ class MatchConfig:
     # by the family. Range 0..1. Set by the rule of bench/attribution.py (calibrate_threshold,
     # tuning data only): the smallest threshold with <= 1% false attribution on tuning
     # unknowns + leave-one-family-out tuning families, times the smallest safety margin that
-    # keeps leave-one-family-out cross-validated false attribution <= 1%. Full run (`python -m
-    # bench attribution`, 2026-11-26, library corpus indexed; 132 calibration samples of 22
-    # lineages): base 0.26 (wine DLLs reach 0.26 for wine-advapi32/-wininet through shared
-    # wine code), margin 1.5 -> 0.39; recall of known queries 0.50 there. The quick run's
-    # calibration set (no wine-advapi32/-wininet indexed) gave 0.07, which its own full-run
-    # tuning rows reject (13.9% / 25% false attribution). Held-out result in docs/BENCHMARKS.md.
-    # Raise it without a library corpus.
-    unknown_threshold: float = 0.39
+    # keeps leave-one-family-out cross-validated false attribution <= 1%. Round 4 engine
+    # (call-graph context, sem-only size penalty), full run (`python -m bench attribution`,
+    # 2026-11-26, git 42a396c, library corpus indexed; 132 calibration samples of 22 lineages):
+    # base 0.22 x margin 1.25 -> 0.28; recall of known queries 0.775 there. Round 3 engine,
+    # same rule and set: 0.26 x 1.5 = 0.39, recall 0.50. (The quick run's calibration set, no
+    # wine-advapi32/-wininet indexed, gave 0.07 in round 3; its full-run tuning rows rejected
+    # it.) Held-out result in docs/BENCHMARKS.md. Raise it without a library corpus.
+    unknown_threshold: float = 0.28
     # Confidence = 1 / (1 + exp(-z)), z = confidence_score_slope * (score - unknown_threshold)
     # + confidence_margin_slope * (score - runner_up_score). At the threshold with no runner-up
     # margin that is 0.5. Logistic fit of "correct attribution" on the top score over the
