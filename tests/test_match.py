@@ -8,11 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kinship.exceptions import StoreError
+from kinship.api import Kinship
+from kinship.exceptions import StoreError, UsageError
 from kinship.features.extract import extract_features
 from kinship.features.minhash import EMPTY_SLOT
 from kinship.features.model import FunctionFeatures
-from kinship.match.aggregate import ReferenceIndex, SampleLabel, attribute
+from kinship.index.config import IndexConfig
+from kinship.index.diskarray import DiskArray
+from kinship.match.aggregate import (
+    _SAVE_VERSION,
+    ReferenceIndex,
+    SampleLabel,
+    _ref_rows,
+    attribute,
+)
 from kinship.match.config import MatchConfig
 from kinship.match.result import (
     ActorScore,
@@ -92,7 +101,7 @@ def test_score_exact_code_sem() -> None:
 def test_size_penalty() -> None:
     a = feat(n_ins=400)
     b = feat(rand_sig(), a.sem_sig, n_ins=20)
-    assert score_function_pair(a, b) == 0.1  # sem 1.0 * (20/400)/0.5
+    assert score_function_pair(a, b) == pytest.approx(0.1)  # sem 1.0 * (20/400)/0.5
 
 
 def test_x86_x64_same_source_scores_high_on_sem() -> None:
@@ -103,7 +112,9 @@ def test_x86_x64_same_source_scores_high_on_sem() -> None:
     assert s.sem[0] >= s.code[0]
 
 
-def _corpus() -> tuple[ReferenceIndex, dict[str, list[FunctionFeatures]]]:
+def _corpus(
+    config: IndexConfig | None = None,
+) -> tuple[ReferenceIndex, dict[str, list[FunctionFeatures]]]:
     fam_a = [feat() for _ in range(30)]
     fam_b = [feat() for _ in range(30)]
     crt = [feat() for _ in range(10)]
@@ -133,7 +144,8 @@ def _corpus() -> tuple[ReferenceIndex, dict[str, list[FunctionFeatures]]]:
         [
             (rec(n, families[n], actors.get(families[n] or ""), lib=n == "lib"), fs)
             for n, fs in samples.items()
-        ]
+        ],
+        config,
     )
     named = {"fam_a": fam_a, "fam_b": fam_b, "crt": crt, "shared5": [shared5]}
     return index, named
@@ -288,3 +300,62 @@ def test_reference_index_save_load_mmap(tmp_path: Path) -> None:
         assert a.n_library_functions == b.n_library_functions
     with pytest.raises(StoreError):
         ReferenceIndex.load(tmp_path / "missing")
+
+
+def test_saved_index_gathers_rows_by_positional_reads(tmp_path: Path) -> None:
+    index, named = _corpus()
+    index.save(tmp_path / "idx")
+    disk = ReferenceIndex.load(tmp_path / "idx", mmap=True)
+    assert isinstance(disk.sketches, DiskArray)
+    assert isinstance(disk.code_lsh.keys, DiskArray) and isinstance(disk.sem_lsh.order, DiskArray)
+    assert disk.nbytes == index.nbytes and disk.num_perm == index.num_perm == 64
+    rows = np.array([5, 0, 5, len(index) - 1, 3], dtype=np.int64)
+    a, b = _ref_rows(index, rows), _ref_rows(disk, rows)
+    for field in ("code_sig", "sem_sig", "exact_hash", "n_instructions", "n_sem_tokens"):
+        assert np.array_equal(getattr(a, field), getattr(b, field))
+    q = SketchRows.from_features(named["fam_a"] + named["shared5"])
+    ca, cb = index.candidates(q), disk.candidates(q)
+    assert np.array_equal(ca.query, cb.query) and np.array_equal(ca.row, cb.row)
+    disk.save(tmp_path / "again")  # an index read from disk can be saved again
+    again = ReferenceIndex.load(tmp_path / "again", mmap=False)
+    assert np.array_equal(np.asarray(again.sketches), np.asarray(index.sketches))
+
+
+def test_saved_index_of_another_format_is_rebuilt(tmp_path: Path) -> None:
+    index, _ = _corpus()
+    index.save(tmp_path / "idx")
+    meta = json.loads((tmp_path / "idx" / "index.json").read_text())
+    meta["version"] = 1  # uint32 code_sig.npy / sem_sig.npy layout
+    (tmp_path / "idx" / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match="format"):
+        ReferenceIndex.load(tmp_path / "idx")
+    db = tmp_path / "k.db"
+    with Kinship(db) as k:
+        k.reference_index()
+    cache = tmp_path / "k.db.index"
+    meta = json.loads((cache / "index.json").read_text())
+    meta["version"] = 1
+    (cache / "index.json").write_text(json.dumps(meta))
+    with Kinship(db) as k:
+        k.reference_index()  # refused, rebuilt from the store and saved again
+    assert json.loads((cache / "index.json").read_text())["version"] == _SAVE_VERSION
+
+
+def test_sketch_bits_16_scores_like_32() -> None:
+    fam = {f: [feat() for _ in range(40)] for f in ("FamA", "FamB", "FamC")}
+    crt = [feat() for _ in range(10)]
+    samples = [
+        (rec(f"{f}{i}", f), [variant(x, 4 * i) for x in fs] + crt)
+        for f, fs in fam.items()
+        for i in range(3)
+    ]
+    indexes = [ReferenceIndex.from_features(samples, IndexConfig(sketch_bits=b)) for b in (16, 32)]
+    assert [np.asarray(i.sketches).dtype for i in indexes] == [np.uint16, np.uint32]
+    q = [variant(f, 12) for f in fam["FamA"]] + [variant(f, 30) for f in fam["FamB"][:10]] + crt
+    a, b = (attribute(q, i) for i in indexes)
+    assert a.verdict.family == "FamA" and len(a.families) >= 2
+    assert [(f.family, round(f.score, 3)) for f in a.families] == [
+        (f.family, round(f.score, 3)) for f in b.families
+    ]
+    with pytest.raises(UsageError):
+        IndexConfig(sketch_bits=8)

@@ -8,11 +8,17 @@ Layout, for N indexed sketches (rows of an N x num_perm uint32 matrix) and B ban
 A query hashes its B bands and finds equal keys with ``np.searchsorted``: O(B log N) per query,
 no Python loop over queries. Memory: ``B * 12`` bytes per indexed function (192 bytes for
 16 bands). Empty sketches (all 0xFFFFFFFF: no tokens) are not indexed: they would all collide.
+
+``keys`` and ``order`` are arrays in memory or, for a saved index opened for querying,
+:class:`~kinship.index.diskarray.DiskArray` files read by positional reads: a query then reads
+one fence block of keys per (query, band) and the order entries of its hits, and maps nothing
+(measured at 10^7 functions: see kinship.index.diskarray).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +27,7 @@ import numpy.typing as npt
 
 from kinship.exceptions import StoreError, UsageError
 from kinship.features.minhash import EMPTY_SLOT, I64, U32, U64, mix64
+from kinship.index.diskarray import DiskArray, in_memory
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +43,16 @@ _BAND_MULT = np.array(
 )  # fmt: skip
 MAX_ROWS = 16  # rows per band (len(_BAND_MULT))
 # Sorted keys per fence entry: 512 uint64 = one 4 KiB page. A query bisects the small in-RAM
-# fence first and then one block, so on a memory-mapped index it reads about one page per
-# band instead of the ~log2(N) pages of a full bisection, which for 5,000 query functions
-# touched nearly every page of the 2.4 GiB of keys at 10^7 functions.
+# fence first and then one block, so on an index on disk it reads one page per band instead of
+# the ~log2(N) pages of a full bisection, which for 5,000 query functions touched nearly every
+# page of the 2.4 GiB of keys at 10^7 functions.
 FENCE_STRIDE = 512
+
+# keys / order: in memory, or on disk (read by positional reads).
+KeyArray = U64 | DiskArray
+OrderArray = npt.NDArray[np.uint32] | DiskArray
+# (starts, counts) -> the concatenated elements of those ranges
+RangeReader = Callable[[I64, I64], npt.NDArray[np.uint32]]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -104,6 +117,12 @@ def fenced_searchsorted(keys: U64, fence: U64, q: U64, side: str) -> I64:
     i = np.searchsorted(fence, q, side="right" if right else "left").astype(np.int64)
     lo = np.maximum(i - 1, 0) * FENCE_STRIDE
     hi = np.minimum(i * FENCE_STRIDE, n)
+    return _bisect(keys, lo, hi, q, right)
+
+
+def _bisect(keys: U64, lo: I64, hi: I64, q: U64, right: bool) -> I64:
+    """Vectorised bisection of each ``q[i]`` inside the sorted slice keys[lo[i]:hi[i]]."""
+    n = len(keys)
     while True:
         active = lo < hi
         if not active.any():
@@ -115,16 +134,58 @@ def fenced_searchsorted(keys: U64, fence: U64, q: U64, side: str) -> I64:
         hi = np.where(active & ~go, mid, hi)
 
 
+def fenced_search_disk(
+    flat_keys: DiskArray, band: int, width: int, fence: U64, q: U64
+) -> tuple[I64, I64]:
+    """(left, right) ``np.searchsorted`` of ``q`` in row ``band`` (``width`` sorted keys) of an
+    on-disk (bands, width) key matrix seen flat (``DiskArray.flat``): the fence picks each
+    query's block(s), the distinct blocks are read (one positional read of FENCE_STRIDE keys
+    each) and bisected in memory."""
+    il = np.searchsorted(fence, q, side="left").astype(np.int64)
+    ir = np.searchsorted(fence, q, side="right").astype(np.int64)
+    bl, br = np.maximum(il - 1, 0), np.maximum(ir - 1, 0)  # block holding each answer
+    ub = sorted_unique(np.concatenate([bl, br]))
+    bstart = ub * FENCE_STRIDE
+    bcount = np.minimum(FENCE_STRIDE, width - bstart)
+    buf: U64 = flat_keys.read_ranges(band * width + bstart, bcount).reshape(-1)
+    boff = np.cumsum(bcount) - bcount
+    out = []
+    for blk, right in ((bl, False), (br, True)):
+        k = np.searchsorted(ub, blk)
+        lo = boff[k]
+        pos = _bisect(buf, lo, lo + bcount[k], q, right)
+        out.append(pos - lo + bstart[k])
+    return out[0], out[1]
+
+
+def range_reader(a: npt.NDArray[np.uint32] | DiskArray) -> RangeReader:
+    """A reader of element ranges of the flattened ``a`` (positional reads for a DiskArray)."""
+    if isinstance(a, DiskArray):
+        flat = a.flat()
+        return lambda starts, counts: flat.read_ranges(starts, counts)
+    ravel = a.ravel()
+
+    def take(starts: I64, counts: I64) -> npt.NDArray[np.uint32]:
+        total = int(counts.sum())
+        ends = np.cumsum(counts)
+        pos = np.repeat(starts - (ends - counts), counts) + np.arange(total, dtype=np.int64)
+        out: npt.NDArray[np.uint32] = ravel[pos]
+        return out
+
+    return take
+
+
 def _expand(
     lo: I64,
     hi: I64,
     owners: I64,
-    order: npt.NDArray[np.uint32],
+    order: RangeReader,
     cap: int,
     unique: bool = True,
 ) -> CandidatePairs:
     """Turn per-(query, band) index ranges [lo, hi) into (query, row) pairs, at most ``cap`` per
-    range; duplicates (one per band hit) removed unless ``unique`` is False."""
+    range; ``order`` reads the rows of ranges. Duplicates (one per band hit) removed unless
+    ``unique`` is False."""
     hi = np.minimum(hi, lo + cap)
     counts = hi - lo
     keep = counts > 0
@@ -132,10 +193,7 @@ def _expand(
     total = int(counts.sum())
     if total == 0:
         return CandidatePairs(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    ends = np.cumsum(counts)
-    offset = np.arange(total, dtype=np.int64) - np.repeat(ends - counts, counts)
-    pos = np.repeat(lo, counts) + offset
-    rows = order[pos].astype(np.int64)
+    rows = order(lo, counts).astype(np.int64)
     q = np.repeat(owners, counts)
     if not unique:
         return CandidatePairs(q, rows)
@@ -147,8 +205,8 @@ class LSHIndex:
 
     def __init__(
         self,
-        keys: U64,
-        order: npt.NDArray[np.uint32],
+        keys: KeyArray,
+        order: OrderArray,
         n_rows: int,
         rows: int,
         max_bucket: int = 512,
@@ -156,10 +214,16 @@ class LSHIndex:
     ) -> None:
         """Low-level constructor (used by :meth:`build` and :meth:`load`): ``keys`` and ``order``
         are (bands, N') arrays, each keys[b] sorted; ``fence`` = :func:`fence_of` (computed when
-        None: pass it for memory-mapped keys, computing it reads every page)."""
+        None; required for keys on disk)."""
+        if fence is None:
+            if isinstance(keys, DiskArray):
+                raise StoreError(f"{keys.path}: LSH keys on disk need their fence")
+            fence = fence_of(keys)
         self.keys = keys
         self.order = order
-        self.fence = fence_of(keys) if fence is None else fence
+        self.fence = fence
+        self._flat_keys = keys.flat() if isinstance(keys, DiskArray) else None
+        self._order_ranges = range_reader(order)
         self.n_rows = n_rows  # rows of the indexed matrix (including empty, unindexed ones)
         self.bands = int(keys.shape[0])
         self.rows = rows
@@ -206,16 +270,22 @@ class LSHIndex:
         his: list[I64] = []
         width = self.keys.shape[1]
         for b in range(self.bands):
-            k, f, qk = self.keys[b], self.fence[b], qkeys[:, b]
-            los.append(fenced_searchsorted(k, f, qk, "left"))
-            his.append(fenced_searchsorted(k, f, qk, "right"))
+            f, qk = self.fence[b], qkeys[:, b]
+            if self._flat_keys is not None:
+                lo_b, hi_b = fenced_search_disk(self._flat_keys, b, width, f, qk)
+            else:
+                k = in_memory(self.keys)[b]
+                lo_b = fenced_searchsorted(k, f, qk, "left")
+                hi_b = fenced_searchsorted(k, f, qk, "right")
+            los.append(lo_b)
+            his.append(hi_b)
         lo = np.concatenate(los)
         hi = np.concatenate(his)
         owners = np.tile(nonempty.astype(np.int64), self.bands)
         band = np.repeat(np.arange(self.bands, dtype=np.int64), len(nonempty))
         # Flatten (band, position) into one index of order.ravel().
         base = band * width
-        return _expand(lo + base, hi + base, owners, self.order.ravel(), self.max_bucket, unique)
+        return _expand(lo + base, hi + base, owners, self._order_ranges, self.max_bucket, unique)
 
     def save(self, path: Path) -> None:
         """Write the index as an uncompressed .npz (loads with mmap-free np.load)."""
@@ -224,8 +294,8 @@ class LSHIndex:
                 np.savez(
                     fh,
                     version=np.int64(_FORMAT_VERSION),
-                    keys=self.keys,
-                    order=self.order,
+                    keys=in_memory(self.keys),
+                    order=in_memory(self.order),
                     meta=np.array([self.n_rows, self.rows, self.max_bucket], np.int64),
                 )
         except OSError as e:
@@ -268,7 +338,8 @@ class ExactIndex:
         q = np.asarray(exact_hash, dtype=np.int64)
         lo = np.searchsorted(self.hashes, q, side="left").astype(np.int64)
         hi = np.searchsorted(self.hashes, q, side="right").astype(np.int64)
-        return _expand(lo, hi, np.arange(len(q), dtype=np.int64), self.order, self.max_bucket)
+        owners = np.arange(len(q), dtype=np.int64)
+        return _expand(lo, hi, owners, range_reader(self.order), self.max_bucket)
 
     def save(self, path: Path) -> None:
         try:
@@ -277,7 +348,7 @@ class ExactIndex:
                     fh,
                     version=np.int64(_FORMAT_VERSION),
                     hashes=self.hashes,
-                    order=self.order,
+                    order=in_memory(self.order),
                     meta=np.array([self.max_bucket], np.int64),
                 )
         except OSError as e:

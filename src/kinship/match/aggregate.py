@@ -37,6 +37,7 @@ from kinship.exceptions import StoreError, UsageError
 from kinship.features.minhash import I64, U32, U64
 from kinship.features.model import FunctionFeatures
 from kinship.index.config import IndexConfig
+from kinship.index.diskarray import DiskArray, in_memory, take_rows
 from kinship.index.lsh import (
     CandidatePairs,
     ExactIndex,
@@ -45,6 +46,7 @@ from kinship.index.lsh import (
     sorted_unique,
     unpack_pairs,
 )
+from kinship.index.sketch16 import U16, fold, to_stored, widen
 from kinship.match.config import MatchConfig
 from kinship.match.result import (
     ActorScore,
@@ -63,11 +65,22 @@ log = logging.getLogger(__name__)
 # Candidate pairs scored at once: bounds the gathered sketch copies to
 # MAX_PAIRS_PER_CHUNK * num_perm * 4 bytes * 4 (128 MiB at num_perm=64).
 MAX_PAIRS_PER_CHUNK = 131072
+# Rows of sketches converted to their stored form at once (ReferenceIndex construction).
+STACK_ROWS = 1 << 16
 # Function matches kept in the result (best first): enough for every evidence view.
 MAX_FUNCTION_MATCHES = 5000
 
 BoolArray = npt.NDArray[np.bool_]
-_SAVE_VERSION = 1  # ReferenceIndex.save layout
+# ReferenceIndex.save layout. 2: sketches stored as one (N, 2 * num_perm) matrix of
+# IndexConfig.sketch_bits-bit slots (was: two uint32 matrices); an index saved by another
+# version is refused by load() (StoreError), so the API rebuilds it from the store.
+_SAVE_VERSION = 2
+# Saved arrays read by positional reads (DiskArray) when loaded with mmap=True, instead of
+# being memory-mapped: the large ones, whose touched pages would otherwise count in the
+# querying process's RSS (4.1 GiB at 10^7 functions, see bench/scale.py). The per-function
+# scalars stay memory-mapped: each is <= 8 bytes per function, 80 MiB at 10^7 even if every
+# page were touched.
+_ON_DISK = ("sketches", "code_keys", "code_order", "sem_keys", "sem_order")
 
 
 class SampleLabelLike(Protocol):
@@ -101,8 +114,12 @@ class ReferenceIndex:
 
     Built from plain arrays (the store loads them) plus ``samples``: sample id -> label.
     ``family_id`` (index into ``families``, -1 = unlabelled or library) and ``is_library`` are
-    derived from the labels. Memory per function: sketches 2 * num_perm * 4 bytes, LSH
-    (code_bands + sem_bands) * 12, exact index 12, scalars ~40 (~950 bytes at the defaults).
+    derived from the labels. The code and sem sketches are kept as one (N, 2 * num_perm)
+    matrix ``sketches`` of ``config.sketch_bits``-bit slots (kinship.index.sketch16); the LSH
+    tables are built from the full 32-bit sketches, so candidates do not depend on it.
+    Memory per function: sketches 2 * num_perm * 2 bytes, LSH (code_bands + sem_bands) * 12,
+    exact index 12, scalars ~65 (~700 bytes at the defaults; 661 MiB per 10^6 replayed
+    functions in bench/scale.py, 905 MiB with 32-bit sketches).
     """
 
     def __init__(
@@ -128,16 +145,16 @@ class ReferenceIndex:
         self.sample_id = np.asarray(sample_id, dtype=np.int64)
         self.n_instructions = np.asarray(n_instructions, dtype=np.int64)
         self.exact_hash = np.asarray(exact_hash, dtype=np.int64)
-        self.code_sig = np.asarray(code_sig, dtype=np.uint32)
-        self.sem_sig = np.asarray(sem_sig, dtype=np.uint32)
+        code_sig = np.asarray(code_sig, dtype=np.uint32)
+        sem_sig = np.asarray(sem_sig, dtype=np.uint32)
         if n == 0:  # an empty store may report (0, 0) sketch matrices
             width = max(
-                self.code_sig.shape[-1] if self.code_sig.ndim == 2 else 0,
+                code_sig.shape[-1] if code_sig.ndim == 2 else 0,
                 self.config.code_bands * self.config.code_rows,
                 self.config.sem_bands * self.config.sem_rows,
             )
-            self.code_sig = np.zeros((0, width), dtype=np.uint32)
-            self.sem_sig = np.zeros((0, width), dtype=np.uint32)
+            code_sig = np.zeros((0, width), dtype=np.uint32)
+            sem_sig = np.zeros((0, width), dtype=np.uint32)
         self.n_sem_tokens = (
             np.full(n, 1 << 30, dtype=np.int64)
             if n_sem_tokens is None
@@ -154,7 +171,7 @@ class ReferenceIndex:
                 raise ValueError(
                     f"ReferenceIndex.{name} has {len(getattr(self, name))} rows, not {n}"
                 )
-        if self.code_sig.shape[0] != n or self.sem_sig.shape != self.code_sig.shape:
+        if code_sig.ndim != 2 or code_sig.shape[0] != n or sem_sig.shape != code_sig.shape:
             raise ValueError("ReferenceIndex sketch matrices must be (n_functions, num_perm)")
         missing = set(np.unique(self.sample_id).tolist()) - set(samples)
         if missing:
@@ -187,8 +204,9 @@ class ReferenceIndex:
         self.family_id = s_family[self.sample_index] if n else np.zeros(0, np.int64)
         self.is_library = s_lib[self.sample_index] if n else np.zeros(0, bool)
         cfg = self.config
-        self.code_lsh = LSHIndex.build(self.code_sig, cfg.code_bands, cfg.code_rows, cfg.max_bucket)
-        self.sem_lsh = LSHIndex.build(self.sem_sig, cfg.sem_bands, cfg.sem_rows, cfg.max_bucket)
+        self.code_lsh = LSHIndex.build(code_sig, cfg.code_bands, cfg.code_rows, cfg.max_bucket)
+        self.sem_lsh = LSHIndex.build(sem_sig, cfg.sem_bands, cfg.sem_rows, cfg.max_bucket)
+        self.sketches: U16 | U32 | DiskArray = _stack_stored(code_sig, sem_sig, cfg.sketch_bits)
         self.exact = ExactIndex.build(self.exact_hash, cfg.max_bucket)
         self._build_rarity()
 
@@ -210,7 +228,7 @@ class ReferenceIndex:
 
     # Row-aligned and table arrays written by save(): attribute name -> file stem.
     _ARRAYS = (
-        "function_id", "sample_id", "n_instructions", "exact_hash", "code_sig", "sem_sig",
+        "function_id", "sample_id", "n_instructions", "exact_hash", "sketches",
         "n_sem_tokens", "function_va", "sample_ids", "sample_index", "family_id", "is_library",
         "rarity_hash", "rarity_families", "library_hash",
     )  # fmt: skip
@@ -221,10 +239,10 @@ class ReferenceIndex:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             for name in self._ARRAYS:
-                np.save(directory / f"{name}.npy", getattr(self, name))
+                np.save(directory / f"{name}.npy", in_memory(getattr(self, name)))
             for name, lsh in (("code", self.code_lsh), ("sem", self.sem_lsh)):
-                np.save(directory / f"{name}_keys.npy", lsh.keys)
-                np.save(directory / f"{name}_order.npy", lsh.order)
+                np.save(directory / f"{name}_keys.npy", in_memory(lsh.keys))
+                np.save(directory / f"{name}_order.npy", in_memory(lsh.order))
                 np.save(directory / f"{name}_fence.npy", lsh.fence)
             np.save(directory / "exact_hashes.npy", self.exact.hashes)
             np.save(directory / "exact_order.npy", self.exact.order)
@@ -244,19 +262,23 @@ class ReferenceIndex:
 
     @classmethod
     def load(cls, directory: Path, mmap: bool = True) -> ReferenceIndex:
-        """Read an index written by :meth:`save`. With ``mmap`` the arrays stay on disk and a
-        query reads only the pages it touches (LSH bisection, candidate rows)."""
+        """Read an index written by :meth:`save`. With ``mmap`` the arrays stay on disk: the
+        large ones (``_ON_DISK``) are read by positional reads of what a query needs (LSH key
+        blocks and bucket rows, candidate sketches), the others are memory-mapped."""
         mode: Literal["r"] | None = "r" if mmap else None
         try:
             meta = json.loads((directory / "index.json").read_text(encoding="utf-8"))
             if meta.get("version") != _SAVE_VERSION:
                 raise StoreError(f"{directory}: reference index format unsupported")
             self = cls.__new__(cls)
-            for name in cls._ARRAYS:
-                setattr(self, name, np.load(directory / f"{name}.npy", mmap_mode=mode))
 
             def arr(stem: str) -> Any:
+                if mmap and stem in _ON_DISK:
+                    return DiskArray(directory / f"{stem}.npy")
                 return np.load(directory / f"{stem}.npy", mmap_mode=mode)
+
+            for name in cls._ARRAYS:
+                setattr(self, name, arr(name))
 
             self.config = IndexConfig(**meta["config"])
             cfg = self.config
@@ -311,7 +333,7 @@ class ReferenceIndex:
     @property
     def num_perm(self) -> int:
         """Sketch length (slots) of the indexed functions."""
-        return int(self.code_sig.shape[1])
+        return int(self.sketches.shape[1]) // 2
 
     @classmethod
     def from_arrays(
@@ -338,8 +360,7 @@ class ReferenceIndex:
             self.sample_id,
             self.n_instructions,
             self.exact_hash,
-            self.code_sig,
-            self.sem_sig,
+            self.sketches,
             self.n_sem_tokens,
             self.function_va,
             self.sample_index,
@@ -476,6 +497,10 @@ def attribute(
         )
     qrows = SketchRows.from_features(considered, num_perm)
     nq = len(considered)
+    bits = index.config.sketch_bits  # the query's sketches as the index stores them, to score
+    qscore = dataclasses.replace(
+        qrows, code_sig=fold(qrows.code_sig, bits), sem_sig=fold(qrows.sem_sig, bits)
+    )
 
     # 2. library code known by exact hash (in a library sample, or in >= common_families
     # families): decided without candidates. Then candidates for the other functions.
@@ -502,7 +527,7 @@ def attribute(
     kinds: list[npt.NDArray[np.int8]] = []
     for s in range(0, len(pq), MAX_PAIRS_PER_CHUNK):
         qi, ri = pq[s : s + MAX_PAIRS_PER_CHUNK], pr[s : s + MAX_PAIRS_PER_CHUNK]
-        ps = score_pairs(qrows.take(qi), _ref_rows(index, ri), cfg)
+        ps = score_pairs(qscore.take(qi), _ref_rows(index, ri), cfg)
         scores.append(ps.score)
         kinds.append(ps.kind)
     score = np.concatenate(scores) if scores else np.zeros(0, np.float64)
@@ -629,15 +654,29 @@ def attribute(
     return result
 
 
+def _stack_stored(code_sig: U32, sem_sig: U32, bits: int) -> U16 | U32:
+    """(N, 2 * num_perm) stored sketches [code | sem], converted STACK_ROWS rows at a time so
+    that the temporaries stay small (the whole-matrix conversion needed 2.5 GiB more at 10^7)."""
+    n, p = code_sig.shape
+    out = np.empty((n, 2 * p), dtype=np.uint16 if bits == 16 else np.uint32)
+    for s in range(0, n, STACK_ROWS):
+        out[s : s + STACK_ROWS, :p] = to_stored(code_sig[s : s + STACK_ROWS], bits)
+        out[s : s + STACK_ROWS, p:] = to_stored(sem_sig[s : s + STACK_ROWS], bits)
+    return out
+
+
 def _fence(path: Path) -> U64 | None:
     """A saved LSH fence, or None (recomputed from the keys) for indexes saved without one."""
     return np.load(path) if path.exists() else None
 
 
 def _ref_rows(index: ReferenceIndex, rows: I64) -> SketchRows:
+    """What scoring needs of reference ``rows``; sketches widened to uint32 (sketch16)."""
+    sk = widen(take_rows(index.sketches, rows))
+    p = sk.shape[1] // 2
     return SketchRows(
-        index.code_sig[rows],
-        index.sem_sig[rows],
+        sk[:, :p],
+        sk[:, p:],
         index.exact_hash[rows],
         index.n_instructions[rows],
         index.n_sem_tokens[rows],
