@@ -45,9 +45,9 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.loglog(n, [s["query_s"] for s in scale], "o-", label="query s (5k functions)")
         ax.loglog(n, [s["index_mib"] / 1024 for s in scale], "s-", label="index GiB")
         if all(s.get("mmap_peak_rss_mib") for s in scale):
-            ax.loglog(n, [s["mmap_query_s"] for s in scale], "^--", label="query s, mmap index")
+            ax.loglog(n, [s["mmap_query_s"] for s in scale], "^--", label="query s, saved index")
             ax.loglog(n, [s["mmap_peak_rss_mib"] / 1024 for s in scale], "v--",
-                      label="query peak RSS GiB, mmap index")
+                      label="query peak RSS GiB, saved index")
         ax.set_xlabel("indexed functions")
         ax.legend()
         fig.tight_layout()

@@ -176,8 +176,10 @@ class Kinship:
         """The index over everything stored, rebuilt only when the store changed.
 
         For a file store the index is also saved next to it (``<db>.index/``, stamped with
-        the store's generation) and memory-mapped by later processes, so a ``kinship match``
-        does not pay for reading every sketch and building the LSH tables again.
+        the store's generation) and opened by later processes without loading it: the LSH
+        tables and sketches stay on disk and a query reads only the key blocks, bucket rows
+        and candidate sketches it needs (``ReferenceIndex.load``), so a ``kinship match`` does
+        not pay for reading every sketch and building the LSH tables again.
         """
         gen = self.store.generation()
         if self._index is not None and gen == self._index_generation:
