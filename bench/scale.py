@@ -60,6 +60,11 @@ class ScalePoint:
     # page cache of the still memory-mapped files (per-function scalars), which this kernel
     # maps in large folios (touching one 4 KiB page maps up to 2 MiB).
     mmap_private_mib: float = 0.0
+    # The same disk query with every query function remapped into a random replayed copy
+    # (spread_query): its candidates spread over the whole index instead of sitting in copy 0.
+    # 0 where nothing is replayed.
+    spread_query_s: float = 0.0
+    spread_peak_rss_mib: float = 0.0
 
 
 _CHILD = """
@@ -134,6 +139,34 @@ def _rss_mib() -> float:
     return 0.0
 
 
+def _remap(code: Any, sem: Any, exact: Any, c: int) -> tuple[Any, Any, Any]:
+    """Copy ``c``'s bijection (copy 0 = identity) of sketch slots and exact hashes."""
+    if c == 0:
+        return code, sem, exact
+    odd = np.uint32((2 * c + 1) * 0x9E3779B1 & 0xFFFFFFFF | 1)
+    empty = np.uint32(0xFFFFFFFF)
+    cs = code * odd + np.uint32(c)
+    ss = sem * odd + np.uint32(c)
+    cs[code == empty] = empty
+    ss[sem == empty] = empty
+    return cs, ss, exact ^ np.int64(c * 0x5BD1E995)
+
+
+def spread_query(query: Sequence[Any], copies: int, seed: int = 7) -> list[Any]:
+    """The query with each function remapped into a random replayed copy, so that its
+    candidates lie all over a replayed index (the worst case for reads from disk), instead of
+    all in copy 0 next to each other."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for f, c in zip(query, rng.integers(0, max(1, copies), size=len(query)).tolist(),
+                    strict=True):
+        cs, ss, ex = _remap(f.code_sig, f.sem_sig, np.int64(f.exact_hash), int(c))
+        out.append(dataclasses.replace(f, code_sig=cs, sem_sig=ss, exact_hash=int(ex)))
+    return out
+
+
 def _replay(base: Any, n: int) -> Any:
     """SketchRows of ``n`` rows: copies of ``base`` remapped per copy (see module docstring)."""
     from kinship.match.score import SketchRows
@@ -141,20 +174,10 @@ def _replay(base: Any, n: int) -> Any:
     copies = -(-n // len(base))
     code, sem, ex, ni, ns = [], [], [], [], []
     for c in range(copies):
-        if c == 0:
-            code.append(base.code_sig)
-            sem.append(base.sem_sig)
-            ex.append(base.exact_hash)
-        else:
-            odd = np.uint32((2 * c + 1) * 0x9E3779B1 & 0xFFFFFFFF | 1)
-            empty = np.uint32(0xFFFFFFFF)
-            cs = base.code_sig * odd + np.uint32(c)
-            ss = base.sem_sig * odd + np.uint32(c)
-            cs[base.code_sig == empty] = empty
-            ss[base.sem_sig == empty] = empty
-            code.append(cs)
-            sem.append(ss)
-            ex.append(base.exact_hash ^ np.int64(c * 0x5BD1E995))
+        cs, ss, ex_c = _remap(base.code_sig, base.sem_sig, base.exact_hash, c)
+        code.append(cs)
+        sem.append(ss)
+        ex.append(ex_c)
         ni.append(base.n_instructions)
         ns.append(base.n_sem_tokens)
     return SketchRows(np.concatenate(code)[:n], np.concatenate(sem)[:n],
@@ -201,10 +224,15 @@ def run_scale(feature_sets: Sequence[tuple[Any, Sequence[Any]]], *, quick: bool,
             attribute(query, index, sample_sha256="q")
             times.append(time.perf_counter() - t1)
         mq, mrss, manon = _mmap_query(index, query, repeats)
+        sq = srss = 0.0
+        if n > len(feats):  # replayed: also the worst case, candidates spread over all copies
+            spread = spread_query(query, min(-(-n // len(feats)), n // len(feats)))
+            sq, srss, _ = _mmap_query(index, spread, repeats)
         p = ScalePoint(n, min(n, len(feats)), max(0, n - len(feats)), round(build, 2),
                        round(index.nbytes / 2**20, 1), round(growth, 1),
                        round(float(np.median(times)), 3), len(query), round(_peak_rss_mib(), 1),
-                       round(mq, 3), round(mrss, 1), round(manon, 1))
+                       round(mq, 3), round(mrss, 1), round(manon, 1), round(sq, 3),
+                       round(srss, 1))
         out.append(p)
         if progress:
             progress(f"  scale: {p}")
