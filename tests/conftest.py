@@ -1,5 +1,5 @@
-"""Session-wide pytest fixtures: test binaries built from source, Debian's Lua libraries, and a
-private ``KINSHIP_HOME``.
+"""Session-wide pytest fixtures: test binaries built from source, Debian's Lua libraries, a
+private ``KINSHIP_HOME`` and a PostgreSQL test database (``pg_url``, ``pg_schema``).
 
 ``bins["netsh_x64.exe"]`` and ``lua_libs["5.4"]`` are :class:`pathlib.Path` objects. When a
 fixture cannot be made here (no mingw-w64, no apt), looking it up skips the test with the
@@ -9,7 +9,10 @@ reason; under ``CI=true`` it fails instead, because .ci/run installs every tool.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -69,3 +72,31 @@ def shared_dir() -> Path | None:
     """``../shared`` next to the repository (corpus scripts, data), or None where absent."""
     shared = REPO_ROOT.parent / "shared"
     return shared if shared.is_dir() else None
+
+
+PG_URL_ENV = "KINSHIP_TEST_PG_URL"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """``$KINSHIP_TEST_PG_URL``: a PostgreSQL database the tests may wipe (.ci/postgres.sh
+    starts one). Unset: the test is skipped, except under ``CI=true`` where it fails."""
+    url = os.environ.get(PG_URL_ENV, "").strip()
+    if not url:
+        reason = f"{PG_URL_ENV} is not set (no PostgreSQL server for the tests; .ci/postgres.sh)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url
+
+
+@pytest.fixture
+def pg_schema(pg_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema name for one test, dropped (with its tables) afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"kt_{uuid.uuid4().hex[:16]}"
+    yield name
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))

@@ -1,4 +1,4 @@
-"""Store backends (SQLite, memory): one data-driven suite, run against each backend.
+"""Store backends (SQLite, memory, PostgreSQL): one data-driven suite, run against each backend.
 
 FunctionFeatures are built by hand with random sketches; no binaries needed.
 """
@@ -109,9 +109,18 @@ class Exploding(Sequence[FunctionFeatures]):
         return self.items[i]
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = SQLiteStore(tmp_path / "k.db") if request.param == "sqlite" else MemoryStore()
+    s: Store
+    if request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "k.db")
+    elif request.param == "memory":
+        s = MemoryStore()
+    else:  # a fresh schema of $KINSHIP_TEST_PG_URL (skipped when unset; see conftest)
+        from kinship.store.postgres import PostgresStore
+
+        schema = request.getfixturevalue("pg_schema")
+        s = PostgresStore(request.getfixturevalue("pg_url"), schema=schema)
     with s:
         yield s
 

@@ -48,9 +48,9 @@ from kinship.match.result import MatchResult
 from kinship.match.sample_signals import sample_signals
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
 from kinship.store.base import Store
-from kinship.store.files import SampleFiles
+from kinship.store.files import SAMPLES_DIR_NAME, SampleFiles
 from kinship.store.model import SampleRecord, StoreStats
-from kinship.store.paths import default_db_path
+from kinship.store.paths import default_db, is_postgres_url, pg_data_dir
 from kinship.store.sqlite import SQLiteStore
 from kinship.strings.extract import StringTable
 from kinship.strings.similarity import string_reuse
@@ -78,20 +78,45 @@ class Kinship:
     """A store plus the operations on it. Thread-unsafe; one per thread/process."""
 
     def __init__(self, db: str | Path | None = None, *, store: Store | None = None,
-                 keep_files: bool = True) -> None:
-        """Open the store at ``db`` (default: ``$KINSHIP_HOME/kinship.db``), or use ``store``.
+                 keep_files: bool = True, files_dir: Path | None = None) -> None:
+        """Open the store ``db``, or use ``store``.
 
-        ``keep_files``: keep a copy of every ingested sample next to the store
-        (``<store dir>/samples/<sha256>``) so that evidence views can show reference code and
-        YARA rules can be validated. Off for an in-memory ``store``.
+        ``db`` is an SQLite file, or a PostgreSQL URL (``postgresql://user@host/dbname`` or
+        ``postgres://...``: the team store, :class:`kinship.store.postgres.PostgresStore`).
+        Default: ``$KINSHIP_DB`` when set, else ``$KINSHIP_HOME/kinship.db``.
+
+        ``keep_files``: keep a copy of every ingested sample (``<store dir>/samples/<sha256>``
+        for a file store) so that evidence views can show reference code and YARA rules can
+        be validated. Off for an in-memory ``store``. A PostgreSQL store has no directory of
+        its own: the copies and the saved index go to ``files_dir`` (default
+        ``$KINSHIP_HOME/pg-<hash of host:port/dbname>/``), as ``samples/`` and ``index/``.
         """
-        db_path: Path | None = Path(db) if db else None
+        self._index_dir: Path | None = None
+        files_root: Path | None = None
         if store is None:
-            db_path = db_path or default_db_path()
-            store = SQLiteStore(db_path)
+            target = db if db else default_db()
+            if is_postgres_url(target):
+                from kinship.store.postgres import PostgresStore
+
+                url = str(target).strip()
+                store = PostgresStore(url)
+                data_dir = files_dir or pg_data_dir(url)
+                files_root, self._index_dir = data_dir / SAMPLES_DIR_NAME, data_dir / "index"
+            else:
+                db_path = Path(target)
+                store = SQLiteStore(db_path)
+                files_root = files_dir / SAMPLES_DIR_NAME if files_dir else None
+                self._index_dir = Path(f"{db_path}.index")
+                if files_root is None:
+                    files_root = SampleFiles.default(db_path).root
+        else:  # a store made by the caller: a file store keeps its index beside it, as above
+            path = getattr(store, "path", None)
+            self._index_dir = Path(f"{path}.index") if path else None
+            if db and not is_postgres_url(db):
+                files_root = SampleFiles.default(Path(db)).root
         self.store: Store = store
         self.files: SampleFiles | None = (
-            SampleFiles.default(db_path) if keep_files and db_path is not None else None
+            SampleFiles(files_root) if keep_files and files_root is not None else None
         )
         self._index: ReferenceIndex | None = None
         self._index_generation = -1
@@ -206,8 +231,8 @@ class Kinship:
         return index
 
     def _index_cache_dir(self) -> Path | None:
-        path = getattr(self.store, "path", None)
-        return Path(f"{path}.index") if path else None
+        """``<db>.index/`` for a file store, ``<data dir>/index/`` for PostgreSQL."""
+        return self._index_dir
 
     def match(
         self,

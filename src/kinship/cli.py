@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kinship.api import Kinship
 from kinship.binary.model import Arch
-from kinship.cli_common import common
+from kinship.cli_common import common, store_backend
 from kinship.cli_evidence import register as register_evidence
 from kinship.cli_evidence import write_compare_html, write_match_html
 from kinship.cli_intel import register as register_intel
@@ -125,7 +125,7 @@ def main(verbose: int) -> None:
 @common
 def add(paths: tuple[Path, ...], family: str | None, actor: str | None, source: str | None,
         first_seen: str | None, version_: str | None, library: bool, manifest: Path | None,
-        base: str | None, replace: bool, no_keep: bool, jobs: int, db: Path | None,
+        base: str | None, replace: bool, no_keep: bool, jobs: int, db: str | Path | None,
         as_json: bool) -> None:
     """Analyse samples and add them to the store with their labels.
 
@@ -186,7 +186,7 @@ def _exit_for(error_name: str) -> int:
               help="Also write a self-contained HTML evidence page to this file.")
 @common
 def match(file: Path, base: str | None, arch: str | None, top: int, include_self: bool,
-          html: Path | None, db: Path | None, as_json: bool) -> None:
+          html: Path | None, db: str | Path | None, as_json: bool) -> None:
     """Attribute FILE: ranked families/actors, confidence, top shared functions.
 
     \b
@@ -220,7 +220,7 @@ def match(file: Path, base: str | None, arch: str | None, top: int, include_self
               help="Also write a self-contained HTML evidence page to this file.")
 @common
 def compare(a: Path, b: Path, listings: int, max_pairs: int, html: Path | None,
-            db: Path | None, as_json: bool) -> None:
+            db: str | Path | None, as_json: bool) -> None:
     """Matched function pairs of A and B with aligned side-by-side disassembly.
 
     \b
@@ -246,8 +246,8 @@ def compare(a: Path, b: Path, listings: int, max_pairs: int, html: Path | None,
 @click.option("--arch", type=click.Choice(["x86", "x64"]), help="Architecture of a raw dump.")
 @click.option("--functions", "show_functions", is_flag=True, help="List every function.")
 @common
-def info(file: Path, base: str | None, arch: str | None, show_functions: bool, db: Path | None,
-         as_json: bool) -> None:
+def info(file: Path, base: str | None, arch: str | None, show_functions: bool,
+         db: str | Path | None, as_json: bool) -> None:
     """Format, arch, hashes, sections, imports/exports and functions of FILE.
 
     \b
@@ -270,7 +270,7 @@ def db() -> None:
 
 @db.command("stats")
 @common
-def db_stats(db: Path | None, as_json: bool) -> None:
+def db_stats(db: str | Path | None, as_json: bool) -> None:
     """Samples, families, functions and size on disk.
 
     \b
@@ -279,9 +279,11 @@ def db_stats(db: Path | None, as_json: bool) -> None:
     """
     with Kinship(db) as k:
         s = k.stats()
+        backend = store_backend(k.store)
     if as_json:
-        _emit(dict(s.__dict__))
+        _emit({"backend": backend, **s.__dict__})
     else:
+        out.print(f"[bold]backend[/bold] {backend}")
         terminal.render_stats(out, s)
 
 
@@ -289,7 +291,7 @@ def db_stats(db: Path | None, as_json: bool) -> None:
 @click.option("--family", help="Only this family.")
 @click.option("--actor", help="Only this actor.")
 @common
-def db_list(family: str | None, actor: str | None, db: Path | None, as_json: bool) -> None:
+def db_list(family: str | None, actor: str | None, db: str | Path | None, as_json: bool) -> None:
     """List stored samples.
 
     \b
@@ -316,7 +318,7 @@ def db_list(family: str | None, actor: str | None, db: Path | None, as_json: boo
 @common
 def db_label(sample: str, family: str | None, actor: str | None, source: str | None,
              first_seen: str | None, version_: str | None, library: bool | None,
-             db: Path | None, as_json: bool) -> None:
+             db: str | Path | None, as_json: bool) -> None:
     """Change the labels of SAMPLE (sha256, sha256 prefix, md5 or sha1).
 
     \b
@@ -339,7 +341,7 @@ def db_label(sample: str, family: str | None, actor: str | None, source: str | N
 @db.command("remove")
 @click.argument("sample")
 @common
-def db_remove(sample: str, db: Path | None, as_json: bool) -> None:
+def db_remove(sample: str, db: str | Path | None, as_json: bool) -> None:
     """Delete SAMPLE and its functions from the store.
 
     \b
