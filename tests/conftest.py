@@ -100,3 +100,20 @@ def pg_schema(pg_url: str) -> Iterator[str]:
     yield name
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg_default_schema(pg_url: str) -> Iterator[str]:
+    """``pg_url`` with kinship's default schema (the one the CLI uses) wiped before and after
+    the test; yields the URL."""
+    import psycopg
+    from psycopg import sql
+
+    from kinship.store.postgres import DEFAULT_SCHEMA
+
+    drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(DEFAULT_SCHEMA))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(drop)
+    yield pg_url
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(drop)

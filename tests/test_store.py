@@ -348,6 +348,15 @@ def test_feature_params(store: Store) -> None:
     assert store.feature_params() == {"num_perm": 32, "seed": 7}
 
 
+def test_store_id(store: Store) -> None:
+    sid = store.store_id()
+    assert isinstance(sid, str) and len(sid) == 32 and int(sid, 16) >= 0
+    store.add_sample(make_record("a"), make_functions("a", 2))
+    store.delete_sample(digest("a", "sha256"))
+    assert store.store_id() == sid  # writes never change it
+    assert MemoryStore().store_id() != sid  # every store gets its own
+
+
 def test_closed_store(store: Store) -> None:
     store.close()
     with pytest.raises(StoreError):
@@ -371,6 +380,48 @@ def test_sqlite_persists_and_reopens(tmp_path: Path) -> None:
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
+
+
+def test_sqlite_store_id_kept_and_given_to_old_stores(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    with SQLiteStore(path) as s:
+        s.add_sample(make_record("a"), make_functions("a", 2))
+        sid, gen = s.store_id(), s.generation()
+    with SQLiteStore(path) as s:
+        assert s.store_id() == sid
+    with SQLiteStore(tmp_path / "other.db") as s:
+        assert s.store_id() != sid
+    con = sqlite3.connect(path)  # a store made before store ids
+    con.execute("DELETE FROM meta WHERE key = 'store_id'")
+    con.commit()
+    con.close()
+    with SQLiteStore(path) as s:
+        new = s.store_id()
+        assert new != sid and s.generation() == gen  # a meta row only: nothing else changes
+        assert s.stats().schema_version == 2
+    with SQLiteStore(path) as s:
+        assert s.store_id() == new
+
+
+def test_saved_index_not_reused_by_a_refilled_store(tmp_path: Path,
+                                                    bins: dict[str, Path]) -> None:
+    """A store wiped and filled again to the same generation gets another store id, so the
+    index saved beside the old one is rebuilt rather than mapped."""
+    from kinship.api import Kinship
+    from kinship.pipeline import Labels
+
+    db = tmp_path / "k.db"
+    stamps, gens = [], []
+    for family in ("first", "second"):
+        with Kinship(db) as k:
+            k.add([bins["netsh_x86.exe"]], Labels(family=family))
+            assert k.match(bins["netsh_x64.exe"]).verdict.family == family
+            gens.append(k.store.generation())
+        stamps.append((Path(f"{db}.index") / "GENERATION").read_text())
+        for p in tmp_path.glob("k.db*"):  # wipe the store, keep its saved index
+            if p.is_file():
+                p.unlink()
+    assert gens[0] == gens[1] and stamps[0] != stamps[1]
 
 
 def test_sqlite_refuses_newer_schema(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from test_store import digest, make_functions, make_record
 psycopg = pytest.importorskip("psycopg")
 from psycopg import sql  # noqa: E402
 
-from kinship.store.postgres import DEFAULT_SCHEMA, PostgresStore  # noqa: E402
+from kinship.store.postgres import PostgresStore  # noqa: E402
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TESTS = str(Path(__file__).resolve().parent)
@@ -200,6 +200,19 @@ def test_persists_and_refuses_newer_schema(pg: PostgresStore, pg_url: str) -> No
         PostgresStore(pg_url, schema=pg.schema)
 
 
+def test_store_id_kept_and_given_to_old_stores(pg: PostgresStore, pg_url: str) -> None:
+    sid, gen = pg.store_id(), pg.generation()
+    with PostgresStore(pg_url, schema=pg.schema) as again:
+        assert again.store_id() == sid
+    _sql(pg_url, sql.SQL("DELETE FROM {}.meta WHERE key = 'store_id'").format(
+        sql.Identifier(pg.schema)))  # a store made before store ids
+    with PostgresStore(pg_url, schema=pg.schema) as again:
+        new = again.store_id()
+        assert new != sid and again.generation() == gen
+    with PostgresStore(pg_url, schema=pg.schema) as again:
+        assert again.store_id() == new
+
+
 def test_foreign_schema(pg_url: str, pg_schema: str) -> None:
     ident = sql.Identifier(pg_schema)
     _sql(pg_url, sql.SQL("CREATE SCHEMA {}").format(ident))
@@ -244,15 +257,6 @@ def test_nul_and_kernel_va(pg: PostgresStore) -> None:
 
 
 # --- the CLI end to end ------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_default_schema(pg_url: str) -> Iterator[str]:
-    """The CLI uses the default schema: wiped before and after the test."""
-    drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(DEFAULT_SCHEMA))
-    _sql(pg_url, drop)
-    yield pg_url
-    _sql(pg_url, drop)
 
 
 def _kinship(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

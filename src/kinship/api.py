@@ -74,6 +74,23 @@ def sample_input(path: str | Path, *, base: int | None = None, arch: Arch | None
     return SampleInput(name=str(p), path=p, base=base, arch=arch)
 
 
+def store_data_dirs(db: str | Path | None, files_dir: Path | None = None) -> tuple[Path, Path]:
+    """``(sample files folder, saved index folder)`` of the store ``db`` (default:
+    :func:`default_db`), without opening it.
+
+    A file store keeps them beside the file (``<dir>/samples``, ``<db>.index``); a PostgreSQL
+    store in its data folder (``files_dir`` or :func:`pg_data_dir`: ``samples/``, ``index/``).
+    ``files_dir`` moves a file store's samples only.
+    """
+    target = db if db else default_db()
+    if is_postgres_url(target):
+        data_dir = files_dir or pg_data_dir(str(target).strip())
+        return data_dir / SAMPLES_DIR_NAME, data_dir / "index"
+    db_path = Path(target)
+    root = files_dir / SAMPLES_DIR_NAME if files_dir else SampleFiles.default(db_path).root
+    return root, Path(f"{db_path}.index")
+
+
 class Kinship:
     """A store plus the operations on it. Thread-unsafe; one per thread/process."""
 
@@ -95,20 +112,13 @@ class Kinship:
         files_root: Path | None = None
         if store is None:
             target = db if db else default_db()
+            files_root, self._index_dir = store_data_dirs(target, files_dir)
             if is_postgres_url(target):
                 from kinship.store.postgres import PostgresStore
 
-                url = str(target).strip()
-                store = PostgresStore(url)
-                data_dir = files_dir or pg_data_dir(url)
-                files_root, self._index_dir = data_dir / SAMPLES_DIR_NAME, data_dir / "index"
+                store = PostgresStore(str(target).strip())
             else:
-                db_path = Path(target)
-                store = SQLiteStore(db_path)
-                files_root = files_dir / SAMPLES_DIR_NAME if files_dir else None
-                self._index_dir = Path(f"{db_path}.index")
-                if files_root is None:
-                    files_root = SampleFiles.default(db_path).root
+                store = SQLiteStore(Path(target))
         else:  # a store made by the caller: a file store keeps its index beside it, as above
             path = getattr(store, "path", None)
             self._index_dir = Path(f"{path}.index") if path else None
@@ -201,7 +211,7 @@ class Kinship:
         """The index over everything stored, rebuilt only when the store changed.
 
         For a file store the index is also saved next to it (``<db>.index/``, stamped with
-        the store's generation) and opened by later processes without loading it: the LSH
+        the store's id and generation) and opened by later processes without loading it: the LSH
         tables and sketches stay on disk and a query reads only the key blocks, bucket rows
         and candidate sketches it needs (``ReferenceIndex.load``), so a ``kinship match`` does
         not pay for reading every sketch and building the LSH tables again.
@@ -216,7 +226,9 @@ class Kinship:
                 "kinship version uses; re-ingest the samples into a new store"
             )
         cache = self._index_cache_dir()
-        stamp = f"{gen}"
+        # The store's id as well as its generation: a store wiped and refilled to the same
+        # generation must not find the old store's index.
+        stamp = f"{self.store.store_id()} {gen}"
         index: ReferenceIndex | None = None
         if cache is not None and _read_stamp(cache) == stamp:
             try:

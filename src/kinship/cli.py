@@ -24,6 +24,7 @@ from kinship.cli_common import common, store_backend
 from kinship.cli_evidence import register as register_evidence
 from kinship.cli_evidence import write_compare_html, write_match_html
 from kinship.cli_intel import register as register_intel
+from kinship.cli_sigma import register as register_sigma
 from kinship.exceptions import EXIT_CODES, KinshipError, UsageError
 from kinship.ingest import AddReport, ProgressFn
 from kinship.pipeline import Labels
@@ -358,6 +359,7 @@ def db_remove(sample: str, db: str | Path | None, as_json: bool) -> None:
 
 register_evidence(main)
 register_intel(main)
+register_sigma(main)  # joins the rules group made by register_intel
 
 if __name__ == "__main__":
     main()

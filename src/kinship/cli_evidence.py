@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from kinship.api import Kinship, compare_samples, sample_input
 from kinship.binary.model import Arch
+from kinship.cli_common import DB_HELP, common_with
 from kinship.evidence.compare import CompareResult
 from kinship.evidence.html import render_compare_html, render_match_html
 from kinship.evidence.references import match_reference_evidence
@@ -91,11 +92,9 @@ def register(main: click.Group) -> None:
                   help="Strings found in at least N of the files (default: all of them).")
     @click.option("--no-store", is_flag=True,
                   help="Do not use the store's library corpus and families for rarity.")
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-    @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), envvar="KINSHIP_DB",
-                  help="Store file (rarity: library strings are dropped).")
+    @common_with("Store for rarity (its library strings are dropped): " + DB_HELP)
     def strings_cmd(files: tuple[Path, ...], shared: bool, min_samples: int | None,
-                    no_store: bool, as_json: bool, db: Path | None) -> None:
+                    no_store: bool, as_json: bool, db: str | Path | None) -> None:
         """Distinctive strings shared by FILES, with offsets and a hex dump per sample.
 
         \b

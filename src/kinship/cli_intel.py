@@ -16,23 +16,29 @@ from kinship.cli_common import emit as _emit
 from kinship.exceptions import NotFoundError, UsageError
 
 _CAPA_HELP = "capa rules directory (default: $KINSHIP_CAPA_RULES)."
-_DB_LABELS = ("Store file whose labels (family, actor, source, first seen) annotate the sample "
-              "when it is stored there (default: $KINSHIP_HOME/kinship.db; never created).")
-_DB_ACTOR = ("Store file: also list its samples whose actor label resolves to the same actor "
-             "(default: $KINSHIP_HOME/kinship.db; never created).")
-_DB_REPORT = ("Store file: verdict, code/string evidence and reference listings "
-              "(default: $KINSHIP_HOME/kinship.db).")
+_DB_LABELS = ("Store (SQLite file or postgresql:// URL) whose labels (family, actor, source, "
+              "first seen) annotate the sample when it is stored there (default: $KINSHIP_DB, "
+              "else $KINSHIP_HOME/kinship.db; a missing file is never created).")
+_DB_ACTOR = ("Store (SQLite file or postgresql:// URL): also list its samples whose actor label "
+             "resolves to the same actor (default: $KINSHIP_DB, else $KINSHIP_HOME/kinship.db; "
+             "a missing file is never created).")
+_DB_REPORT = ("Store (SQLite file or postgresql:// URL): verdict, code/string evidence and "
+              "reference listings (default: $KINSHIP_DB, else $KINSHIP_HOME/kinship.db).")
 
 
-def _existing_store(db: Path | None) -> Path | None:
-    """``db`` or the default store path, when that file exists (read-only uses never create)."""
-    from kinship.store.paths import default_db_path
+def _existing_store(db: str | Path | None) -> str | Path | None:
+    """``db`` or the default store (:func:`~kinship.store.paths.default_db`), when it is a
+    PostgreSQL URL or an existing file (read-only uses never create a store file)."""
+    from kinship.store.paths import default_db, is_postgres_url
 
-    path = db or default_db_path()
+    target = db or default_db()
+    if is_postgres_url(target):
+        return str(target).strip()
+    path = Path(target)
     return path if path.is_file() else None
 
 
-def stored_labels(db: Path | None, sha256s: list[str]) -> dict[str, dict[str, Any]]:
+def stored_labels(db: str | Path | None, sha256s: list[str]) -> dict[str, dict[str, Any]]:
     """Labels of the samples of ``sha256s`` that the store at ``db`` holds (sha256 -> labels)."""
     from kinship.api import Kinship
 
@@ -54,7 +60,7 @@ def _label_line(labels: dict[str, Any] | None) -> str:
                                     if v not in (None, False))
 
 
-def _report_for(samples: tuple[Path, ...], db: Path | None, capa_rules: Path | None,
+def _report_for(samples: tuple[Path, ...], db: str | Path | None, capa_rules: Path | None,
                 actor: str | None, lang: str = "en", use_store: bool = True) -> Any:
     from kinship.api import Kinship
     from kinship.report.build import ReportOptions, build_report
@@ -66,7 +72,7 @@ def _report_for(samples: tuple[Path, ...], db: Path | None, capa_rules: Path | N
         return build_report(list(samples), opts, kinship=k)
 
 
-def _stored_of_actor(db: Path | None, actor: str) -> list[dict[str, Any]]:
+def _stored_of_actor(db: str | Path | None, actor: str) -> list[dict[str, Any]]:
     """Stored samples whose actor label (any alias) resolves to ``actor``."""
     from kinship.api import Kinship
     from kinship.intel.actors import resolve_actor
@@ -87,7 +93,7 @@ def _stored_of_actor(db: Path | None, actor: str) -> list[dict[str, Any]]:
             for r in records if r.actor and resolved.get(r.actor) == actor]
 
 
-def actor_cmd(name: str, db: Path | None, as_json: bool) -> None:
+def actor_cmd(name: str, db: str | Path | None, as_json: bool) -> None:
     """Resolve NAME (any alias) to one actor: aliases, techniques, software, references.
 
     \b
@@ -119,7 +125,7 @@ def actor_cmd(name: str, db: Path | None, as_json: bool) -> None:
                        f"label={r['actor_label']!r} source={r['source']}")
 
 
-def capabilities_cmd(file: Path, capa_rules: Path | None, db: Path | None,
+def capabilities_cmd(file: Path, capa_rules: Path | None, db: str | Path | None,
                      as_json: bool) -> None:
     """Capabilities and ATT&CK techniques of FILE (capa rules over kinship's disassembly).
 
@@ -150,7 +156,7 @@ def capabilities_cmd(file: Path, capa_rules: Path | None, db: Path | None,
         click.echo(f"  {c.rule}  " + " ".join(f"0x{e.va:x}" for e in c.evidence[:5]))
 
 
-def iocs_cmd(files: tuple[Path, ...], text: bool, no_filter: bool, db: Path | None,
+def iocs_cmd(files: tuple[Path, ...], text: bool, no_filter: bool, db: str | Path | None,
              as_json: bool) -> None:
     """IOCs in FILES (samples; or text documents with --text), each citing where it was found.
 
@@ -192,12 +198,13 @@ def iocs_cmd(files: tuple[Path, ...], text: bool, no_filter: bool, db: Path | No
 
 
 def yara_cmd(family: str, samples: tuple[Path, ...], out: Path | None,
-             strings_share: float | None, db: Path | None, as_json: bool) -> None:
+             strings_share: float | None, db: str | Path | None, as_json: bool) -> None:
     """Generate and validate a YARA rule for FAMILY from the stored samples' files.
 
     \b
-    The store keeps features only: files come from $KINSHIP_HOME/samples (see
-    `kinship rules keep`) or from --samples folders, matched by SHA-256.
+    The store keeps features only: files come from the store's samples folder (beside an
+    SQLite file, the data folder of a PostgreSQL store; see `kinship rules keep`) or from
+    --samples folders, matched by SHA-256.
     Examples:
       kinship rules yara --family netsh --samples ./refs
       kinship rules yara --family netsh --out netsh.yar --json
@@ -205,16 +212,14 @@ def yara_cmd(family: str, samples: tuple[Path, ...], out: Path | None,
     from kinship.api import Kinship
     from kinship.rules.yara_gen import YaraConfig, generate_family_rule
     from kinship.rules.yara_validate import locate_files
-    from kinship.store.files import SampleFiles
 
     with Kinship(db) as k:
         records = list(k.store.samples())
-        db_path = Path(getattr(k.store, "path", "")) if db else None
+        kept = k.files
     fam = {r.sha256 for r in records if r.family == family}
     if not fam:
         raise NotFoundError(f"no stored samples of family {family!r}")
-    files = locate_files([r.sha256 for r in records], SampleFiles.default(db_path),
-                         list(samples))
+    files = locate_files([r.sha256 for r in records], kept, list(samples))
     missing = [h for h in fam if h not in files]
     if missing:
         raise UsageError(f"{len(missing)} sample file(s) of {family!r} not found: give "
@@ -237,16 +242,17 @@ def yara_cmd(family: str, samples: tuple[Path, ...], out: Path | None,
             click.echo(f"// TPR {v.tpr:.3f} FPR {v.fpr:.3f} ({len(others)} other samples)")
 
 
-def keep_cmd(files: tuple[Path, ...], db: Path | None, as_json: bool) -> None:
+def keep_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool) -> None:
     """Keep copies of FILES under the store's samples/ folder (for YARA validation).
 
     \b
     Example:
       kinship rules keep refs/netsh/*.exe
     """
+    from kinship.api import store_data_dirs
     from kinship.store.files import SampleFiles
 
-    store = SampleFiles.default(db)
+    store = SampleFiles(store_data_dirs(db)[0])  # the store itself is not opened
     kept = {str(f): store.keep(f) for f in files}
     if as_json:
         _emit({"kept": kept, "root": str(store.root)})
@@ -255,7 +261,7 @@ def keep_cmd(files: tuple[Path, ...], db: Path | None, as_json: bool) -> None:
             click.echo(f"{h}  {f}")
 
 
-def export_cmd(fmt: str, samples: tuple[Path, ...], db: Path | None, capa_rules: Path | None,
+def export_cmd(fmt: str, samples: tuple[Path, ...], db: str | Path | None, capa_rules: Path | None,
                actor: str | None, no_store: bool, out: Path | None, as_json: bool = False
                ) -> None:
     """Write one export artefact to OUT or stdout.
@@ -288,7 +294,7 @@ def export_cmd(fmt: str, samples: tuple[Path, ...], db: Path | None, capa_rules:
         click.echo(text)
 
 
-def report_cmd(samples: tuple[Path, ...], out: Path, db: Path | None, capa_rules: Path | None,
+def report_cmd(samples: tuple[Path, ...], out: Path, db: str | Path | None, capa_rules: Path | None,
                actor: str | None, lang: str, no_store: bool, as_json: bool) -> None:
     """Tactical intelligence report (HTML, Markdown, JSON + STIX/MISP/Navigator/CSV) in OUT.
 
@@ -324,7 +330,7 @@ _EXPORT_EXAMPLES = {
 
 def _export_command(fmt: str) -> Any:
     def cmd(samples: tuple[Path, ...], capa_rules: Path | None, actor: str | None,
-            no_store: bool, out: Path | None, db: Path | None, as_json: bool) -> None:
+            no_store: bool, out: Path | None, db: str | Path | None, as_json: bool) -> None:
         export_cmd(fmt, samples, db, capa_rules, actor, no_store, out, as_json)
 
     what = "IOC CSV" if fmt == "csv" else f"{fmt.upper()} JSON"

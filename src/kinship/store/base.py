@@ -253,6 +253,12 @@ class Store(Protocol):
         """A counter that increases on every change (to invalidate cached indexes)."""
         ...
 
+    def store_id(self) -> str:
+        """A random id the store got when it was made (kept with it, never changed): a
+        store wiped and made again at the same place gets another, so a cached index stamped
+        with ``(store_id, generation)`` is never mistaken for the new store's."""
+        ...
+
     def close(self) -> None:
         """Release the store; further calls are errors."""
         ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -67,6 +68,7 @@ class MemoryStore:
         self._generation = 0
         self._closed = False
         self._feature_params: dict[str, Any] | None = None
+        self._store_id = uuid.uuid4().hex
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -383,6 +385,10 @@ class MemoryStore:
     def generation(self) -> int:
         self._check_open()
         return self._generation
+
+    def store_id(self) -> str:
+        self._check_open()
+        return self._store_id
 
     def close(self) -> None:
         self._closed = True

@@ -1,11 +1,12 @@
 """The team store: one PostgreSQL database (psycopg 3) that several kinship processes share.
 
 Same semantics as :class:`kinship.store.sqlite.SQLiteStore` (read its docstring first); the
-same value encodings (``kinship.store.sqlite``'s helpers are reused, not copied). Layout
+same value encodings and the same SQL wherever the two agree (:mod:`kinship.store.sqlcommon`,
+whose :class:`~kinship.store.sqlcommon.SQLStore` both subclass). Layout
 (schema version 2, in the PostgreSQL schema ``kinship`` unless told otherwise)::
 
-    meta(key, value)                 schema_version, generation, code_sig_len, sem_sig_len,
-                                     feature_params
+    meta(key, value)                 schema_version, generation, store_id, code_sig_len,
+                                     sem_sig_len, feature_params
     families(id, name UNIQUE, actor)
     samples(id, sha256 UNIQUE, md5, sha1, ..., family_id -> families, actor, info JSON text)
     functions(id, sample_id -> samples ON DELETE CASCADE, va, ..., code_sig BYTEA, sem_sig BYTEA)
@@ -35,55 +36,36 @@ one binary ``COPY ... TO STDOUT`` whose fixed-size rows numpy parses in one go.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from kinship.exceptions import NotFoundError, StoreError
+from kinship.exceptions import StoreError
 from kinship.features.model import FunctionFeatures
 from kinship.store.base import (
-    MAX_TEXTS_PER_QUERY,
-    FamilyRecord,
     FunctionArrays,
-    SampleSummary,
     StoreConfig,
     StoredString,
-    StringPosting,
-    aggregate_families,
-    check_labels,
-    check_signature_lengths,
-    clip_texts,
-    distinct_strings,
     encode_info,
-    normalise_params,
-    normalise_record,
-    params_conflict,
-    parse_ref,
 )
 from kinship.store.model import SampleRecord, StoreStats
 from kinship.store.paths import redact_url, url_password
-from kinship.store.sqlite import (  # the same SQL column lists and value encodings
-    _FUNCTION_COLUMNS,
-    _SAMPLE_COLUMNS,
-    _SAMPLE_FROM,
-    _SIG_DTYPE,
-    SQLiteStore,
-    _as_text,
-    _join_lines,
-    _none_if_empty,
-    _now,
-    _sig_bytes,
-    _split_lines,
-    _stored_string,
-    _va_from_db,
-    _va_to_db,
+from kinship.store.sqlcommon import (
+    ACTORS_COUNT_SQL,
+    FUNCTION_COLUMNS,
+    POSTING_COLUMNS,
+    POSTING_FROM,
+    SAMPLE_SUMMARIES_SQL,
+    SQLStore,
+    clean_surrogates,
+    new_store_id,
+    now,
+    sample_summary,
+    va_to_db,
 )
-from kinship.store.sqlite import _clean as _clean_surrogates
 
 try:  # an optional dependency: pip install "kinship[postgres]"
     import psycopg
@@ -161,7 +143,7 @@ _SCHEMA = (
 _FUNCTION_TYPES = (
     "int4", "int8", "text", "int4", "int4", "int4", "int4", "int8", "bytea", "bytea",
     "int4", "int4", "text", "text", "text",
-)  # binary COPY types of (sample_id, *_FUNCTION_COLUMNS)
+)  # binary COPY types of (sample_id, *FUNCTION_COLUMNS)
 # function_arrays' COPY: 8 integer columns (all as int8) then the two sketches.
 _ARRAY_SELECT = (
     "SELECT id, sample_id::int8, va, n_instructions::int8, exact_hash, n_code_tokens::int8, "
@@ -175,7 +157,7 @@ _COPY_HEADER_LEN = len(_COPY_SIGNATURE) + 8  # + flags (int32) + header extensio
 
 def _clean(text: str) -> str:
     """``text`` storable in a PostgreSQL TEXT: no lone surrogates, no NUL."""
-    return _clean_surrogates(text).replace("\x00", "\ufffd")
+    return clean_surrogates(text).replace("\x00", "\ufffd")
 
 
 def _clean_opt(text: str | None) -> str | None:
@@ -190,11 +172,23 @@ def _first_line(e: BaseException, url: str) -> str:
     return line.replace(password, "***") if password else line
 
 
-class PostgresStore:
+class PostgresStore(SQLStore):
     """A :class:`kinship.store.base.Store` in a PostgreSQL database (tables created when
     missing). ``url``: a libpq URL (``postgresql://user:pw@host:port/dbname``); ``schema``:
     the PostgreSQL schema that holds kinship's tables (one database can hold several stores).
     """
+
+    P = "%s"
+    OFFSET_COLUMN = "file_offset"
+    STRING_ORDER = "id"
+
+    @staticmethod
+    def _text(text: str) -> str:
+        return _clean(text)  # TEXT cannot hold NUL
+
+    @staticmethod
+    def _label(value: str | None) -> str | None:
+        return _clean_opt(value)
 
     def __init__(
         self, url: str, config: StoreConfig | None = None, *, schema: str = DEFAULT_SCHEMA
@@ -215,29 +209,13 @@ class PostgresStore:
             raise StoreError(f"{self.where}: cannot connect: {_first_line(e, self.url)}") from e
         except Exception as e:  # a malformed URL is a ProgrammingError or ValueError
             raise StoreError(f"{self.where}: cannot connect: {_first_line(e, self.url)}") from e
-        try:
-            timeout_ms = int(self.config.busy_timeout_s * 1000)
-            conn.execute(f"SET lock_timeout = {timeout_ms}")
-            self._conn = conn
-            self._init_schema()
-        except psycopg.Error as e:
-            conn.close()
-            self._conn = None
-            raise StoreError(
-                f"{self.where}: cannot open the store: {_first_line(e, self.url)}"
-            ) from e
-        except BaseException:
-            conn.close()
-            self._conn = None
-            raise
+        timeout_ms = int(self.config.busy_timeout_s * 1000)
+        self._adopt(
+            conn, lambda c: c.execute(f"SET lock_timeout = {timeout_ms}"), psycopg.Error,
+            lambda e: f"{self.where}: cannot open the store: {_first_line(e, self.url)}",
+        )
 
     # -- plumbing -------------------------------------------------------------------------
-
-    @property
-    def conn(self) -> psycopg.Connection[Any]:
-        if self._conn is None:
-            raise StoreError(f"{self.where}: the store is closed")
-        return self._conn
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
@@ -263,19 +241,6 @@ class PostgresStore:
         except psycopg.Error as e:
             raise StoreError(f"{self.where}: read failed: {_first_line(e, self.url)}") from e
 
-    @staticmethod
-    def _meta(conn: psycopg.Connection[Any], key: str) -> str | None:
-        row = conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    @staticmethod
-    def _set_meta(conn: psycopg.Connection[Any], key: str, value: object) -> None:
-        conn.execute(
-            "INSERT INTO meta(key, value) VALUES (%s, %s) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, str(value)),
-        )
-
     def _schema_version(self, conn: psycopg.Connection[Any]) -> int | None:
         """Version of the schema's tables; None when there are none; StoreError for strangers."""
         tables = {
@@ -291,10 +256,7 @@ class PostgresStore:
             raise StoreError(
                 f"{self.where}: schema {self.schema!r} holds tables, but not a kinship store"
             )
-        value = self._meta(conn, "schema_version")
-        if value is None or not value.isdigit():
-            raise StoreError(f"{self.where}: kinship store without a valid schema_version")
-        return int(value)
+        return self._check_version(conn)
 
     def _init_schema(self) -> None:
         assert sql is not None
@@ -320,320 +282,69 @@ class PostgresStore:
                     conn.execute(stmt)
                 self._set_meta(conn, "schema_version", SCHEMA_VERSION)
                 self._set_meta(conn, "generation", 0)
+                self._set_meta(conn, "store_id", new_store_id())
                 log.info("%s: created a new store (schema %d)", self.where, SCHEMA_VERSION)
             elif version < SCHEMA_VERSION:  # PostgreSQL stores started at version 2
                 raise StoreError(f"{self.where}: no migration from schema version {version}")
-
-    def _resolve(self, conn: psycopg.Connection[Any], ref: str) -> tuple[Any, ...]:
-        """The sample row (``_SAMPLE_COLUMNS``) a reference names."""
-        q = parse_ref(ref)
-        conds = [f"s.{col} = %s" for col in q.exact_columns]
-        params: list[str] = [q.ref] * len(q.exact_columns)
-        if q.sha256_prefix:
-            conds.append("(s.sha256 >= %s AND s.sha256 < %s)")
-            params += [q.ref, q.ref + "g"]  # 'g' sorts after every hex digit
-        rows = conn.execute(
-            f"SELECT {_SAMPLE_COLUMNS} FROM {_SAMPLE_FROM} WHERE {' OR '.join(conds)} LIMIT 2",
-            params,
-        ).fetchall()
-        if not rows:
-            raise NotFoundError(f"no sample matches {ref!r}")
-        if len(rows) > 1:
-            raise StoreError(f"{ref!r} matches more than one sample; give more of the sha256")
-        return tuple(rows[0])
-
-    # Rows have the same columns and value types as SQLite's (is_library is bool()ed there).
-    _record = staticmethod(SQLiteStore._record)
-
-    def _family_id(
-        self, conn: psycopg.Connection[Any], name: str, actor: str | None, *, force_actor: bool
-    ) -> int:
-        """Id of family ``name`` (created when new); see SQLiteStore._family_id."""
-        row = conn.execute("SELECT id, actor FROM families WHERE name = %s", (name,)).fetchone()
-        if row is None:
-            new = conn.execute(
-                "INSERT INTO families(name, actor) VALUES (%s, %s) RETURNING id", (name, actor)
-            ).fetchone()
-            assert new is not None
-            return int(new[0])
-        fid, current = int(row[0]), row[1]
-        if actor is not None and actor != current:
-            if force_actor or current is None:
-                conn.execute("UPDATE families SET actor = %s WHERE id = %s", (actor, fid))
             else:
-                log.warning(
-                    "family %s is attributed to %s; the sample's actor %s is not applied "
-                    "(relabel the family to change it)", name, current, actor,
-                )
-        return fid
+                self._ensure_store_id(conn)  # stores made before store ids
 
-    @staticmethod
-    def _drop_orphan_families(conn: psycopg.Connection[Any]) -> None:
-        conn.execute(
-            "DELETE FROM families WHERE NOT EXISTS "
-            "(SELECT 1 FROM samples WHERE samples.family_id = families.id)"
+    def _insert_id(self, conn: psycopg.Connection[Any], query: str, params: Sequence[Any]) -> int:
+        row = conn.execute(f"{query} RETURNING id", params).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _insert_sample(self, conn: psycopg.Connection[Any], rec: SampleRecord,
+                       hashes: tuple[str, str, str], family_id: int | None,
+                       own_actor: str | None, old_id: int | None,
+                       functions: Sequence[FunctionFeatures]) -> int:
+        n_instructions = rec.n_instructions or sum(f.n_instructions for f in functions)
+        values = (
+            *hashes, _clean(rec.name), rec.format, rec.arch, rec.size, family_id, own_actor,
+            _clean_opt(rec.source), _clean_opt(rec.first_seen), _clean_opt(rec.version),
+            bool(rec.is_library), len(functions), n_instructions, now(), encode_info(rec.info),
+        )
+        columns = (
+            "sha256, md5, sha1, name, format, arch, size, family_id, actor, source, "
+            "first_seen, version, is_library, n_functions, n_instructions, added_at, info"
+        )
+        marks = ", ".join(["%s"] * len(values))
+        if old_id is None:
+            return self._insert_id(conn, f"INSERT INTO samples({columns}) VALUES ({marks})",
+                                   values)
+        return self._insert_id(  # replaced under the same id
+            conn, f"INSERT INTO samples(id, {columns}) VALUES (%s, {marks})", (old_id, *values)
         )
 
-    def _signature_lengths(
-        self, conn: psycopg.Connection[Any], first: FunctionFeatures
-    ) -> tuple[int, int]:
-        """The store's (code, sem) sketch lengths; a store without functions takes ``first``'s."""
-        kc, ks = self._meta(conn, "code_sig_len"), self._meta(conn, "sem_sig_len")
-        has_functions = conn.execute("SELECT 1 FROM functions LIMIT 1").fetchone() is not None
-        if kc is not None and ks is not None and has_functions:
-            return int(kc), int(ks)
-        k_code, k_sem = int(first.code_sig.shape[0]), int(first.sem_sig.shape[0])
-        self._set_meta(conn, "code_sig_len", k_code)
-        self._set_meta(conn, "sem_sig_len", k_sem)
-        return k_code, k_sem
+    def _insert_functions(self, conn: psycopg.Connection[Any], rec: SampleRecord,
+                          sample_id: int, functions: Sequence[FunctionFeatures], k_code: int,
+                          k_sem: int) -> None:
+        with conn.cursor() as cur, cur.copy(
+            f"COPY functions(sample_id, {FUNCTION_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(list(_FUNCTION_TYPES))
+            for r in self._function_rows(sample_id, functions, k_code, k_sem):
+                copy.write_row(r)
 
-    def _function_rows(
-        self, sample_id: int, functions: Sequence[FunctionFeatures], k_code: int, k_sem: int
-    ) -> Iterator[tuple[Any, ...]]:
-        cfg = self.config
-        for f in functions:
-            check_signature_lengths(f, k_code, k_sem)
-            apis = clip_texts(f.apis, cfg.max_apis_per_function, cfg.max_string_chars, "APIs", f.va)
-            strings = clip_texts(
-                f.strings, cfg.max_strings_per_function, cfg.max_string_chars, "strings", f.va
-            )
-            yield (
-                sample_id, _va_to_db(f.va), _clean(f.name) if f.name else None,
-                f.n_instructions, f.n_blocks, f.n_edges, f.size, f.exact_hash,
-                _sig_bytes(f.code_sig), _sig_bytes(f.sem_sig), f.n_code_tokens, f.n_sem_tokens,
-                _clean_opt(_join_lines(apis)), _clean_opt(_join_lines(strings)),
-                f.discovery or None,
-            )
+    def _insert_strings(self, conn: psycopg.Connection[Any], sample_id: int,
+                        strings: Iterable[StoredString]) -> None:
+        with conn.cursor() as cur, cur.copy(
+            "COPY sample_strings(sample_id, string, file_offset, va, section, encoding) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int4", "text", "int8", "int8", "text", "text"])
+            for s in strings:
+                copy.write_row((
+                    sample_id, _clean(s.text), s.offset,
+                    None if s.va is None else va_to_db(s.va), _clean_opt(s.section), s.encoding,
+                ))
 
-    # -- Store protocol -------------------------------------------------------------------
+    def _postings_query(self, texts: list[str]) -> tuple[str, Sequence[Any]]:
+        columns = POSTING_COLUMNS.format(offset=self.OFFSET_COLUMN)
+        return (f"SELECT {columns} FROM {POSTING_FROM} WHERE t.string = ANY(%s) "
+                "ORDER BY s.id, t.id", ([_clean(t) for t in texts],))
 
-    def has_sample(self, sha256: str) -> bool:
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM samples WHERE sha256 = %s", (sha256.strip().lower(),)
-            ).fetchone()
-        return row is not None
-
-    def add_sample(
-        self,
-        rec: SampleRecord,
-        functions: Sequence[FunctionFeatures],
-        *,
-        replace: bool = False,
-        strings: Sequence[StoredString] = (),
-    ) -> int:
-        sha256, md5, sha1 = normalise_record(rec)
-        family = _none_if_empty(rec.family)
-        actor = _none_if_empty(rec.actor)
-        if not replace:  # fast path, no lock and no generation bump for a duplicate
-            with self._read() as conn:
-                row = conn.execute(
-                    "SELECT id FROM samples WHERE sha256 = %s", (sha256,)
-                ).fetchone()
-            if row is not None:
-                log.debug("sample %s already stored (id %d)", sha256, row[0])
-                return int(row[0])
-        with self._write() as conn:  # holds the writers' lock: sees every earlier commit
-            row = conn.execute("SELECT id FROM samples WHERE sha256 = %s", (sha256,)).fetchone()
-            old_id: int | None = None
-            if row is not None:
-                if not replace:  # another process stored it since the fast path looked
-                    return int(row[0])
-                old_id = int(row[0])
-                conn.execute("DELETE FROM samples WHERE id = %s", (old_id,))
-            family_id = self._family_id(conn, family, actor, force_actor=False) if family else None
-            n_instructions = rec.n_instructions or sum(f.n_instructions for f in functions)
-            values = (
-                sha256, md5, sha1, _clean(rec.name), rec.format, rec.arch, rec.size, family_id,
-                None if family_id is not None else actor, _clean_opt(rec.source),
-                _clean_opt(rec.first_seen), _clean_opt(rec.version), bool(rec.is_library),
-                len(functions), n_instructions, _now(), encode_info(rec.info),
-            )
-            columns = (
-                "sha256, md5, sha1, name, format, arch, size, family_id, actor, source, "
-                "first_seen, version, is_library, n_functions, n_instructions, added_at, info"
-            )
-            marks = ", ".join(["%s"] * len(values))
-            if old_id is None:
-                new = conn.execute(
-                    f"INSERT INTO samples({columns}) VALUES ({marks}) RETURNING id", values
-                ).fetchone()
-            else:  # replaced under the same id
-                new = conn.execute(
-                    f"INSERT INTO samples(id, {columns}) VALUES (%s, {marks}) RETURNING id",
-                    (old_id, *values),
-                ).fetchone()
-            assert new is not None
-            sample_id = int(new[0])
-            if len(functions):
-                k_code, k_sem = self._signature_lengths(conn, functions[0])
-                with conn.cursor() as cur, cur.copy(
-                    f"COPY functions(sample_id, {_FUNCTION_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    copy.set_types(list(_FUNCTION_TYPES))
-                    for r in self._function_rows(sample_id, functions, k_code, k_sem):
-                        copy.write_row(r)
-            if strings:
-                with conn.cursor() as cur, cur.copy(
-                    "COPY sample_strings(sample_id, string, file_offset, va, section, encoding) "
-                    "FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    copy.set_types(["int4", "text", "int8", "int8", "text", "text"])
-                    for s in distinct_strings(strings):
-                        copy.write_row((
-                            sample_id, _clean(s.text), s.offset,
-                            None if s.va is None else _va_to_db(s.va),
-                            _clean_opt(s.section), s.encoding,
-                        ))
-            if replace:
-                self._drop_orphan_families(conn)
-        log.debug("stored sample %s (id %d, %d functions)", sha256, sample_id, len(functions))
-        return sample_id
-
-    def get_sample(self, ref: str) -> SampleRecord:
-        with self._read() as conn:
-            return self._record(self._resolve(conn, ref))
-
-    def samples(
-        self,
-        family: str | None = None,
-        actor: str | None = None,
-        library: bool | None = None,
-    ) -> list[SampleRecord]:
-        conds: list[str] = ["TRUE"]
-        params: list[str | bool] = []
-        if family is not None:
-            conds.append("f.name = %s")
-            params.append(family)
-        if actor is not None:
-            conds.append("(CASE WHEN s.family_id IS NULL THEN s.actor ELSE f.actor END) = %s")
-            params.append(actor)
-        if library is not None:
-            conds.append("s.is_library = %s")
-            params.append(bool(library))
-        with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {_SAMPLE_COLUMNS} FROM {_SAMPLE_FROM} WHERE {' AND '.join(conds)} "
-                "ORDER BY s.id",
-                params,
-            ).fetchall()
-        return [self._record(r) for r in rows]
-
-    def update_labels(self, ref: str, **labels: str | bool | None) -> SampleRecord:
-        check_labels(labels)
-        with self._write() as conn:
-            row = self._resolve(conn, ref)
-            sample_id, family, effective_actor = row[0], row[8], row[9]
-            got = conn.execute(
-                "SELECT family_id FROM samples WHERE id = %s", (sample_id,)
-            ).fetchone()
-            assert got is not None
-            family_id: int | None = got[0]
-            own_actor = None if family_id is not None else effective_actor
-            actor_given = "actor" in labels
-            new_actor = _none_if_empty(_as_text(labels.get("actor")))
-            if "family" in labels:
-                new_family = _none_if_empty(_as_text(labels["family"]))
-                if new_family is None:
-                    family_id = None
-                    own_actor = new_actor if actor_given else effective_actor
-                elif new_family != family:
-                    family_id = self._family_id(
-                        conn, new_family, new_actor if actor_given else effective_actor,
-                        force_actor=actor_given,
-                    )
-                    own_actor = None
-                elif actor_given and family_id is not None:
-                    conn.execute(
-                        "UPDATE families SET actor = %s WHERE id = %s", (new_actor, family_id)
-                    )
-            elif actor_given:
-                if family_id is not None:
-                    conn.execute(
-                        "UPDATE families SET actor = %s WHERE id = %s", (new_actor, family_id)
-                    )
-                else:
-                    own_actor = new_actor
-            sets: dict[str, Any] = {"family_id": family_id, "actor": own_actor}
-            for key in ("source", "first_seen", "version"):
-                if key in labels:
-                    sets[key] = _clean_opt(_none_if_empty(_as_text(labels[key])))
-            if "is_library" in labels:
-                sets["is_library"] = bool(labels["is_library"])
-            assignments = ", ".join(f"{k} = %s" for k in sets)
-            conn.execute(
-                f"UPDATE samples SET {assignments} WHERE id = %s", [*sets.values(), sample_id]
-            )
-            self._drop_orphan_families(conn)
-            updated = conn.execute(
-                f"SELECT {_SAMPLE_COLUMNS} FROM {_SAMPLE_FROM} WHERE s.id = %s", (sample_id,)
-            ).fetchone()
-        assert updated is not None
-        return self._record(updated)
-
-    def delete_sample(self, ref: str) -> None:
-        with self._write() as conn:
-            sample_id = self._resolve(conn, ref)[0]
-            conn.execute("DELETE FROM samples WHERE id = %s", (sample_id,))
-            self._drop_orphan_families(conn)
-
-    def functions(self, ref: str) -> list[FunctionFeatures]:
-        with self._read() as conn:
-            sample_id = self._resolve(conn, ref)[0]
-            rows = conn.execute(
-                f"SELECT {_FUNCTION_COLUMNS} FROM functions WHERE sample_id = %s ORDER BY id",
-                (sample_id,),
-            ).fetchall()
-        return [
-            FunctionFeatures(
-                va=_va_from_db(r[0]), name=r[1], n_instructions=r[2], n_blocks=r[3],
-                n_edges=r[4], size=r[5], exact_hash=r[6],
-                code_sig=np.frombuffer(r[7], dtype=_SIG_DTYPE),
-                sem_sig=np.frombuffer(r[8], dtype=_SIG_DTYPE),
-                n_code_tokens=r[9], n_sem_tokens=r[10], apis=_split_lines(r[11]),
-                strings=_split_lines(r[12]), discovery=r[13] or "",
-            )
-            for r in rows
-        ]
-
-    def function_names(self, ref: str) -> dict[int, str]:
-        with self._read() as conn:
-            sample_id = self._resolve(conn, ref)[0]
-            rows = conn.execute(
-                "SELECT va, name FROM functions WHERE sample_id = %s AND name IS NOT NULL",
-                (sample_id,),
-            ).fetchall()
-        return {_va_from_db(va): name for va, name in rows}
-
-    def sample_strings(self, ref: str) -> list[StoredString]:
-        with self._read() as conn:
-            sample_id = self._resolve(conn, ref)[0]
-            rows = conn.execute(
-                "SELECT string, encoding, file_offset, va, section FROM sample_strings "
-                "WHERE sample_id = %s ORDER BY id", (sample_id,)
-            ).fetchall()
-        return [_stored_string(r) for r in rows]
-
-    def string_postings(self, texts: Iterable[str]) -> dict[str, list[StringPosting]]:
-        wanted = sorted(set(texts))
-        out: dict[str, list[StringPosting]] = {}
-        with self._read() as conn:
-            for k in range(0, len(wanted), MAX_TEXTS_PER_QUERY):
-                chunk = wanted[k : k + MAX_TEXTS_PER_QUERY]
-                rows = conn.execute(
-                    "SELECT t.string, t.encoding, t.file_offset, t.va, t.section, s.id, "
-                    "s.sha256, s.name, f.name, CASE WHEN s.family_id IS NULL THEN s.actor "
-                    "ELSE f.actor END, s.source, s.first_seen, s.is_library "
-                    "FROM sample_strings t JOIN samples s ON s.id = t.sample_id "
-                    "LEFT JOIN families f ON f.id = s.family_id "
-                    "WHERE t.string = ANY(%s) ORDER BY s.id, t.id",
-                    ([_clean(t) for t in chunk],),
-                ).fetchall()
-                for r in rows:
-                    out.setdefault(r[0], []).append(StringPosting(
-                        _stored_string(r[:5]), int(r[5]), r[6], r[7], r[8], r[9], r[10], r[11],
-                        bool(r[12])))
-        return out
+    # -- Store protocol (the rest is SQLStore's) --------------------------------------------
 
     def function_arrays(self) -> FunctionArrays:
         with self._read() as conn:
@@ -655,11 +366,7 @@ class PostgresStore:
                         raise StoreError(f"{self.where}: function count changed during the load")
                     buf[pos:end] = data
                     pos = end
-            summaries = conn.execute(
-                "SELECT s.id, s.sha256, s.name, f.name, "
-                "CASE WHEN s.family_id IS NULL THEN s.actor ELSE f.actor END, s.is_library "
-                f"FROM {_SAMPLE_FROM}"
-            ).fetchall()
+            summaries = conn.execute(SAMPLE_SUMMARIES_SQL).fetchall()
         if pos != size or buf[: len(_COPY_SIGNATURE)] != _COPY_SIGNATURE:
             raise StoreError(f"{self.where}: unexpected COPY data ({pos} of {size} bytes)")
         rows = np.frombuffer(buf, row_dtype, count=n, offset=_COPY_HEADER_LEN)
@@ -687,22 +394,9 @@ class PostgresStore:
             n_code_tokens=ints["n_code_tokens"].astype(np.int32),
             n_sem_tokens=ints["n_sem_tokens"].astype(np.int32),
             size=ints["size"].astype(np.int32),
-            samples={
-                int(r[0]): SampleSummary(
-                    sha256=r[1], name=r[2], family=r[3], actor=r[4], is_library=bool(r[5])
-                )
-                for r in summaries
-            },
+            samples={int(r[0]): sample_summary(r) for r in summaries},
             generation=generation,
         )
-
-    def families(self) -> list[FamilyRecord]:
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT f.name, f.actor, s.source, s.first_seen, s.n_functions "
-                "FROM families f JOIN samples s ON s.family_id = f.id ORDER BY f.name"
-            ).fetchall()
-        return aggregate_families(rows)
 
     def stats(self) -> StoreStats:
         with self._read() as conn:
@@ -711,10 +405,7 @@ class PostgresStore:
                 "COUNT(*) FILTER (WHERE is_library) FROM samples"
             ).fetchone()
             families = conn.execute("SELECT COUNT(*) FROM families").fetchone()
-            actors = conn.execute(
-                "SELECT COUNT(DISTINCT CASE WHEN s.family_id IS NULL THEN s.actor "
-                f"ELSE f.actor END) FROM {_SAMPLE_FROM}"
-            ).fetchone()
+            actors = conn.execute(ACTORS_COUNT_SQL).fetchone()
             size = conn.execute(
                 "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -732,47 +423,6 @@ class PostgresStore:
             schema_version=version,
             path=redact_url(self.url),
         )
-
-    def bind_feature_params(self, params: Mapping[str, Any]) -> None:
-        given = normalise_params(params)
-        with self._write() as conn:
-            raw = self._meta(conn, "feature_params")
-            stored = None if raw is None else json.loads(raw)
-            if stored == given:
-                return
-            has_functions = conn.execute("SELECT 1 FROM functions LIMIT 1").fetchone()
-            if stored is not None and has_functions:
-                raise StoreError(
-                    f"{self.where}: the store's sketches were made with other feature "
-                    f"parameters ({params_conflict(stored, given)}); use another store or "
-                    "the same configuration"
-                )
-            self._set_meta(conn, "feature_params", json.dumps(given, sort_keys=True))
-
-    def feature_params(self) -> dict[str, Any] | None:
-        with self._read() as conn:
-            raw = self._meta(conn, "feature_params")
-        return None if raw is None else dict(json.loads(raw))
-
-    def generation(self) -> int:
-        with self._read() as conn:
-            return int(self._meta(conn, "generation") or 0)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact_url(self.url)!r})"
