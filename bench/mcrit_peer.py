@@ -432,10 +432,7 @@ def reference_scores(index: list[tuple[Path, str, bool]], queries: list[Path]
         sys.modules["pymongo.errors"] = types.ModuleType("pymongo.errors")
     from mcrit.config.McritConfig import McritConfig  # type: ignore[import-untyped]
     from mcrit.matchers.MatcherQuery import MatcherQuery  # type: ignore[import-untyped]
-    from mcrit.minhash.MinHasher import MinHasher
     from mcrit.storage.MemoryStorage import MemoryStorage  # type: ignore[import-untyped]
-    from smda.common.BinaryInfo import BinaryInfo
-    from smda.common.SmdaFunction import SmdaFunction
     from smda.Disassembler import Disassembler
     from smda.SmdaConfig import SmdaConfig
 
@@ -444,27 +441,7 @@ def reference_scores(index: list[tuple[Path, str, bool]], queries: list[Path]
     config.MINHASH_CONFIG.MINHASH_POOL_MATCHING = False
     storage = MemoryStorage(config)
 
-    class _Worker:  # what the matchers use of mcrit.Worker.Worker (which imports its queue)
-        def __init__(self) -> None:
-            self.config = config
-            self._minhash_config = config.MINHASH_CONFIG
-            self.minhasher = MinHasher(config.MINHASH_CONFIG, config.SHINGLER_CONFIG)
-
-        def getStorage(self) -> Any:
-            return storage
-
-        def calculateMinHashes(self, entries: Any) -> list[Any]:
-            """``Worker.calculateMinHashes`` without its process pool."""
-            out = []
-            for e in entries:
-                info = BinaryInfo(b"")
-                info.architecture = e.architecture
-                fn = SmdaFunction.fromDict(e.xcfg, binary_info=info)
-                if self.minhasher.isMinHashableFunction(fn):
-                    out.append(self.minhasher.calculateMinHashFromStorage((e.function_id, fn)))
-            return out
-
-    worker = _Worker()
+    worker = in_process_worker(config, storage)
     ids = []
     for path, family, is_library in index:
         report = Disassembler(SmdaConfig()).disassembleFile(str(path))  # type: ignore[no-untyped-call]
@@ -481,6 +458,40 @@ def reference_scores(index: list[tuple[Path, str, bool]], queries: list[Path]
                  for s in result["matches"]["samples"]}
         out.append([by_id.get(i, 0.0) for i in ids])
     return out
+
+
+def in_process_worker(config: Any, storage: Any, minhash_s: list[float] | None = None) -> Any:
+    """What MCRIT's matchers use of ``mcrit.Worker.Worker`` (which imports its job queue):
+    ``config``, ``getStorage()`` and ``calculateMinHashes`` without its process pool. With
+    ``minhash_s``, the seconds spent minhashing are added to ``minhash_s[0]``."""
+    from mcrit.minhash.MinHasher import MinHasher  # type: ignore[import-untyped]
+    from smda.common.BinaryInfo import BinaryInfo
+    from smda.common.SmdaFunction import SmdaFunction
+
+    class _Worker:
+        def __init__(self) -> None:
+            self.config = config
+            self._minhash_config = config.MINHASH_CONFIG
+            self.minhasher = MinHasher(config.MINHASH_CONFIG, config.SHINGLER_CONFIG)
+
+        def getStorage(self) -> Any:
+            return storage
+
+        def calculateMinHashes(self, entries: Any) -> list[Any]:
+            """``Worker.calculateMinHashes`` without its process pool."""
+            t = time.perf_counter()
+            out = []
+            for e in entries:
+                info = BinaryInfo(b"")
+                info.architecture = e.architecture
+                fn = SmdaFunction.fromDict(e.xcfg, binary_info=info)
+                if self.minhasher.isMinHashableFunction(fn):
+                    out.append(self.minhasher.calculateMinHashFromStorage((e.function_id, fn)))
+            if minhash_s is not None:
+                minhash_s[0] += time.perf_counter() - t
+            return out
+
+    return _Worker()
 
 
 def verify() -> dict[str, float]:

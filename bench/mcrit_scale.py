@@ -162,11 +162,10 @@ def _child_mcrit(work: Path, repeats: int) -> dict[str, Any]:
         logging.getLogger(name).setLevel(logging.ERROR)
     from mcrit.config.McritConfig import McritConfig  # type: ignore[import-untyped]
     from mcrit.matchers.MatcherQuery import MatcherQuery  # type: ignore[import-untyped]
-    from mcrit.minhash.MinHasher import MinHasher  # type: ignore[import-untyped]
     from mcrit.storage.MemoryStorage import MemoryStorage  # type: ignore[import-untyped]
-    from smda.common.BinaryInfo import BinaryInfo
-    from smda.common.SmdaFunction import SmdaFunction
     from smda.common.SmdaReport import SmdaReport
+
+    from bench.mcrit_peer import in_process_worker
 
     for name in ("mcrit", "smda"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -177,29 +176,7 @@ def _child_mcrit(work: Path, repeats: int) -> dict[str, Any]:
     storage = MemoryStorage(config)
     minhash_s = [0.0]
 
-    class _Worker:  # what the matchers use of mcrit.Worker.Worker (which imports its queue)
-        def __init__(self) -> None:
-            self.config = config
-            self._minhash_config = config.MINHASH_CONFIG
-            self.minhasher = MinHasher(config.MINHASH_CONFIG, config.SHINGLER_CONFIG)
-
-        def getStorage(self) -> Any:
-            return storage
-
-        def calculateMinHashes(self, entries: Any) -> list[Any]:
-            """``Worker.calculateMinHashes`` without its process pool."""
-            t = time.perf_counter()
-            out = []
-            for e in entries:
-                info = BinaryInfo(b"")
-                info.architecture = e.architecture
-                fn = SmdaFunction.fromDict(e.xcfg, binary_info=info)
-                if self.minhasher.isMinHashableFunction(fn):
-                    out.append(self.minhasher.calculateMinHashFromStorage((e.function_id, fn)))
-            minhash_s[0] += time.perf_counter() - t
-            return out
-
-    worker = _Worker()
+    worker = in_process_worker(config, storage, minhash_s)
     gc.collect()
     rss0 = _status_kib("VmRSS:")
     load_s = ingest_s = 0.0
