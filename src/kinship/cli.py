@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kinship.api import Kinship
 from kinship.binary.model import Arch
+from kinship.cli_artifact import register as register_artifact
 from kinship.cli_common import common, store_backend
 from kinship.cli_evidence import register as register_evidence
 from kinship.cli_evidence import write_compare_html, write_match_html
@@ -360,6 +361,7 @@ def db_remove(sample: str, db: str | Path | None, as_json: bool) -> None:
 register_evidence(main)
 register_intel(main)
 register_sigma(main)  # joins the rules group made by register_intel
+register_artifact(main)
 
 if __name__ == "__main__":
     main()

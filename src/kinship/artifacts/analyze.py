@@ -1,0 +1,163 @@
+"""Analyse an artifact file into an :class:`ArtifactResult` tree (library entry point).
+
+The top-level file must parse (else :class:`kinship.exceptions.InputError`, one line naming
+the file); anything nested that does not parse is recorded in its node's ``error`` and the
+rest of the tree is still analysed (every sample is hostile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from kinship.artifacts import limits
+from kinship.artifacts.attack import techniques_for
+from kinship.artifacts.attribution import Attributor, skipped
+from kinship.artifacts.email_ import looks_like_email, parse_email
+from kinship.artifacts.model import ArtifactResult
+from kinship.artifacts.office import OLE_MAGIC, parse_ole, parse_ooxml
+from kinship.exceptions import FileTooLargeError, InputError, UnsupportedFormatError
+from kinship.intel.iocs import IOC, FoundString, extract_iocs
+
+logger = logging.getLogger(__name__)
+
+_OOXML_EXT = frozenset({".docx", ".docm", ".dotx", ".dotm", ".xlsx", ".xlsm", ".xltx", ".xltm",
+                        ".xlam", ".pptx", ".pptm", ".potm", ".ppsm"})
+_OLE_EXT = frozenset({".doc", ".dot", ".xls", ".xlt", ".ppt", ".pps", ".msg"})
+
+
+def detect_kind(data: bytes, name: str) -> str:
+    """"email", "ooxml", "ole", "zip", "pe", "elf" or "other": magic first, then extension."""
+    ext = Path(name).suffix.lower()
+    if data.startswith(b"MZ"):
+        return "pe"
+    if data.startswith(b"\x7fELF"):
+        return "elf"
+    if data.startswith(OLE_MAGIC):
+        return "ole"
+    if data.startswith(b"PK\x03\x04"):
+        head = data[: 1024 * 1024]
+        return "ooxml" if b"[Content_Types].xml" in head or ext in _OOXML_EXT else "zip"
+    if ext in _OOXML_EXT:
+        return "ooxml"
+    if ext in _OLE_EXT:
+        return "ole"
+    if ext == ".eml" or looks_like_email(data):
+        return "email"
+    return "other"
+
+
+def analyze_file(path: str | Path, *, attributor: Attributor | None = None,
+                 filter_benign: bool = True) -> ArtifactResult:
+    """Analyse the e-mail or document at ``path``; executables inside go to ``attributor``."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(str(p), "no such file" if not p.exists() else "not a file")
+    size = p.stat().st_size
+    if size > limits.MAX_ARTIFACT_SIZE:
+        raise FileTooLargeError(str(p), f"{size} bytes, over MAX_ARTIFACT_SIZE")
+    data = p.read_bytes()
+    kind = detect_kind(data, p.name)
+    if kind == "other":
+        raise UnsupportedFormatError(str(p), "not an e-mail, Office document, zip or executable")
+    ctx = _Context(attributor or skipped("no store given"), filter_benign)
+    return ctx.analyze(str(p), data, kind, "file", 0)
+
+
+def _hashes(data: bytes) -> tuple[str, str]:
+    return hashlib.sha256(data).hexdigest(), hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+class _Context:
+    def __init__(self, attributor: Attributor, filter_benign: bool) -> None:
+        self.attributor = attributor
+        self.filter_benign = filter_benign
+
+    def analyze(self, name: str, data: bytes, kind: str, location: str, depth: int,
+                content_type: str = "") -> ArtifactResult:
+        """Raises InputError when ``data`` does not parse as ``kind``."""
+        sha256, md5 = _hashes(data)
+        node = ArtifactResult(name, kind, location, len(data), sha256, md5, content_type)
+        texts: list[tuple[str, str]] = []
+        if kind == "email":
+            mail = parse_email(name, data)
+            node.email, texts = mail.info, mail.texts
+            node.warnings += mail.warnings
+            texts += [(f"header:{h}", v) for h, v in (
+                ("From", mail.info.from_), ("Reply-To", mail.info.reply_to),
+                ("Return-Path", mail.info.return_path), ("Subject", mail.info.subject))]
+            texts += [(f"header:Received[{h.index}]", " ".join(h.ips)) for h in mail.info.received]
+            for a in mail.attachments:
+                self._child(node, a.name, a.data, "attachment", depth, a.content_type)
+        elif kind in ("ooxml", "ole"):
+            doc = parse_ooxml(name, data) if kind == "ooxml" else parse_ole(name, data)
+            node.office, texts = doc.info, doc.texts
+            node.warnings += doc.warnings
+            for e in doc.embedded:
+                self._child(node, e.name, e.data, e.location, depth)
+        elif kind == "zip":
+            for member, blob in self._zip_members(name, data):
+                self._child(node, member, blob, "zip member", depth)
+        elif kind in ("pe", "elf"):
+            node.attribution = self.attributor(name, data)
+        node.iocs = self._iocs(texts)
+        node.techniques = techniques_for(node)
+        return node
+
+    def _child(self, parent: ArtifactResult, name: str, data: bytes, location: str,
+               depth: int, content_type: str = "") -> None:
+        if len(parent.children) >= limits.MAX_CHILDREN:
+            parent.warnings.append(f"{name}: over MAX_CHILDREN, not analysed")
+            return
+        kind = detect_kind(data, name)
+        if depth + 1 > limits.MAX_DEPTH and kind != "other":
+            parent.warnings.append(f"{name}: nested deeper than MAX_DEPTH, not analysed")
+            kind = "other"
+        try:
+            if kind == "other":
+                sha256, md5 = _hashes(data)
+                child = ArtifactResult(name, kind, location, len(data), sha256, md5,
+                                       content_type)
+            else:
+                child = self.analyze(name, data, kind, location, depth + 1, content_type)
+        except InputError as e:
+            sha256, md5 = _hashes(data)
+            child = ArtifactResult(name, kind, location, len(data), sha256, md5, content_type,
+                                   error=e.reason)
+            parent.warnings.append(f"{name}: {e.reason}")
+        parent.children.append(child)
+
+    def _zip_members(self, name: str, data: bytes) -> Iterable[tuple[str, bytes]]:
+        """Members via kinship.binary.archive (bomb limits, password "infected")."""
+        from kinship.binary.archive import iter_archive
+
+        with tempfile.TemporaryDirectory(prefix="kinship-artifact-") as tmp:
+            path = Path(tmp) / "archive.zip"
+            path.write_bytes(data)
+            try:
+                members = list(iter_archive(path))
+            except InputError as e:
+                raise InputError(name, e.reason) from e
+        return members[: limits.MAX_CHILDREN]
+
+    def _iocs(self, texts: list[tuple[str, str]]) -> list[IOC]:
+        """IOCs of every text, each source naming where it was (``sample`` = location)."""
+        merged: dict[tuple[str, str], IOC] = {}
+        for location, text in texts:
+            lines = [FoundString(line[: limits.MAX_FIELD_CHARS], None, None)
+                     for line in text[: limits.MAX_TEXT_CHARS].splitlines() if line.strip()]
+            if not lines:
+                continue
+            found = extract_iocs(lines, sample=location, kind="text",
+                                 filter_benign=self.filter_benign)
+            for ioc in found.iocs:
+                key = (ioc.type, ioc.value)
+                if key in merged:
+                    merged[key].sources.extend(s for s in ioc.sources
+                                               if s not in merged[key].sources)
+                else:
+                    merged[key] = ioc
+        return sorted(merged.values(), key=lambda i: (i.type, i.value))

@@ -1,0 +1,177 @@
+"""The result tree of ``kinship artifact``: one :class:`ArtifactResult` per file, with its
+attachments / members / embedded objects as children. Everything is JSON-able via ``to_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kinship.intel.iocs import IOC
+
+
+@dataclass(frozen=True, slots=True)
+class Technique:
+    """An ATT&CK technique and the observations that triggered it (attack.py's table)."""
+
+    id: str
+    name: str
+    evidence: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "evidence": list(self.evidence)}
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One ``Received`` header. ``index`` 0 is the top header: the hop nearest the recipient."""
+
+    index: int
+    from_host: str
+    by_host: str
+    ips: tuple[str, ...]
+    date: str
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A URL in a body. ``text``: the anchor's display text (HTML), "" for plain text."""
+
+    url: str
+    text: str
+    location: str  # "body:text/plain", "body:text/html"
+    mismatch: bool  # the display text names another host than the href
+
+
+@dataclass
+class EmailInfo:
+    subject: str = ""
+    date: str = ""
+    from_: str = ""
+    to: str = ""
+    reply_to: str = ""
+    return_path: str = ""
+    sender: str = ""
+    message_id: str = ""
+    message_id_domain: str = ""
+    x_mailer: str = ""
+    received: list[Hop] = field(default_factory=list)
+    auth: dict[str, str] = field(default_factory=dict)  # {"spf": "pass", "dkim": "fail", ...}
+    mismatches: list[str] = field(default_factory=list)  # sender-identity mismatches, worded
+    links: list[Link] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class MacroModule:
+    name: str  # VBA module file name, e.g. "ThisDocument.cls"
+    stream: str  # OLE stream path
+    size: int  # characters of source
+    sha256: str  # of the UTF-8 source
+
+
+@dataclass(frozen=True, slots=True)
+class MacroFinding:
+    """One olevba result row: kind "AutoExec", "Suspicious", "IOC", "Base64 String" ..."""
+
+    kind: str
+    keyword: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Relationship:
+    """An OOXML relationship with ``TargetMode="External"`` (``kind``: the Type's last part,
+    e.g. "attachedTemplate", "oleObject", "hyperlink")."""
+
+    part: str  # the .rels member it is in
+    kind: str
+    target: str
+
+
+@dataclass
+class OfficeInfo:
+    format: str  # "ooxml" | "ole"
+    metadata: dict[str, str] = field(default_factory=dict)  # author, last_modified_by, ...
+    has_macros: bool = False
+    macros: list[MacroModule] = field(default_factory=list)
+    macro_findings: list[MacroFinding] = field(default_factory=list)
+    external_relationships: list[Relationship] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Code-reuse attribution of an executable. ``status``: "matched" (a family), "unknown"
+    (no family passed the thresholds), "skipped" (no store / empty store), "error"."""
+
+    status: str
+    reason: str = ""
+    family: str | None = None
+    actor: str | None = None
+    confidence: float = 0.0
+    score: float = 0.0
+
+
+@dataclass
+class ArtifactResult:
+    """One analysed file or embedded object.
+
+    ``kind``: "email", "ooxml", "ole", "zip", "pe", "elf", "other". ``location``: how it was
+    reached from its parent ("file", "attachment", "zip member", "ooxml embedding",
+    "ole package"). ``error``: why it could not be parsed (children only; a top-level file
+    that cannot be parsed raises :class:`kinship.exceptions.InputError`).
+    """
+
+    name: str
+    kind: str
+    location: str
+    size: int
+    sha256: str
+    md5: str
+    content_type: str = ""
+    email: EmailInfo | None = None
+    office: OfficeInfo | None = None
+    attribution: Attribution | None = None
+    children: list[ArtifactResult] = field(default_factory=list)
+    iocs: list[IOC] = field(default_factory=list)
+    techniques: list[Technique] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def walk(self) -> Iterator[ArtifactResult]:
+        """This node, then its descendants depth-first."""
+        yield self
+        for c in self.children:
+            yield from c.walk()
+
+    def all_techniques(self) -> list[Technique]:
+        """Techniques of the whole tree, merged by id, evidence prefixed with the node name."""
+        merged: dict[str, tuple[str, list[str]]] = {}
+        for node in self.walk():
+            for t in node.techniques:
+                _, ev = merged.setdefault(t.id, (t.name, []))
+                ev.extend(f"{node.name}: {e}" for e in t.evidence if f"{node.name}: {e}" not in ev)
+        return [Technique(i, n, tuple(ev)) for i, (n, ev) in sorted(merged.items())]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "location": self.location,
+            "size": self.size, "sha256": self.sha256, "md5": self.md5,
+            "content_type": self.content_type,
+            "email": _plain(self.email), "office": _plain(self.office),
+            "attribution": _plain(self.attribution),
+            "iocs": [i.to_dict() for i in self.iocs],
+            "techniques": [t.to_dict() for t in self.techniques],
+            "warnings": list(self.warnings), "error": self.error,
+            "children": [c.to_dict() for c in self.children],
+        }
+
+
+def _plain(obj: Any) -> Any:
+    if obj is None:
+        return None
+    d = dataclasses.asdict(obj)
+    if "from_" in d:
+        d["from"] = d.pop("from_")
+    return d

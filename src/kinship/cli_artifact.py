@@ -1,0 +1,70 @@
+"""``kinship artifact``: analyse phishing e-mails (.eml) and Office documents.
+
+Wired into the main CLI by ``kinship.cli_artifact.register(main)``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from kinship.cli_common import common_with
+from kinship.cli_common import emit as _emit
+from kinship.exceptions import EXIT_CODES, InputError, UsageError
+
+
+def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool) -> None:
+    """Analyse e-mails (.eml) and Office documents, recursively through their attachments.
+
+    \b
+    Reports sender mismatches, Received hops, SPF/DKIM/DMARC results, links (display text vs
+    href), attachments with hashes, Office metadata, VBA macros (olevba), external
+    relationships (template injection), embedded objects, IOCs with where each was seen and
+    ATT&CK techniques with their evidence. Executables found inside are attributed with the
+    store; with no store (or an empty one) that step is skipped and said so.
+    Examples:
+      kinship artifact invoice.eml
+      kinship artifact offer.docx report.xlsm --json
+      kinship artifact mails/*.eml --db refs.db
+    """
+    from kinship.artifacts.analyze import analyze_file
+    from kinship.artifacts.attribution import open_attributor
+    from kinship.artifacts.render import render_artifact
+
+    if not files:
+        raise UsageError("give .eml or Office files to analyse")
+    results: list[Any] = []
+    failed: list[dict[str, Any]] = []
+    with open_attributor(db) as attributor:
+        for f in files:
+            try:
+                results.append(analyze_file(f, attributor=attributor))
+            except InputError as e:
+                if len(files) == 1:
+                    raise
+                failed.append({"path": str(f), "error": type(e).__name__, "reason": e.reason,
+                               "exit_code": e.exit_code})
+    if as_json:
+        _emit({"artifacts": [r.to_dict() for r in results],
+               "techniques": [t.to_dict() for r in results for t in r.all_techniques()],
+               "failed": failed})
+    else:
+        out = Console(highlight=False, soft_wrap=False)
+        for r in results:
+            render_artifact(out, r)
+        for d in failed:
+            click.echo(f"error: {d['path']}: {d['reason']}", err=True)
+    if failed:
+        sys.exit(EXIT_CODES["partial_batch"])
+
+
+def register(main: click.Group) -> None:
+    """Add ``artifact`` to ``main``."""
+    main.command("artifact")(
+        click.argument("files", nargs=-1, type=click.Path(path_type=Path))(
+            common_with("Store used to attribute executables found in the artifacts "
+                        "(skipped when it does not exist or is empty).")(artifact_cmd)))
