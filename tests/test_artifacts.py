@@ -18,6 +18,15 @@ import pytest
 from click.testing import CliRunner
 
 from kinship.artifacts.analyze import analyze_file, detect_kind
+from kinship.artifacts.model import (
+    ArtifactResult,
+    Attribution,
+    MacroFinding,
+    MacroModule,
+    OfficeInfo,
+    Relationship,
+    Technique,
+)
 from kinship.cli import main
 from kinship.cli_artifact import register
 from kinship.exceptions import EXIT_CODES
@@ -121,6 +130,15 @@ def _child(doc: dict, name: str) -> dict:
     return next(c for c in doc["children"] if c["name"] == name)
 
 
+def assert_roundtrips(res: ArtifactResult) -> None:
+    """STYLE §5: JSON comes back to an equal object (and to the same JSON)."""
+    doc = json.loads(json.dumps(res.to_dict()))
+    assert doc == res.to_dict()  # to_dict is JSON types only
+    back = ArtifactResult.from_dict(doc)
+    assert back == res
+    assert back.to_dict() == doc
+
+
 def test_help_has_examples() -> None:
     code, out = run("artifact", "--help")
     assert code == 0 and "Example" in out and "--json" in out and "--db" in out
@@ -174,6 +192,29 @@ def test_email_headers_links_attachments_and_techniques(
     # no store: attribution skipped and said so
     assert pe["attribution"]["status"] == "skipped"
     assert "no store" in pe["attribution"]["reason"]
+    assert ArtifactResult.from_dict(doc).to_dict() == doc
+
+
+def test_email_result_roundtrips(tmp_home: Path, lure: dict[str, Path | bytes]) -> None:
+    res = analyze_file(Path(lure["eml"]))  # type: ignore[arg-type]
+    assert res.email is not None and res.email.received and res.email.links
+    assert {c.kind for c in res.children} == {"ooxml", "pe"} and res.iocs and res.techniques
+    assert_roundtrips(res)
+
+
+def test_roundtrip_covers_macros_and_matched_attribution() -> None:
+    office = OfficeInfo("ole", {"author": "x"}, True,
+                        [MacroModule("ThisDocument.cls", "Macros/VBA/ThisDocument", 120,
+                                     "ab" * 32)],
+                        [MacroFinding("AutoExec", "AutoOpen", "Runs when the document opens")],
+                        [Relationship("word/_rels/settings.xml.rels", "attachedTemplate",
+                                      TEMPLATE_URL)])
+    pe = ArtifactResult("a.exe", "pe", "ole package", 10, "0" * 64, "1" * 32,
+                        attribution=Attribution("matched", "", "netshdoor", "APT-X", 0.875, 0.5),
+                        techniques=[Technique("T1204.002", "Malicious File", ("a", "b"))])
+    assert_roundtrips(ArtifactResult("d.doc", "ole", "file", 99, "2" * 64, "3" * 32,
+                                     content_type="application/msword", office=office,
+                                     children=[pe], warnings=["w"]))
 
 
 def test_text_view(tmp_home: Path, lure: dict[str, Path | bytes]) -> None:
@@ -189,8 +230,10 @@ def test_pe_attributed_with_store(tmp_home: Path, bins: dict[str, Path],
     assert code == 0, out
     code, out = run("artifact", lure["eml"], "--json")
     assert code == 0, out
-    att = _child(json.loads(out)["artifacts"][0], "salary_calc.exe")["attribution"]
+    doc = json.loads(out)["artifacts"][0]
+    att = _child(doc, "salary_calc.exe")["attribution"]
     assert att["status"] == "matched" and att["family"] == "netshdoor"
+    assert ArtifactResult.from_dict(doc).to_dict() == doc
 
 
 def test_empty_store_skips(tmp_path: Path, tmp_home: Path,
@@ -242,6 +285,7 @@ def test_corrupt_attachment_is_recorded_not_fatal(tmp_path: Path, tmp_home: Path
     assert by_name["Job_Offer.docx"].error is not None
     assert by_name["salary_calc.exe"].attribution is not None
     assert res.to_dict()["children"][0]["error"]
+    assert_roundtrips(res)
 
 
 def test_nested_eml_and_zip_with_password(tmp_path: Path, tmp_home: Path,
@@ -272,6 +316,7 @@ def test_nested_eml_and_zip_with_password(tmp_path: Path, tmp_home: Path,
     zipped = next(c for c in res.children if c.kind == "zip")
     assert zipped.children[0].kind == "ooxml"
     assert "T1221" in {t.id for t in res.all_techniques()}
+    assert_roundtrips(res)
 
 
 def test_detect_kind() -> None:

@@ -33,7 +33,7 @@ def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool) 
     """
     from kinship.artifacts.analyze import analyze_file
     from kinship.artifacts.attribution import open_attributor
-    from kinship.artifacts.render import render_artifact
+    from kinship.render.artifact import render_artifact
 
     if not files:
         raise UsageError("give .eml or Office files to analyse")

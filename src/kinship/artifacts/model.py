@@ -1,5 +1,6 @@
 """The result tree of ``kinship artifact``: one :class:`ArtifactResult` per file, with its
-attachments / members / embedded objects as children. Everything is JSON-able via ``to_dict``.
+attachments / members / embedded objects as children. Everything is JSON-able via ``to_dict``
+and comes back equal through ``ArtifactResult.from_dict`` (STYLE §5).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ class Technique:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "evidence": list(self.evidence)}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Technique:
+        return cls(d["id"], d["name"], tuple(d.get("evidence", ())))
+
 
 @dataclass(frozen=True, slots=True)
 class Hop:
@@ -34,6 +39,10 @@ class Hop:
     ips: tuple[str, ...]
     date: str
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Hop:
+        return cls(d["index"], d["from_host"], d["by_host"], tuple(d.get("ips", ())), d["date"])
+
 
 @dataclass(frozen=True, slots=True)
 class Link:
@@ -43,6 +52,10 @@ class Link:
     text: str
     location: str  # "body:text/plain", "body:text/html"
     mismatch: bool  # the display text names another host than the href
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Link:
+        return cls(d["url"], d["text"], d["location"], bool(d["mismatch"]))
 
 
 @dataclass
@@ -62,6 +75,22 @@ class EmailInfo:
     mismatches: list[str] = field(default_factory=list)  # sender-identity mismatches, worded
     links: list[Link] = field(default_factory=list)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EmailInfo:
+        """Inverse of ``_plain``: ``from`` (the JSON key) back to ``from_``."""
+        return cls(
+            **{k: str(d.get("from" if k == "from_" else k, "")) for k in _EMAIL_TEXT},
+            received=[Hop.from_dict(h) for h in d.get("received", [])],
+            auth=dict(d.get("auth", {})),
+            mismatches=list(d.get("mismatches", [])),
+            links=[Link.from_dict(lk) for lk in d.get("links", [])],
+        )
+
+
+# EmailInfo's plain-text fields, in declaration order.
+_EMAIL_TEXT = ("subject", "date", "from_", "to", "reply_to", "return_path", "sender",
+               "message_id", "message_id_domain", "x_mailer")
+
 
 @dataclass(frozen=True, slots=True)
 class MacroModule:
@@ -69,6 +98,10 @@ class MacroModule:
     stream: str  # OLE stream path
     size: int  # characters of source
     sha256: str  # of the UTF-8 source
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MacroModule:
+        return cls(d["name"], d["stream"], d["size"], d["sha256"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +111,10 @@ class MacroFinding:
     kind: str
     keyword: str
     description: str
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MacroFinding:
+        return cls(d["kind"], d["keyword"], d["description"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +126,10 @@ class Relationship:
     kind: str
     target: str
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Relationship:
+        return cls(d["part"], d["kind"], d["target"])
+
 
 @dataclass
 class OfficeInfo:
@@ -98,6 +139,17 @@ class OfficeInfo:
     macros: list[MacroModule] = field(default_factory=list)
     macro_findings: list[MacroFinding] = field(default_factory=list)
     external_relationships: list[Relationship] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OfficeInfo:
+        return cls(
+            d["format"], metadata=dict(d.get("metadata", {})),
+            has_macros=bool(d.get("has_macros", False)),
+            macros=[MacroModule.from_dict(m) for m in d.get("macros", [])],
+            macro_findings=[MacroFinding.from_dict(f) for f in d.get("macro_findings", [])],
+            external_relationships=[Relationship.from_dict(r)
+                                    for r in d.get("external_relationships", [])],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +163,11 @@ class Attribution:
     actor: str | None = None
     confidence: float = 0.0
     score: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Attribution:
+        return cls(d["status"], d.get("reason", ""), d.get("family"), d.get("actor"),
+                   float(d.get("confidence", 0.0)), float(d.get("score", 0.0)))
 
 
 @dataclass
@@ -167,11 +224,38 @@ class ArtifactResult:
             "children": [c.to_dict() for c in self.children],
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ArtifactResult:
+        """Inverse of :meth:`to_dict`: ``from_dict(json.loads(json.dumps(r.to_dict()))) == r``."""
+        return cls(
+            d["name"], d["kind"], d["location"], d["size"], d["sha256"], d["md5"],
+            content_type=d.get("content_type", ""),
+            email=EmailInfo.from_dict(d["email"]) if d.get("email") is not None else None,
+            office=OfficeInfo.from_dict(d["office"]) if d.get("office") is not None else None,
+            attribution=(Attribution.from_dict(d["attribution"])
+                         if d.get("attribution") is not None else None),
+            children=[ArtifactResult.from_dict(c) for c in d.get("children", [])],
+            iocs=[IOC.from_dict(i) for i in d.get("iocs", [])],
+            techniques=[Technique.from_dict(t) for t in d.get("techniques", [])],
+            warnings=list(d.get("warnings", [])),
+            error=d.get("error"),
+        )
+
 
 def _plain(obj: Any) -> Any:
+    """A dataclass as JSON types: tuples become lists (so ``to_dict`` equals its JSON reload),
+    ``from_`` becomes ``from``."""
     if obj is None:
         return None
-    d = dataclasses.asdict(obj)
+    d = _lists(dataclasses.asdict(obj))
     if "from_" in d:
         d["from"] = d.pop("from_")
     return d
+
+
+def _lists(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _lists(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_lists(x) for x in v]
+    return v

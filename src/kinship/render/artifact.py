@@ -1,4 +1,5 @@
-"""Terminal view of an :class:`ArtifactResult` tree (rich)."""
+"""Terminal view (rich) of an :class:`~kinship.artifacts.model.ArtifactResult` tree, beside the
+other renderers in :mod:`kinship.render.terminal`. JSON goes through ``to_dict`` instead."""
 
 from __future__ import annotations
 
