@@ -23,7 +23,7 @@ from kinship.disasm.columns import CodeColumns, FunctionBlocks
 from kinship.disasm.decoder import DEP_BRANCH, DEP_NONE
 from kinship.disasm.model import Flow
 from kinship.features.config import FeatureConfig
-from kinship.features.context import callee_indexes, sem_tokens_with_context
+from kinship.features.context import sem_sketches
 from kinship.features.minhash import I64, get_hasher
 from kinship.features.model import FunctionFeatures
 from kinship.features.tokens import (
@@ -284,13 +284,10 @@ def extract_columns(
         for start in range(0, len(cols.functions), MAX_BATCH_FUNCTIONS):
             batch = cols.functions[start : start + MAX_BATCH_FUNCTIONS]
             parts += _batch(cols, batch, tb, cfg, own, shapes)
-        callees = callee_indexes(
-            [fb.va for fb in cols.functions], [fb.calls for fb in cols.functions]
+        sem_sigs, sem_n = sem_sketches(
+            [fb.va for fb in cols.functions], [fb.calls for fb in cols.functions], own, shapes,
+            cfg,
         )
-        sem = sem_tokens_with_context(own, shapes, callees, cfg)
-        hasher = get_hasher(cfg.num_perm, cfg.seed)
-        sem_sigs, sem_counts = hasher.sketch_segments(sem.tokens, sem.segment, sem.n_segments)
-        sem_n: list[int] = sem_counts.tolist()
         out = [
             FunctionFeatures(
                 va=p.fb.va,

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from kinship.features.config import FeatureConfig
-from kinship.features.minhash import I64, mix64
+from kinship.features.minhash import I64, U32, get_hasher, mix64
 from kinship.features.tokens import TokenBatch
 
 _MASK64 = (1 << 64) - 1
@@ -116,3 +116,18 @@ def sem_tokens_with_context(
     tokens = mix64(np.array(raw, dtype=np.uint64)) if raw else np.zeros(0, np.uint64)
     segment: I64 = np.array(seg, dtype=np.int64)
     return TokenBatch(tokens, segment, n_segments=len(own))
+
+
+def sem_sketches(
+    vas: Sequence[int],
+    calls: Sequence[Sequence[int]],
+    own: Sequence[Sequence[int]],
+    shapes: Sequence[Sequence[int]],
+    config: FeatureConfig,
+) -> tuple[U32, list[int]]:
+    """Sem sketches (with call-graph context) of the functions at ``vas`` (direct call targets
+    ``calls``, own specific tokens ``own``, shape tokens ``shapes``) and their token counts."""
+    sem = sem_tokens_with_context(own, shapes, callee_indexes(vas, calls), config)
+    hasher = get_hasher(config.num_perm, config.seed)
+    sigs, counts = hasher.sketch_segments(sem.tokens, sem.segment, sem.n_segments)
+    return sigs, counts.tolist()

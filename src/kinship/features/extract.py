@@ -18,7 +18,7 @@ import numpy as np
 
 from kinship.disasm.model import BasicBlock, Function
 from kinship.features.config import FeatureConfig
-from kinship.features.context import callee_indexes, sem_tokens_with_context
+from kinship.features.context import sem_sketches
 from kinship.features.minhash import get_hasher
 from kinship.features.model import FunctionFeatures
 from kinship.features.tokens import (
@@ -96,11 +96,9 @@ def extract_all(
             _scan_batch(functions[start : start + MAX_BATCH_FUNCTIONS], cfg, own, shapes)
             for start in range(0, len(functions), MAX_BATCH_FUNCTIONS)
         ]
-        callees = callee_indexes([fn.va for fn in functions], [fn.calls for fn in functions])
-        sem = sem_tokens_with_context(own, shapes, callees, cfg)
-        hasher = get_hasher(cfg.num_perm, cfg.seed)
-        sem_sigs, sem_counts = hasher.sketch_segments(sem.tokens, sem.segment, sem.n_segments)
-        sem_n: list[int] = sem_counts.tolist()
+        sem_sigs, sem_n = sem_sketches(
+            [fn.va for fn in functions], [fn.calls for fn in functions], own, shapes, cfg
+        )
         k = 0
         for part in parts:
             for j, fn in enumerate(part.functions):
