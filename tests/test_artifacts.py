@@ -324,3 +324,30 @@ def test_detect_kind() -> None:
     assert detect_kind(b"\x7fELF", "x") == "elf"
     assert detect_kind(b"From: a@b.c\nSubject: x\n\nhi", "mail.txt") == "email"
     assert detect_kind(b"hello", "x.txt") == "other"
+
+
+def test_limits_oversize_depth_and_members(tmp_path: Path, tmp_home: Path,
+                                           lure: dict[str, Path | bytes],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each named limit is enforced (lowered here so that a small artifact reaches it)."""
+    from kinship.artifacts import limits
+    from kinship.exceptions import FileTooLargeError
+
+    eml = Path(lure["eml"])  # type: ignore[arg-type]
+    # MAX_DEPTH: the attachments of a mail are one level down; at 0 none is analysed
+    monkeypatch.setattr(limits, "MAX_DEPTH", 0)
+    res = analyze_file(eml)
+    assert any("MAX_DEPTH" in w for w in res.warnings)
+    assert all(c.kind == "other" or not c.children for c in res.children)
+    monkeypatch.undo()
+    # MAX_OOXML_MEMBERS: the lure docx has 6 members
+    monkeypatch.setattr(limits, "MAX_OOXML_MEMBERS", 3)
+    with pytest.raises(FileTooLargeError, match="MAX_OOXML_MEMBERS"):
+        analyze_file(Path(lure["docx_path"]))  # type: ignore[arg-type]
+    monkeypatch.undo()
+    # MAX_ARTIFACT_SIZE: one-line error through the CLI, non-zero exit
+    monkeypatch.setattr(limits, "MAX_ARTIFACT_SIZE", 1024)
+    r = CliRunner().invoke(main, ["artifact", str(eml)])
+    assert r.exit_code != 0
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(eml) in lines[0] and "MAX_ARTIFACT_SIZE" in lines[0]

@@ -198,5 +198,8 @@ def test_config_is_validated() -> None:
         FeatureConfig(num_perm=0)
     with pytest.raises(UsageError):
         FeatureConfig(ngram_sizes=(0,))
+    for bad in (-1, 4097):
+        with pytest.raises(UsageError, match="max_context_tokens"):
+            FeatureConfig(max_context_tokens=bad)
     small = extract_features(netsh_like(0, False), FeatureConfig(num_perm=16, ngram_sizes=(2,)))
     assert small.code_sig.shape == (16,)
