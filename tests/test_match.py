@@ -31,6 +31,7 @@ from kinship.match.result import (
     MatchResult,
     SampleScore,
     Verdict,
+    VerdictStatus,
 )
 from kinship.match.score import SketchRows, score_candidates, score_function_pair
 from kinship.store.model import SampleRecord
@@ -172,15 +173,20 @@ def test_query_mostly_family_a() -> None:
 def test_random_query_is_unknown() -> None:
     index, named = _corpus()
     res = attribute([feat() for _ in range(40)], index)
-    assert res.verdict.family is None
-    assert res.families == [] and res.verdict.confidence > 0.5
+    assert res.verdict.family is None and res.verdict.status is VerdictStatus.UNKNOWN
+    # an unknown verdict carries no confidence (there is no named family to be right about)
+    assert res.families == [] and res.verdict.confidence is None and res.verdict.reason
     # one family function among 40 random ones: listed, but below the unknown threshold
     res = attribute([feat() for _ in range(40)] + named["fam_b"][:1], index)
     assert res.families[0].family == "FamB" and res.verdict.family is None
+    assert res.verdict.status is VerdictStatus.UNKNOWN and res.verdict.candidate == "FamB"
+    # above a lenient threshold one matched function is still thin evidence: weak, no name
     lenient = attribute(
         [feat() for _ in range(40)] + named["fam_b"][:1], index, MatchConfig(unknown_threshold=0.01)
     )
-    assert lenient.verdict.family == "FamB" and lenient.verdict.confidence < 0.8
+    assert lenient.verdict.family is None and lenient.verdict.confidence is None
+    assert lenient.verdict.status is VerdictStatus.WEAK
+    assert lenient.verdict.candidate == "FamB" and "thin evidence" in lenient.verdict.reason
 
 
 def test_small_functions_ignored() -> None:
@@ -244,7 +250,9 @@ def test_empty_index_and_sem_only_signatures() -> None:
     f = feat(no_code)
     index = ReferenceIndex.from_features([(rec("s", "FamS"), [f])])
     res = attribute([feat(no_code, f.sem_sig)], index)
-    assert res.verdict.family == "FamS"
+    # one matched function is thin evidence: FamS leads but is not named
+    assert res.families[0].family == "FamS" and res.verdict.candidate == "FamS"
+    assert res.verdict.status is VerdictStatus.WEAK and res.verdict.family is None
     assert res.function_matches[0].kind is MatchKind.SEM
 
 
@@ -260,7 +268,7 @@ def test_match_result_json_roundtrip() -> None:
     assert MatchResult.from_dict(d) == res
     manual = MatchResult(
         "x" * 64,
-        Verdict(None, None, 0.75, 0.05),
+        Verdict(None, None, None, 0.05, VerdictStatus.WEAK, "thin", "F"),
         [FamilyScore("F", None, 0.05, 1, 0.1)],
         [SampleScore("y" * 64, "y.exe", None, 0.1, 2)],
         [FunctionMatch(1, None, "y" * 64, 2, "g", None, 0.5, MatchKind.SEM, False)],

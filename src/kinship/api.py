@@ -21,6 +21,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from kinship.baseline.registry import (
+    BASELINE_SHA_PREFIX,
+    active_packs,
+    packs_digest,
+    with_baseline,
+)
 from kinship.binary.model import Arch
 from kinship.evidence.compare import (
     CompareResult,
@@ -95,7 +101,8 @@ class Kinship:
     """A store plus the operations on it. Thread-unsafe; one per thread/process."""
 
     def __init__(self, db: str | Path | None = None, *, store: Store | None = None,
-                 keep_files: bool = True, files_dir: Path | None = None) -> None:
+                 keep_files: bool = True, files_dir: Path | None = None,
+                 baseline: bool = True) -> None:
         """Open the store ``db``, or use ``store``.
 
         ``db`` is an SQLite file, or a PostgreSQL URL (``postgresql://user@host/dbname`` or
@@ -107,6 +114,9 @@ class Kinship:
         be validated. Off for an in-memory ``store``. A PostgreSQL store has no directory of
         its own: the copies and the saved index go to ``files_dir`` (default
         ``$KINSHIP_HOME/pg-<hash of host:port/dbname>/``), as ``samples/`` and ``index/``.
+
+        ``baseline``: load the compiler-runtime baseline packs (kinship.baseline) as library
+        code. Off only to measure the engine without them.
         """
         self._index_dir: Path | None = None
         files_root: Path | None = None
@@ -129,7 +139,10 @@ class Kinship:
             SampleFiles(files_root) if keep_files and files_root is not None else None
         )
         self._index: ReferenceIndex | None = None
-        self._index_generation = -1
+        self._index_key: tuple[int, str] = (-1, "")
+        # Compiler-runtime baseline packs (kinship.baseline) join the index as library code
+        # unless turned off here or by $KINSHIP_BASELINE=off.
+        self.use_baseline = baseline
 
     def __enter__(self) -> Kinship:
         return self
@@ -217,7 +230,9 @@ class Kinship:
         not pay for reading every sketch and building the LSH tables again.
         """
         gen = self.store.generation()
-        if self._index is not None and gen == self._index_generation:
+        packs = active_packs(feature_params()) if self.use_baseline else []
+        key = (gen, packs_digest(packs))
+        if self._index is not None and key == self._index_key:
             return self._index
         stored = self.store.feature_params()
         if stored is not None and stored != feature_params():
@@ -228,7 +243,8 @@ class Kinship:
         cache = self._index_cache_dir()
         # The store's id as well as its generation: a store wiped and refilled to the same
         # generation must not find the old store's index.
-        stamp = f"{self.store.store_id()} {gen}"
+        # And the baseline packs: a pack added, removed or rebuilt changes the index.
+        stamp = f"{self.store.store_id()} {gen} {key[1]}"
         index: ReferenceIndex | None = None
         if cache is not None and _read_stamp(cache) == stamp:
             try:
@@ -236,10 +252,11 @@ class Kinship:
             except StoreError as e:
                 logger.warning("ignoring the saved index: %s", e)
         if index is None:
-            index = ReferenceIndex.from_arrays(self.store.function_arrays())
+            arrays, names = with_baseline(self.store.function_arrays(), packs)
+            index = ReferenceIndex.from_arrays(arrays, baseline_names=names)
             if cache is not None:
                 _save_index(index, cache, stamp)
-        self._index, self._index_generation = index, gen
+        self._index, self._index_key = index, key
         return index
 
     def _index_cache_dir(self) -> Path | None:
@@ -283,6 +300,7 @@ class Kinship:
         index = self.reference_index()
         exclude = None if include_self else record.sha256
         result = attribute(features, index, sample_sha256=record.sha256, exclude_sha256=exclude)
+        result.warnings.extend(_match_warnings(index, result, record))
         if strings is not None:
             reuse = string_reuse(strings, self.store.string_postings,
                                  sample_sha256=record.sha256, sample_name=record.name,
@@ -296,7 +314,7 @@ class Kinship:
         """Fill in reference function names (the in-memory index keeps none) from the store."""
         wanted: dict[str, set[int]] = {}
         for m in result.function_matches:
-            if m.ref_name is None:
+            if m.ref_name is None and not m.ref_sample_sha256.startswith(BASELINE_SHA_PREFIX):
                 wanted.setdefault(m.ref_sample_sha256, set()).add(m.ref_va)
         names: dict[tuple[str, int], str] = {}
         for sha, vas in wanted.items():
@@ -318,15 +336,38 @@ class Kinship:
                                library_vas=self.library_functions(left))
 
     def library_functions(self, sample: AnalysedSample) -> set[int]:
-        """VAs of ``sample``'s functions that match the store's library corpus."""
-        if not any(True for _ in self.store.samples(library=True)):
-            return set()
+        """VAs of ``sample``'s functions recognised as library code: compiler runtimes of the
+        baseline packs and the store's ``--library`` samples."""
+        return set(self.library_labels(sample))
+
+    def library_labels(self, sample: AnalysedSample) -> dict[int, str]:
+        """VA -> library label of ``sample``'s functions recognised as library code."""
         res = self.match_features(sample.record, sample.features, include_self=True)
-        return {m.query_va for m in res.function_matches if m.is_library}
+        return {m.query_va: m.library or "library" for m in res.function_matches
+                if m.is_library}
 
     def info(self, path: str | Path, *, base: int | None = None, arch: Arch | None = None
              ) -> InfoResult:
         return build_info(self.analyse(path, base=base, arch=arch))
+
+
+def _match_warnings(index: ReferenceIndex, result: MatchResult, record: SampleRecord
+                    ) -> list[str]:
+    """What the analyst must know to read this result: an empty store, or a sample none of
+    whose code is known runtime/library code (its toolchain probably has no baseline, so
+    runtime functions it shares with stored samples count as family evidence)."""
+    out: list[str] = []
+    if not index.families:
+        out.append("the store holds no labelled (non-library) samples: there is nothing to "
+                   "attribute to; add references with `kinship add FILE --family NAME`")
+    if result.n_considered_functions >= 10 and result.n_library_functions == 0:
+        what = " ".join(x for x in ((record.format or "").upper(), record.arch or "") if x)
+        out.append(f"none of this {what} sample's functions "
+                   "matched a compiler-runtime baseline or a library sample: its toolchain may "
+                   "have no baseline here, so runtime code it shares with stored samples can "
+                   "count as family evidence (see `kinship baseline list`; `kinship baseline "
+                   "build` makes one from programs built with that toolchain)")
+    return out
 
 
 def _read_stamp(cache: Path) -> str | None:

@@ -57,7 +57,7 @@ def open_attributor(db: str | Path | None) -> Iterator[Attributor]:
                     return Attribution("error", str(e).replace(str(path), name))
             v = r.verdict
             return Attribution("matched" if v.family else "unknown",
-                               "" if v.family else "no family passed the thresholds",
-                               v.family, v.actor, v.confidence, v.score)
+                               "" if v.family else v.reason,
+                               v.family, v.actor, v.confidence or 0.0, v.score)
 
         yield attribute

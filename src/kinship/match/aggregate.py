@@ -13,8 +13,8 @@ Steps (all vectorised over pairs):
 6. family score ``S(F) = sum_q w(q) r(q) s(q, F) / sum_q w(q)`` over non-library query
    functions: the fraction of the sample's own code the family explains. Samples alike.
    Actor score = max over its families;
-7. verdict: top family if ``S >= unknown_threshold`` else unknown; confidence from a logistic in
-   the score and its margin over the runner-up (MatchConfig).
+7. verdict (match/verdict.py): attributed, weak (thin evidence) or unknown (below
+   ``unknown_threshold`` or a tie), with a calibrated confidence when attributed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -54,9 +53,9 @@ from kinship.match.result import (
     FunctionMatch,
     MatchResult,
     SampleScore,
-    Verdict,
 )
 from kinship.match.score import F64, KINDS, SketchRows, score_pairs
+from kinship.match.verdict import decide
 from kinship.store.base import FunctionArrays
 from kinship.store.model import SampleRecord
 
@@ -73,8 +72,9 @@ MAX_FUNCTION_MATCHES = 5000
 BoolArray = npt.NDArray[np.bool_]
 # ReferenceIndex.save layout. 2: sketches stored as one (N, 2 * num_perm) matrix of
 # IndexConfig.sketch_bits-bit slots (was: two uint32 matrices); an index saved by another
-# version is refused by load() (StoreError), so the API rebuilds it from the store.
-_SAVE_VERSION = 2
+# version is refused by load() (StoreError), so the API rebuilds it from the store. 3: names of
+# baseline-pack rows (kinship.baseline) in index.json.
+_SAVE_VERSION = 3
 # Saved arrays read by positional reads (DiskArray) when loaded with mmap=True, instead of
 # being memory-mapped: the large ones, whose touched pages would otherwise count in the
 # querying process's RSS (4.1 GiB at 10^7 functions, see bench/scale.py). The per-function
@@ -136,10 +136,13 @@ class ReferenceIndex:
         function_va: I64 | None = None,
         function_name: Sequence[str | None] | None = None,
         config: IndexConfig | None = None,
+        baseline_names: Mapping[int, str] | None = None,
     ) -> None:
         """``n_sem_tokens`` None: every sem sketch is trusted fully. ``function_va`` None:
-        reported as 0. ``function_name`` None: no names."""
+        reported as 0. ``function_name`` None: no names. ``baseline_names``: function id ->
+        name of baseline-pack rows (kinship.baseline), which have no store to name them."""
         self.config = config or IndexConfig()
+        self.baseline_names: dict[int, str] = dict(baseline_names or {})
         n = len(function_id)
         self.function_id = np.asarray(function_id, dtype=np.int64)
         self.sample_id = np.asarray(sample_id, dtype=np.int64)
@@ -251,6 +254,7 @@ class ReferenceIndex:
                 "config": dataclasses.asdict(self.config),
                 "families": self.families,
                 "family_actor": self.family_actor,
+                "baseline_names": {str(k): v for k, v in self.baseline_names.items()},
                 "samples": {
                     str(i): [lab.sha256, lab.name, lab.family, lab.actor, lab.is_library]
                     for i, lab in self.samples.items()
@@ -307,6 +311,7 @@ class ReferenceIndex:
                 for i, v in meta["samples"].items()
             }
             self.function_name = None
+            self.baseline_names = {int(k): v for k, v in meta["baseline_names"].items()}
         except (OSError, KeyError, ValueError, TypeError) as e:
             raise StoreError(f"cannot read reference index {directory}: {e}") from e
         return self
@@ -337,9 +342,11 @@ class ReferenceIndex:
 
     @classmethod
     def from_arrays(
-        cls, arrays: FunctionArrays, config: IndexConfig | None = None
+        cls, arrays: FunctionArrays, config: IndexConfig | None = None,
+        baseline_names: Mapping[int, str] | None = None,
     ) -> ReferenceIndex:
-        """Build from the store's one-pass dump (``Store.function_arrays()``)."""
+        """Build from the store's one-pass dump (``Store.function_arrays()``), possibly with
+        baseline-pack rows appended (``kinship.baseline.registry.with_baseline``)."""
         return cls(
             function_id=arrays.function_id,
             sample_id=arrays.sample_id.astype(np.int64),
@@ -351,6 +358,7 @@ class ReferenceIndex:
             n_sem_tokens=arrays.n_sem_tokens.astype(np.int64),
             function_va=arrays.va.astype(np.int64),
             config=config,
+            baseline_names=baseline_names,
         )
 
     @property
@@ -467,13 +475,6 @@ def _first_of_groups(keys: Sequence[npt.NDArray[np.generic]]) -> I64:
     return np.flatnonzero(change)
 
 
-def _confidence(score: float, runner_up: float, cfg: MatchConfig) -> float:
-    z = cfg.confidence_score_slope * (
-        score - cfg.unknown_threshold
-    ) + cfg.confidence_margin_slope * (score - runner_up)
-    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
-
-
 def attribute(
     query: Sequence[FunctionFeatures],
     index: ReferenceIndex,
@@ -567,6 +568,8 @@ def attribute(
     fam_score = np.bincount(fam[qf], weights=contrib[qf], minlength=n_f) * inv
     fam_cov = np.bincount(fam[qf], weights=weight[pq[qf]], minlength=n_f) * inv
     fam_n = np.bincount(fam[qf], minlength=n_f)
+    fam_instr = np.bincount(fam[qf], weights=qrows.n_instructions[pq[qf]].astype(np.float64),
+                            minlength=n_f)
 
     ssel = np.flatnonzero(own_code)
     samp = index.sample_index[pr]
@@ -578,27 +581,20 @@ def attribute(
 
     # 6. rank -----------------------------------------------------------------------------------
     fam_rank = [int(i) for i in np.argsort(-fam_score, kind="stable") if fam_n[i] > 0]
-    families = [
+    ranked = [
         FamilyScore(
             index.families[i],
             index.family_actor[index.families[i]],
             float(fam_score[i]),
             int(fam_n[i]),
             float(fam_cov[i]),
-        )
-        for i in fam_rank[: cfg.max_families]
-    ]
-    actor_best: dict[str, list[FamilyScore]] = {}
-    for f in (
-        FamilyScore(
-            index.families[i],
-            index.family_actor[index.families[i]],
-            float(fam_score[i]),
-            int(fam_n[i]),
-            float(fam_cov[i]),
+            matched_instructions=int(fam_instr[i] + 0.5),
         )
         for i in fam_rank
-    ):
+    ]
+    families = ranked[: cfg.max_families]
+    actor_best: dict[str, list[FamilyScore]] = {}
+    for f in ranked:
         if f.actor:
             actor_best.setdefault(f.actor, []).append(f)
     actors = sorted(
@@ -615,13 +611,8 @@ def attribute(
             break
 
     # 7. verdict ---------------------------------------------------------------------------------
-    top = families[0].score if families else 0.0
-    runner = families[1].score if len(families) > 1 else 0.0
-    conf = _confidence(top, runner, cfg)
-    if families and top >= cfg.unknown_threshold:
-        verdict = Verdict(families[0].family, families[0].actor, conf, top)
-    else:
-        verdict = Verdict(None, None, 1.0 - conf, top)
+    verdict = decide(families, cfg)
+    top = verdict.score
 
     # Evidence: best match per (query fn, reported family), plus library matches.
     reported = np.array([index.families.index(f.family) for f in families], dtype=np.int64)
@@ -693,14 +684,19 @@ def _function_match(
 ) -> FunctionMatch:
     lab = index.samples[int(index.sample_id[r])]
     fid = int(index.family_id[r])
+    is_library = bool(index.is_library[r])
+    ref_name = index.function_name[r] if index.function_name is not None else None
+    if ref_name is None and index.baseline_names:
+        ref_name = index.baseline_names.get(int(index.function_id[r]))
     return FunctionMatch(
         query_va=query[q].va,
         query_name=query[q].name,
         ref_sample_sha256=lab.sha256,
         ref_va=int(index.function_va[r]),
-        ref_name=index.function_name[r] if index.function_name is not None else None,
+        ref_name=ref_name,
         family=index.families[fid] if fid >= 0 else None,
         score=score,
         kind=KINDS[kind],
-        is_library=bool(index.is_library[r]),
+        is_library=is_library,
+        library=(lab.family or lab.name) if is_library else None,
     )

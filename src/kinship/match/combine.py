@@ -9,17 +9,17 @@ strings/similarity.py), the combined score is a noisy-or in which strings count 
 so that shared distinctive strings raise a family's score, a family with no shared code can
 still be named by strings alone (at most ``string_weight``), and strings never lower a score.
 The verdict and the confidence then follow the same rule as code-only attribution
-(MatchConfig: ``unknown_threshold`` and the logistic of score and margin).
+(match/verdict.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from kinship.match.config import MatchConfig
-from kinship.match.result import ActorScore, FamilyScore, MatchResult, Verdict
+from kinship.match.result import ActorScore, FamilyScore, MatchResult
+from kinship.match.verdict import decide
 from kinship.strings.similarity import StringReuse
 
 
@@ -31,13 +31,6 @@ class CombineConfig:
     # evidence only, never score) .. 1. At 0.5 a family sharing every distinctive string of the
     # query but no code scores 0.5.
     string_weight: float = 0.5
-
-
-def _confidence(score: float, runner_up: float, cfg: MatchConfig) -> float:
-    z = cfg.confidence_score_slope * (score - cfg.unknown_threshold) + (
-        cfg.confidence_margin_slope * (score - runner_up)
-    )
-    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
 def combine(
@@ -67,6 +60,7 @@ def combine(
             code_score=c,
             string_score=s,
             n_strings_shared=reuse.family_strings.get(name, 0),
+            matched_instructions=code.matched_instructions if code is not None else 0,
         ))
     families.sort(key=lambda f: (-f.score, f.family))
     families = families[: mcfg.max_families]
@@ -78,13 +72,7 @@ def combine(
         (ActorScore(a, fs[0].score, tuple(x.family for x in fs)) for a, fs in actor_fams.items()),
         key=lambda a: -a.score,
     )
-    top = families[0].score if families else 0.0
-    runner = families[1].score if len(families) > 1 else 0.0
-    conf = _confidence(top, runner, mcfg)
-    if families and top >= mcfg.unknown_threshold:
-        verdict = Verdict(families[0].family, families[0].actor, conf, top)
-    else:
-        verdict = Verdict(None, None, 1.0 - conf, top)
+    verdict = decide(families, mcfg)
     return dataclasses.replace(
         result, verdict=verdict, families=families, actors=actors,
         shared_strings=list(reuse.shared),

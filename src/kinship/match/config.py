@@ -55,15 +55,31 @@ class MatchConfig:
     # wine-advapi32/-wininet indexed, gave 0.07 in round 3; its full-run tuning rows rejected
     # it.) Held-out result in docs/BENCHMARKS.md. Raise it without a library corpus.
     unknown_threshold: float = 0.28
-    # Confidence = 1 / (1 + exp(-z)), z = confidence_score_slope * (score - unknown_threshold)
-    # + confidence_margin_slope * (score - runner_up_score). At the threshold with no runner-up
-    # margin that is 0.5. Logistic fit of "correct attribution" on the top score over the
-    # tuning queries (153: known + tuning unknowns, 2026-11-26): slope 93, 0.5 at 0.039; held-out
-    # unknowns reach 0.086, so the fit is over-confident out of sample: the score slope is 40
-    # (x e odds per +0.025), the 0.5 point stays at unknown_threshold; margin slope 10.
-    # For an "unknown" verdict the confidence is 1 - that value. Units: 1/score, range 0..100.
+    # A tie is never a verdict: when the runner-up family (of another or no actor) scores at
+    # least top * (1 - tie_margin), the verdict is "unknown" ("tie"). Range 0 (exact ties
+    # only) .. 1. 0.05: scores within 5% are within what one more or one fewer matched
+    # function changes for a small sample.
+    tie_margin: float = 0.05
+    # Distinctive evidence needed to name a family (match/verdict.py): at least this many
+    # non-library query functions matched in it AND this many instructions in them, or at
+    # least min_evidence_strings distinctive strings shared; less is a "weak" verdict that names
+    # the leading family only as a candidate. Units: functions (1..100), instructions
+    # (0..10,000), strings (1..100). Chosen so that one or two small functions (a wrapper and
+    # a helper, ~60 instructions) never name a family: issue #9's MinGW programs were
+    # attributed at confidence 1.00 on 2 matched runtime functions.
+    min_evidence_functions: int = 3
+    min_evidence_instructions: int = 120
+    min_evidence_strings: int = 3
+    # Confidence of an attributed verdict = 1 / (1 + exp(-z)),
+    # z = confidence_intercept + confidence_score_slope * (score - unknown_threshold)
+    #     + confidence_margin_slope * (score - runner_up)
+    #     + confidence_evidence_slope * log2(1 + matched functions + shared strings):
+    # a calibrated probability that the named family is right (match/verdict.py). Units:
+    # 1/score for the slopes, per doubling of evidence for the last; ranges -20..20, 0..200.
+    confidence_intercept: float = 0.0
     confidence_score_slope: float = 40.0
     confidence_margin_slope: float = 10.0
+    confidence_evidence_slope: float = 0.5
     # Families and samples listed in the result (best first). Range 1..1000.
     max_families: int = 10
     max_samples: int = 10
@@ -74,6 +90,7 @@ class MatchConfig:
             "library_threshold",
             "unknown_threshold",
             "size_ratio_floor",
+            "tie_margin",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UsageError(f"MatchConfig.{name} must be in 0..1")
@@ -81,3 +98,7 @@ class MatchConfig:
             raise UsageError("MatchConfig.common_families must be >= 0")
         if self.sem_full_trust_tokens < 1 or self.min_instructions < 1:
             raise UsageError("MatchConfig.sem_full_trust_tokens and min_instructions must be >= 1")
+        if min(self.min_evidence_functions, self.min_evidence_strings) < 1:
+            raise UsageError("MatchConfig.min_evidence_functions/strings must be >= 1")
+        if self.min_evidence_instructions < 0:
+            raise UsageError("MatchConfig.min_evidence_instructions must be >= 0")

@@ -3,15 +3,17 @@
 ``MatchResult.to_dict()`` gives::
 
     {"sample": {"sha256": ...},
-     "verdict": {"family", "actor", "confidence", "score"},
+     "verdict": {"family", "actor", "confidence", "score", "status", "reason",
+                 "candidate", "candidate_actor"},
      "families": [{"family", "actor", "score", "n_functions_matched", "coverage"}, ...],
      "actors": [{"actor", "score", "families"}, ...],
      "samples": [{"sha256", "name", "family", "score", "n_functions_matched"}, ...],
      "function_matches": [{"query_va", "query_name", "ref_sample_sha256", "ref_va", "ref_name",
-                           "family", "score", "kind", "is_library"}, ...],
+                           "family", "score", "kind", "is_library", "library"}, ...],
      "n_query_functions", "n_considered_functions", "n_library_functions", "seconds",
      "shared_strings": [SharedString.to_dict(), ...],     (string reuse, match/combine.py)
-     "sample_signals": [SampleSignal.to_dict(), ...]}     (imphash/Rich/TLSH/PDB/exports)
+     "sample_signals": [SampleSignal.to_dict(), ...],     (imphash/Rich/TLSH/PDB/exports)
+     "warnings": ["...", ...]}                            (empty store, no runtime baseline)
 
 Family entries also carry ``code_score`` (None: not combined), ``string_score`` and
 ``n_strings_shared`` once string reuse is combined in; ``score`` is then the combined score.
@@ -37,24 +39,63 @@ class MatchKind(str, enum.Enum):
     SEM = "sem"  # APIs/strings/constants/CFG-shape Jaccard
 
 
+class VerdictStatus(str, enum.Enum):
+    """How far the evidence goes (match/verdict.py decides)."""
+
+    ATTRIBUTED = "attributed"  # a family is named, with a calibrated confidence
+    WEAK = "weak"  # a family leads, but on too little distinctive evidence to be named
+    UNKNOWN = "unknown"  # nothing explains enough of the sample, or two families tie
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    family: str | None  # None: "unknown"
+    """The answer. ``family`` is set only when ``status`` is ``attributed``; a weak verdict
+    names its leading family in ``candidate`` (not a verdict) and ``reason`` says why it is
+    not more. ``confidence`` is the calibrated probability that the named family is right
+    (match/verdict.py) and None unless attributed."""
+
+    family: str | None  # None: no attribution ("unknown" or "weak")
     actor: str | None
-    confidence: float  # 0..1, confidence in this verdict (also when it is "unknown")
+    confidence: float | None  # 0..1 when attributed, else None
     score: float  # the top family's score (0..1)
+    status: VerdictStatus | None = None  # None: derived (attributed iff family is set)
+    reason: str = ""  # one sentence, for people
+    candidate: str | None = None  # leading family of a weak/tied verdict
+    candidate_actor: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is None:
+            derived = VerdictStatus.ATTRIBUTED if self.family else VerdictStatus.UNKNOWN
+            object.__setattr__(self, "status", derived)
+        elif not isinstance(self.status, VerdictStatus):
+            object.__setattr__(self, "status", VerdictStatus(self.status))
+
+    @property
+    def attributed(self) -> bool:
+        return self.status is VerdictStatus.ATTRIBUTED
 
     def to_dict(self) -> dict[str, Any]:
+        assert self.status is not None
         return {
             "family": self.family,
             "actor": self.actor,
             "confidence": self.confidence,
             "score": self.score,
+            "status": self.status.value,
+            "reason": self.reason,
+            "candidate": self.candidate,
+            "candidate_actor": self.candidate_actor,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
-        return cls(d["family"], d["actor"], float(d["confidence"]), float(d["score"]))
+        conf = d.get("confidence")
+        status = d.get("status")
+        return cls(
+            d["family"], d["actor"], None if conf is None else float(conf), float(d["score"]),
+            VerdictStatus(status) if status else None, str(d.get("reason", "")),
+            d.get("candidate"), d.get("candidate_actor"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +108,8 @@ class FamilyScore:
     code_score: float | None = None  # code-reuse score when ``score`` combines strings too
     string_score: float = 0.0  # string-reuse score (strings/similarity.py), 0..1
     n_strings_shared: int = 0  # distinctive strings shared with the family
+    # instructions of the non-library query functions matched in this family (evidence size)
+    matched_instructions: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +121,7 @@ class FamilyScore:
             "code_score": self.code_score,
             "string_score": self.string_score,
             "n_strings_shared": self.n_strings_shared,
+            "matched_instructions": self.matched_instructions,
         }
 
     @classmethod
@@ -92,6 +136,7 @@ class FamilyScore:
             None if code is None else float(code),
             float(d.get("string_score", 0.0)),
             int(d.get("n_strings_shared", 0)),
+            int(d.get("matched_instructions", 0)),
         )
 
 
@@ -144,6 +189,7 @@ class FunctionMatch:
     score: float
     kind: MatchKind
     is_library: bool  # the reference is a library sample's function
+    library: str | None = None  # label of that library (a baseline pack's or the sample's)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,6 +202,7 @@ class FunctionMatch:
             "score": self.score,
             "kind": self.kind.value,
             "is_library": self.is_library,
+            "library": self.library,
         }
 
     @classmethod
@@ -170,6 +217,7 @@ class FunctionMatch:
             float(d["score"]),
             MatchKind(d["kind"]),
             bool(d["is_library"]),
+            d.get("library"),
         )
 
 
@@ -189,6 +237,9 @@ class MatchResult:
     # imphash / Rich header / TLSH / PDB / exports shared with stored samples (weak evidence,
     # never scored; match/sample_signals.py)
     sample_signals: list[SampleSignal] = field(default_factory=list)
+    # Things the analyst must know to read the verdict (empty store, a toolchain without a
+    # runtime baseline, ...), one sentence each.
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -204,6 +255,7 @@ class MatchResult:
             "seconds": self.seconds,
             "shared_strings": [x.to_dict() for x in self.shared_strings],
             "sample_signals": [x.to_dict() for x in self.sample_signals],
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -221,4 +273,5 @@ class MatchResult:
             n_considered_functions=int(d.get("n_considered_functions", 0)),
             sample_signals=[SampleSignal.from_dict(x) for x in d.get("sample_signals", [])],
             shared_strings=[SharedString.from_dict(x) for x in d.get("shared_strings", [])],
+            warnings=[str(x) for x in d.get("warnings", [])],
         )

@@ -10,7 +10,7 @@ from rich.text import Text
 from kinship.evidence.compare import CompareResult, FunctionPair, Side
 from kinship.info import InfoResult
 from kinship.ingest import AddReport
-from kinship.match.result import MatchResult
+from kinship.match.result import MatchResult, VerdictStatus
 from kinship.store.model import SampleRecord, StoreStats
 
 KIND_STYLE = {"same": "green", "api": "bold cyan", "similar": "yellow", "diff": "red", "gap": "dim"}
@@ -39,26 +39,58 @@ def render_add(c: Console, r: AddReport) -> None:
         c.print(f"[red]skipped[/] {f.name}: {f.reason}")
 
 
-def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
+def verdict_text(r: MatchResult) -> Text:
+    """The verdict line: attributed (with confidence), weak (a candidate, not a verdict) or
+    unknown; numbers rounded for people (JSON keeps full precision)."""
     v = r.verdict
-    if v.family is None:
-        head = Text("verdict: unknown", style="bold yellow")
-        head.append(f"  (best score {v.score:.3f} below the threshold)", style="dim")
-    else:
+    if v.attributed and v.family:
         head = Text(f"verdict: {v.family}", style="bold green")
         if v.actor:
             head.append(f"  actor: {v.actor}", style="bold")
-        head.append(f"  confidence {v.confidence:.2f}  score {v.score:.3f}")
-    c.print(head)
-    c.print(
-        f"[dim]{r.n_query_functions} functions in the query, {r.n_library_functions} library "
-        f"functions ignored, {r.seconds:.2f} s[/]"
-    )
+        if v.confidence is not None:
+            head.append(f"  confidence {v.confidence:.2f}")
+        head.append(f"  score {v.score:.2f}")
+    elif v.status is VerdictStatus.WEAK:
+        head = Text("verdict: weak evidence, not attributed", style="bold yellow")
+        if v.candidate:
+            head.append(f"  (leading candidate {v.candidate}"
+                        + (f", actor {v.candidate_actor}" if v.candidate_actor else "")
+                        + f", score {v.score:.2f})", style="yellow")
+    else:
+        head = Text("verdict: unknown", style="bold yellow")
+        head.append(f"  (best score {v.score:.2f})", style="dim")
+    return head
+
+
+def library_summary(r: MatchResult, top: int = 3) -> str:
+    """'41 functions: mingw-w64 CRT (x64) 39, zlib 2' for the library code recognised."""
+    counts: dict[str, int] = {}
+    for m in r.function_matches:
+        if m.is_library:
+            counts[m.library or "library"] = counts.get(m.library or "library", 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    parts = [f"{name} {n}" for name, n in ranked[:top]]
+    if len(ranked) > top:
+        parts.append(f"{len(ranked) - top} more")
+    return ", ".join(parts)
+
+
+def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
+    c.print(verdict_text(r))
+    if r.verdict.reason:
+        c.print(Text(f"  {r.verdict.reason}", style="dim"))
+    for w in r.warnings:
+        c.print(Text(f"warning: {w}", style="yellow"))
+    libs = library_summary(r)
+    c.print(Text(
+        f"{r.n_query_functions} functions in the query, {r.n_library_functions} recognised as "
+        f"library/runtime code and left out{': ' + libs if libs else ''}; {r.seconds:.2f} s",
+        style="dim"))
     t = Table(title="families", show_lines=False)
     for col in ("family", "actor", "score", "functions", "coverage"):
         t.add_column(col, justify="right" if col in ("score", "functions", "coverage") else "left")
     for f in r.families[:top]:
-        t.add_row(f.family or "(unlabelled)", f.actor or "", f"{f.score:.3f}",
+        t.add_row(f.family or "(unlabelled)", f.actor or "", f"{f.score:.2f}",
                   str(f.n_functions_matched), f"{f.coverage:.1%}")
     c.print(t)
     if r.samples:

@@ -1,0 +1,87 @@
+"""From ranked families to a verdict: attributed (with a calibrated confidence), weak, unknown.
+
+The rule, in order (knobs in :class:`kinship.match.config.MatchConfig`):
+
+1. nothing scores at least ``unknown_threshold``                     -> unknown;
+2. the runner-up, a different family of another (or no) actor, scores within ``tie_margin``
+   of the top (relative)                                             -> unknown ("tie");
+3. the top family's distinctive evidence is thin: fewer than ``min_evidence_functions``
+   non-library functions or fewer than ``min_evidence_instructions`` instructions matched,
+   and fewer than ``min_evidence_strings`` distinctive strings shared -> weak (the leading
+   family is named as ``candidate``, never as the verdict);
+4. otherwise                                                          -> attributed, with
+
+       confidence = 1 / (1 + exp(-z)),
+       z = c0 + c_score * (score - unknown_threshold) + c_margin * (score - runner_up)
+              + c_evidence * log2(1 + n_functions + n_strings)
+
+   a logistic (Platt) model of "the named family is right" fitted on the bench's tuning
+   queries (``bench/attribution.py fit_confidence``; the coefficients and their provenance are
+   in MatchConfig). It is a probability: on the bench, among verdicts given confidence ~0.9,
+   about 9 in 10 are right (expected calibration error in docs/BENCHMARKS.md).
+
+Library code (baseline packs, ``--library`` samples) never counts as evidence: the family
+scores and function counts this module reads are computed without it (aggregate.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from kinship.match.config import MatchConfig
+from kinship.match.result import FamilyScore, Verdict, VerdictStatus
+
+
+def confidence(score: float, runner_up: float, n_evidence: int, cfg: MatchConfig) -> float:
+    """Calibrated probability that an attributed verdict is right (see module docstring)."""
+    z = (
+        cfg.confidence_intercept
+        + cfg.confidence_score_slope * (score - cfg.unknown_threshold)
+        + cfg.confidence_margin_slope * (score - runner_up)
+        + cfg.confidence_evidence_slope * math.log2(1 + max(0, n_evidence))
+    )
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+def decide(families: Sequence[FamilyScore], cfg: MatchConfig) -> Verdict:
+    """The verdict for ``families`` (ranked best first, library code already excluded)."""
+    if not families:
+        return Verdict(None, None, None, 0.0, VerdictStatus.UNKNOWN,
+                       "no stored family shares code or distinctive strings with the sample")
+    top = families[0]
+    runner = families[1] if len(families) > 1 else None
+    runner_score = runner.score if runner is not None else 0.0
+    if top.score < cfg.unknown_threshold:
+        return Verdict(
+            None, None, None, top.score, VerdictStatus.UNKNOWN,
+            f"the best family ({top.family}) explains too little of the sample: score "
+            f"{top.score:.2f} < {cfg.unknown_threshold:.2f}",
+            top.family, top.actor,
+        )
+    if (runner is not None and runner_score >= top.score * (1.0 - cfg.tie_margin)
+            and not (top.actor and runner.actor == top.actor)):
+        return Verdict(
+            None, None, None, top.score, VerdictStatus.UNKNOWN,
+            f"tie: {top.family} ({top.score:.2f}) and {runner.family} ({runner_score:.2f}) "
+            "explain the sample about equally",
+            top.family, top.actor,
+        )
+    n_fn, n_instr, n_str = top.n_functions_matched, top.matched_instructions, top.n_strings_shared
+    code_ok = n_fn >= cfg.min_evidence_functions and n_instr >= cfg.min_evidence_instructions
+    strings_ok = n_str >= cfg.min_evidence_strings
+    if not (code_ok or strings_ok):
+        return Verdict(
+            None, None, None, top.score, VerdictStatus.WEAK,
+            f"thin evidence for {top.family}: {n_fn} non-library function(s), {n_instr} "
+            f"instructions and {n_str} distinctive string(s) shared (needs "
+            f"{cfg.min_evidence_functions} functions and {cfg.min_evidence_instructions} "
+            f"instructions, or {cfg.min_evidence_strings} strings)",
+            top.family, top.actor,
+        )
+    conf = confidence(top.score, runner_score, n_fn + n_str, cfg)
+    why = f"{n_fn} non-library function(s) ({n_instr} instructions)"
+    if n_str:
+        why += f" and {n_str} distinctive string(s)"
+    return Verdict(top.family, top.actor, conf, top.score, VerdictStatus.ATTRIBUTED,
+                   f"{why} shared with {top.family}")
