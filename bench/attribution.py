@@ -11,12 +11,19 @@ as ``kinship match`` does):
 
 Top-1 / top-5: the true family is the first / among the first five families of the result
 (regardless of the unknown threshold). Unknown families: samples of families that are in no
-index must get the verdict "unknown". Three sets: *tuning* unknowns (``TUNING_UNKNOWN``),
+index must get the verdict "unknown". Four sets: *tuning* unknowns (``TUNING_UNKNOWN``),
 *left-out* tuning families (leave-one-family-out: each known family, or lineage such as all
 Lua versions, is removed from an index of the other known families + library corpus and up to
-``MAX_LEFT_OUT_QUERIES`` of its samples are queried), and the held-out families
-(:data:`bench.matching.HOLDOUT_FAMILIES`, never used to tune, reported separately). The first
-two are the calibration set of ``MatchConfig.unknown_threshold``: the rule (fixed 2026-11-26,
+``MAX_LEFT_OUT_QUERIES`` of its samples are queried), the old held-out families
+(:data:`bench.matching.HOLDOUT_FAMILIES`, group ``holdout``: reported separately, but looked at
+while tuning in round 2, so *tuned-on*), and the frozen fresh held-out families
+(:data:`bench.heldout.FRESH_HOLDOUT_FAMILIES`, group ``fresh_holdout``, drawn 2026-12-08 from the
+families nobody had looked at). The fresh families are also queried as *known* families
+(``fresh`` experiments: their older versions / x64 builds indexed next to the tuning
+experiment's index, their newest version / x86 builds queried). No tuning figure reads a fresh
+family: :func:`bench.heldout.guard_tuning` raises in :func:`calibrate_threshold`, the known
+experiments, the leave-one-family-out set and the curve. The first two sets are the
+calibration set of ``MatchConfig.unknown_threshold``: the rule (fixed 2026-11-26,
 before the held-out result of this rule was seen) is the smallest grid threshold with false
 attribution <= ``MAX_FALSE_ATTRIBUTION`` on tuning + left-out unknowns, times the smallest
 safety margin of ``SAFETY_MARGINS`` under which that rule, cross-validated by leaving one
@@ -53,6 +60,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from bench.gt import DEFAULT_CACHE, CorpusEntry, stripped_copy
+from bench.heldout import FRESH_HOLDOUT_FAMILIES, guard_tuning
 from bench.matching import HOLDOUT_FAMILIES
 
 logger = logging.getLogger(__name__)
@@ -107,6 +115,7 @@ def calibrate_threshold(by_family: Mapping[str, Sequence[float]],
                         grid: Sequence[float] = THRESHOLD_GRID) -> Calibration:
     """The unknown threshold from top scores of unknown samples grouped by family (module
     docstring): base rule times the smallest margin that survives leave-one-family-out."""
+    guard_tuning(by_family, "calibrate_threshold")
     pooled = [s for v in by_family.values() for s in v]
     base = smallest_threshold(pooled, grid)
     margin, cv_fa = SAFETY_MARGINS[-1], 1.0
@@ -153,6 +162,7 @@ class Sample:
     entry: CorpusEntry
     record: Any  # SampleRecord with family set
     features: list[Any]
+    cpu_s: float = 0.0  # CPU seconds of kinship.pipeline.analyse on this binary (this run)
 
 
 @dataclass
@@ -182,11 +192,17 @@ class AttributionResult:
     operating_point: dict[str, float] = field(default_factory=dict)
     n_failed: int = 0  # binaries the tool could not analyse (queries answered: none)
     peer: AttributionResult | None = None  # MCRIT on the same run
+    # Known-family experiments on the frozen fresh held-out families (module docstring).
+    fresh: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Ingest throughput, kinship vs MCRIT, same binaries and run (bench.mcrit_peer.ingest_rates).
+    ingest: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = self._own_dict()
         if self.peer is not None:
             out["mcrit"] = self.peer._own_dict()
+        if self.ingest:
+            out["ingest"] = self.ingest
         return out
 
     def _own_dict(self) -> dict[str, Any]:
@@ -200,13 +216,15 @@ class AttributionResult:
             "n_samples": self.n_samples,
             "operating_point": self.operating_point,
             "n_failed": self.n_failed,
+            "fresh_holdout_families": list(FRESH_HOLDOUT_FAMILIES),
+            "fresh_experiments": self.fresh,
             "seconds": round(self.seconds, 1),
         }
 
 
 def select_entries(entries: Sequence[CorpusEntry], quick: bool) -> list[CorpusEntry]:
     keep = (set(QUICK_FAMILIES) | set(TUNING_UNKNOWN) | set(HOLDOUT_FAMILIES)
-            | set(LIBRARY_FAMILIES)) if quick else None
+            | set(LIBRARY_FAMILIES) | set(FRESH_HOLDOUT_FAMILIES)) if quick else None
     pyc_versions = sorted({e.version for e in entries if e.family == "py-pycryptodome"})
     pyc_keep = set(pyc_versions[-MAX_PYCRYPTODOME_VERSIONS:])
     out = []
@@ -228,13 +246,15 @@ def analyse_samples(dev: Path, entries: Sequence[CorpusEntry], cache_dir: Path =
     out = []
     for k, e in enumerate(entries):
         path = stripped_copy(dev, e, cache_dir)
+        c0 = time.process_time()
         try:
             s = analyse(SampleInput(name=str(path), path=path))
         except Exception as exc:
             logger.warning("kinship failed on %s: %s", e.path, exc)
             continue
+        cpu = time.process_time() - c0
         rec = dataclasses.replace(s.record, family=e.family, version=e.version)
-        out.append(Sample(e, rec, s.features))
+        out.append(Sample(e, rec, s.features, cpu))
         if progress and (k % 25 == 0 or k == len(entries) - 1):
             progress(f"  attribution: analysed {k + 1}/{len(entries)}")
     return out
@@ -336,7 +356,8 @@ def lineage(family: str) -> str:
 
 def _is_known(s: HasEntry) -> bool:
     return (s.entry.family not in HOLDOUT_FAMILIES and s.entry.family not in TUNING_UNKNOWN
-            and s.entry.family not in LIBRARY_FAMILIES)
+            and s.entry.family not in LIBRARY_FAMILIES
+            and s.entry.family not in FRESH_HOLDOUT_FAMILIES)
 
 
 def _index_of(samples: Sequence[Sample]) -> Any:
@@ -360,7 +381,9 @@ def left_out_queries(samples: Sequence[S], make_index: Callable[[Sequence[S]], A
         left = [s for s in known if lineage(s.entry.family) == g]
         step = max(1, len(left) // MAX_LEFT_OUT_QUERIES)
         picks = left[::step][:MAX_LEFT_OUT_QUERIES]
-        index = make_index([s for s in known if lineage(s.entry.family) != g] + library)
+        indexed = [s for s in known if lineage(s.entry.family) != g] + library
+        guard_tuning((s.entry.family for s in [*indexed, *picks]), "left_out_queries")
+        index = make_index(indexed)
         out += [query(index, s, "left-out") for s in picks]
     return out
 
@@ -383,7 +406,27 @@ def _split(samples: Sequence[S], experiment: str) -> tuple[list[S], list[S]]:
     else:  # arch
         q = [s for s in known if s.entry.arch == "x86"]
     qs = {id(s) for s in q}
-    return [s for s in known if id(s) not in qs] + library, q
+    indexed = [s for s in known if id(s) not in qs] + library
+    guard_tuning((s.entry.family for s in [*indexed, *q]), f"experiment {experiment}")
+    return indexed, q
+
+
+def _fresh_split(samples: Sequence[S], experiment: str) -> tuple[list[S], list[S]]:
+    """(indexed, queried) of a known-family experiment on the fresh held-out families: the
+    tuning experiment's index plus the fresh families' older versions (``version``) or x64
+    builds (``arch``); queried: their newest version / x86 builds. Reporting only."""
+    indexed, _ = _split(samples, experiment)
+    fresh = [s for s in samples if s.entry.family in FRESH_HOLDOUT_FAMILIES]
+    if experiment == "version":
+        # the version experiment's rule (string order: wine "8.0" > "5.0.3" > "10.0")
+        latest = {f: max(s.entry.version for s in fresh if s.entry.family == f)
+                  for f in {s.entry.family for s in fresh}}
+        q = [s for s in fresh if latest[s.entry.family] == s.entry.version]
+    else:  # arch
+        q = [s for s in fresh if s.entry.arch == "x86"]
+        indexed = [s for s in indexed if s.entry.arch != "x86"]
+    qs = {id(s) for s in q}
+    return indexed + [s for s in fresh if id(s) not in qs], q
 
 
 def evaluate(samples: Sequence[S], make_index: Callable[[Sequence[S]], Any],
@@ -394,9 +437,11 @@ def evaluate(samples: Sequence[S], make_index: Callable[[Sequence[S]], Any],
     t0 = time.perf_counter()
     res = AttributionResult(n_samples=len(samples))
     unknown_samples = [s for s in samples if s.entry.family in TUNING_UNKNOWN
-                       or s.entry.family in HOLDOUT_FAMILIES]
+                       or s.entry.family in HOLDOUT_FAMILIES
+                       or s.entry.family in FRESH_HOLDOUT_FAMILIES]
     known_scores: list[tuple[float, bool]] = []
-    unk_scores: dict[str, list[float]] = {"tuning": [], "left_out": [], "holdout": []}
+    unk_scores: dict[str, list[float]] = {"tuning": [], "left_out": [], "holdout": [],
+                                          "fresh_holdout": []}
     for exp in ("version", "compiler", "arch"):
         indexed, queried = _split(samples, exp)
         if not queried:
@@ -428,7 +473,8 @@ def evaluate(samples: Sequence[S], make_index: Callable[[Sequence[S]], Any],
             for s in unknown_samples:
                 q = query(index, s, "unknown")
                 res.queries.append(q)
-                group = "holdout" if s.entry.family in HOLDOUT_FAMILIES else "tuning"
+                group = ("fresh_holdout" if s.entry.family in FRESH_HOLDOUT_FAMILIES
+                         else "holdout" if s.entry.family in HOLDOUT_FAMILIES else "tuning")
                 unk_scores[group].append(q.top_score)
                 res.unknown.setdefault(group, {"n": 0, "false_attribution_default": 0})
                 res.unknown[group]["n"] += 1
@@ -446,10 +492,17 @@ def evaluate(samples: Sequence[S], make_index: Callable[[Sequence[S]], Any],
     by_family: dict[str, list[float]] = {}
     for q in res.queries:
         if q.experiment == "left-out" or (q.experiment == "unknown"
-                                          and q.family not in HOLDOUT_FAMILIES):
+                                          and q.family not in HOLDOUT_FAMILIES
+                                          and q.family not in FRESH_HOLDOUT_FAMILIES):
             by_family.setdefault(lineage(q.family), []).append(q.top_score)
     res.calibration = calibrate_threshold(by_family, grid)
     res.calibrated_threshold = res.calibration.threshold
+    # The curve (and its operating point) describes tuning data and the old, tuned-on held-out
+    # families; the fresh held-out families stay out of it (reported at fixed thresholds only).
+    curve_families = [q.family for q in res.queries
+                      if q.experiment in ("version", "compiler", "arch", "left-out")
+                      or (q.experiment == "unknown" and q.family not in FRESH_HOLDOUT_FAMILIES)]
+    guard_tuning(curve_families, "threshold_curve")
     res.curve = threshold_curve(known_scores, calib + unk_scores["holdout"], grid)
     op = next((c for c in res.curve if c.false_attribution <= MAX_FALSE_ATTRIBUTION), None)
     if op is not None:
@@ -464,8 +517,41 @@ def evaluate(samples: Sequence[S], make_index: Callable[[Sequence[S]], Any],
         res.unknown["known_at_calibrated"] = {
             "recall": round(sum(1 for s, ok in known_scores if s >= t and ok)
                             / len(known_scores), 4)}
+    # Known-family experiments on the fresh held-out families (reporting only, after the
+    # calibration above, which never saw them).
+    for exp in ("version", "arch"):
+        indexed, queried = _fresh_split(samples, exp)
+        if not queried:
+            continue
+        index = make_index(indexed)
+        qs = [query(index, s, f"fresh-{exp}") for s in queried]
+        res.queries += qs
+        res.fresh[exp] = {
+            "n_indexed": len(indexed), "n_queries": len(qs),
+            "top1": round(float(np.mean([q.top_families[:1] == [q.family] for q in qs])), 4),
+            "top5": round(float(np.mean([q.family in q.top_families for q in qs])), 4),
+            "verdict_correct": round(float(np.mean([q.verdict == q.family for q in qs])), 4),
+            "correct_at_calibrated": round(float(np.mean(
+                [q.top_families[:1] == [q.family] and q.top_score >= t for q in qs])), 4),
+            "top_scores": [round(q.top_score, 4) for q in qs],
+        }
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def ingest_of(samples: Sequence[Sample], msamples: Sequence[McritSample]) -> dict[str, Any]:
+    """Ingest throughput, kinship (``pipeline.analyse``) vs MCRIT (SMDA + MinHash + band
+    hashes), over the binaries both analysed in this run (MCRIT's cached results have no CPU
+    time and are left out); :func:`bench.mcrit_peer.ingest_rates` (equal function counts)."""
+    from bench.mcrit_peer import ingest_rates
+
+    by_sha = {m.entry.sha256: m.data for m in msamples if m.data is not None}
+    pairs = []
+    for s in samples:
+        m = by_sha.get(s.entry.sha256)
+        if m is not None and m.cpu_seconds > 0 and s.cpu_s > 0:
+            pairs.append((s.cpu_s, [int(f.va) for f in s.features], m.cpu_seconds, m))
+    return ingest_rates(pairs) if pairs else {}
 
 
 def run_attribution(dev: Path, entries: Sequence[CorpusEntry], *, quick: bool,
@@ -501,5 +587,6 @@ def run_attribution(dev: Path, entries: Sequence[CorpusEntry], *, quick: bool,
         res.peer = evaluate(msamples, _mcrit_index, _mcrit_query, MCRIT_THRESHOLD_GRID)
         res.peer.n_failed = sum(1 for m in msamples if m.data is None)
         res.peer.seconds = time.perf_counter() - t1
+        res.ingest = ingest_of(samples, msamples)
     res.seconds = time.perf_counter() - t0
     return res, list(samples)

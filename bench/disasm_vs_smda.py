@@ -197,6 +197,23 @@ class ToolTotals:
     strings_cpu_s: float | None = None  # kinship: extract_strings CPU s (ingest = pipeline + this)
     analyse_cpu_s: float | None = None  # kinship: pipeline.analyse CPU s (measured on its own)
     analyse_objects_cpu_s: float | None = None  # the same with the columnar path switched off
+    # Functions both tools found at the same start (after each tool's label shift), summed over
+    # the binaries: the same count for every tool, so rates over it compare equal work.
+    n_common_functions: int | None = None
+
+    @property
+    def common_func_per_cpu_s(self) -> float | None:
+        """Functions found by both tools per CPU-second of this tool's load + disassemble."""
+        if self.n_common_functions is None or self.cpu_s <= 0:
+            return None
+        return self.n_common_functions / self.cpu_s
+
+    @property
+    def common_func_per_analyse_cpu_s(self) -> float | None:
+        """Functions found by both tools per CPU-second of kinship.pipeline.analyse."""
+        if self.n_common_functions is None or not self.analyse_cpu_s:
+            return None
+        return self.n_common_functions / self.analyse_cpu_s
 
     @property
     def pipeline_insn_per_cpu_s(self) -> float | None:
@@ -255,6 +272,8 @@ class ToolTotals:
         d["analyse_insn_per_cpu_s"] = _round(self.analyse_insn_per_cpu_s)
         d["analyse_objects_cpu_s"] = _round(self.analyse_objects_cpu_s, 3)
         d["pipeline_insn_per_cpu_s"] = _round(self.pipeline_insn_per_cpu_s)
+        d["common_func_per_cpu_s"] = _round(self.common_func_per_cpu_s)
+        d["common_func_per_analyse_cpu_s"] = _round(self.common_func_per_analyse_cpu_s)
         d["recall_all_labels"] = _round(self.recall, 4)
         d["recall_complete_labels"] = _round(self.recall_complete, 4)
         d["precision_complete_labels"] = _round(self.precision_complete, 4)
@@ -698,9 +717,17 @@ def _sum_if_all(runs: Sequence[ToolRun], attr: str) -> float | None:
     return float(sum(values))
 
 
+def common_starts(runs: Sequence[ToolRun]) -> int:
+    """Function starts every run found (each run's starts moved by its label shift, so an RVA
+    and a VA of one function agree)."""
+    sets = [{va + (r.score.shift if r.score else 0) for va in r.starts} for r in runs]
+    return len(set.intersection(*sets)) if sets else 0
+
+
 def totals(binaries: Sequence[BinaryResult], tools: Sequence[str]) -> dict[str, ToolTotals]:
     """Per-tool sums over the binaries where every tool succeeded (a like-for-like set)."""
     common = [b for b in binaries if all(t in b.runs and b.runs[t].status == "ok" for t in tools)]
+    n_common = sum(common_starts([b.runs[t] for t in tools]) for b in common)
     out: dict[str, ToolTotals] = {}
     for t in tools:
         runs = [b.runs[t] for b in common]
@@ -724,6 +751,7 @@ def totals(binaries: Sequence[BinaryResult], tools: Sequence[str]) -> dict[str, 
             strings_cpu_s=_sum_if_all(runs, "strings_cpu_s"),
             analyse_cpu_s=_sum_if_all(runs, "analyse_cpu_s"),
             analyse_objects_cpu_s=_sum_if_all(runs, "analyse_objects_cpu_s"),
+            n_common_functions=n_common if len(tools) > 1 else None,
         )
     return out
 
@@ -882,6 +910,8 @@ def render_table(result: BenchResult, console: Any = None) -> None:
             f"{_fmt(tt.recall_complete, pct=True)}%)  precision "
             f"{_fmt(tt.precision_complete, pct=True)}%"
         )
+    for line in equal_count_lines(result):
+        con.print(line)
     if "kinship" in result.totals:
         kt = result.totals["kinship"]
         if kt.pipeline_insn_per_cpu_s is not None and kt.features_cpu_s is not None:
@@ -940,6 +970,26 @@ def render_table(result: BenchResult, console: Any = None) -> None:
         )
     else:
         con.print(f"store: {st.message}")
+
+
+def equal_count_lines(result: BenchResult) -> list[str]:
+    """Throughput over equal function counts: each tool's own function count differs (SMDA and
+    kinship find different sets), so func/cpu-s above mixes speed with coverage. Here one
+    count, the functions both found at the same start, is divided by each tool's CPU time."""
+    kt, st = result.totals.get("kinship"), result.totals.get("smda")
+    if kt is None or st is None or kt.n_common_functions is None:
+        return []
+    line = (f"equal function counts ({kt.n_common_functions} functions found by both at the "
+            f"same start): kinship load + disassemble {_fmt(kt.common_func_per_cpu_s)} "
+            f"func/cpu-s, SMDA {_fmt(st.common_func_per_cpu_s)} func/cpu-s = "
+            f"{_ratio(kt.common_func_per_cpu_s, st.common_func_per_cpu_s)}")
+    if kt.common_func_per_analyse_cpu_s is not None:
+        ratio = _ratio(kt.common_func_per_analyse_cpu_s, st.common_func_per_cpu_s)
+        line += (f"; kinship pipeline.analyse {_fmt(kt.common_func_per_analyse_cpu_s)} "
+                 f"func/cpu-s = {ratio} SMDA")
+    own = _ratio(kt.func_per_cpu_s, st.func_per_cpu_s)
+    return [line, f"  (own function counts: {kt.n_functions} vs {st.n_functions}, "
+                  f"func/cpu-s ratio {own})"]
 
 
 def _pipeline_per_cell(result: BenchResult) -> list[str]:

@@ -58,6 +58,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -411,6 +412,50 @@ def family_ranking(sample_scores: F64, index: McritIndex) -> list[tuple[str, flo
         if sample_scores[s] > best.get(f, -1.0):
             best[f] = float(sample_scores[s])
     return [(index.families[f], v) for f, v in sorted(best.items(), key=lambda e: -e[1])]
+
+
+# ---- ingest throughput on equal function counts ----------------------------------------------
+def _per(n: float, cpu: float) -> float:
+    return round(n / cpu, 1) if cpu > 0 else 0.0
+
+
+def ingest_rates(pairs: Sequence[tuple[float, Sequence[int], float, McritBinary]]
+                 ) -> dict[str, Any]:
+    """Ingest throughput of kinship and MCRIT over the same binaries, per CPU-second.
+
+    ``pairs``: per binary (kinship CPU s, kinship function VAs, MCRIT CPU s, MCRIT's view);
+    only binaries both tools analysed in this run (CPU > 0) belong here. MCRIT's per-function
+    rate as ``bench.matching.speed_of`` reports it counts only its *minhashable* functions
+    (``isMinHashableFunction``: more than 10 instructions), while kinship's counts all of its
+    own functions, so the ratio of the two rates mixes speed with two different counts
+    (``ratio_own_counts``, kept for comparison). The ``equal_counts`` rows divide one and the
+    same function count by each tool's CPU time: MCRIT's minhashable functions, every SMDA
+    function, and the functions both tools found at the same VA. Over an equal count the ratio
+    is the CPU-time ratio, whichever count is used; the rows differ in the rates shown."""
+    k_cpu = sum(p[0] for p in pairs)
+    m_cpu = sum(p[2] for p in pairs)
+    k_fn = sum(len(p[1]) for p in pairs)
+    m_all = sum(len(p[3].va) for p in pairs)
+    m_hash = sum(int(np.count_nonzero(p[3].hashable)) for p in pairs)
+    common = sum(len(set(map(int, p[1])) & set(p[3].va.tolist())) for p in pairs)
+    common_hash = sum(len(set(map(int, p[1])) & set(p[3].va[p[3].hashable].tolist()))
+                      for p in pairs)
+    k_rate, m_rate = _per(k_fn, k_cpu), _per(m_hash, m_cpu)
+    eq = {}
+    for name, n in (("mcrit_minhashable", m_hash), ("smda_all", m_all),
+                    ("found_by_both", common), ("minhashable_found_by_both", common_hash)):
+        eq[name] = {"functions": n, "kinship_per_cpu_s": _per(n, k_cpu),
+                    "mcrit_per_cpu_s": _per(n, m_cpu),
+                    "ratio": round(m_cpu / k_cpu, 3) if k_cpu > 0 else 0.0}
+    return {
+        "binaries": len(pairs),
+        "kinship": {"cpu_s": round(k_cpu, 2), "functions": k_fn, "functions_per_cpu_s": k_rate},
+        "mcrit": {"cpu_s": round(m_cpu, 2), "functions_minhashable": m_hash,
+                  "functions_smda_all": m_all, "functions_per_cpu_s": m_rate,
+                  "functions_smda_all_per_cpu_s": _per(m_all, m_cpu)},
+        "ratio_own_counts": round(k_rate / m_rate, 3) if m_rate > 0 else 0.0,
+        "equal_counts": eq,
+    }
 
 
 # ---- fidelity check against MCRIT's own matcher ------------------------------------------------

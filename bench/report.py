@@ -34,6 +34,57 @@ def _f(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, (int, float)) else "-"
 
 
+# Unknown-family groups, in table order, with their labels (bench/attribution.py, heldout.py).
+UNKNOWN_GROUPS = (
+    ("tuning", "tuning"),
+    ("left_out", "left-out"),
+    ("holdout", "old held-out (tuned-on: looked at while tuning)"),
+    ("fresh_holdout", "**fresh held-out** (frozen 2026-12-08, never looked at)"),
+)
+
+
+def fresh_vs_table(k: dict[str, Any], m: dict[str, Any] | None) -> list[str]:
+    """Known-family experiments on the frozen fresh held-out families, kinship (vs MCRIT)."""
+    fk = k.get("fresh_experiments") or {}
+    if not fk:
+        return []
+    fm = (m or {}).get("fresh_experiments") or {}
+    fams = ", ".join(k.get("fresh_holdout_families", []))
+    out = [f"Fresh held-out families ({fams}) as known families: older versions / x64 builds "
+           "indexed with the tuning experiment's index, newest version / x86 builds queried.",
+           "", "| experiment | indexed | queries | kinship top-1 | MCRIT top-1 "
+           "| kinship verdict correct | MCRIT verdict correct | kinship correct at calibrated "
+           "| MCRIT correct at calibrated |", "| --- | --- | --- | --- | --- | --- | --- | --- "
+           "| --- |"]
+    for name, e in fk.items():
+        p = fm.get(name, {})
+        out.append(f"| fresh-{name} | {e['n_indexed']} | {e['n_queries']} | {_f(e['top1'])} "
+                   f"| {_f(p.get('top1'))} | {_f(e['verdict_correct'])} "
+                   f"| {_f(p.get('verdict_correct'))} | {_f(e.get('correct_at_calibrated'))} "
+                   f"| {_f(p.get('correct_at_calibrated'))} |")
+    return [*out, ""]
+
+
+def ingest_lines(ing: dict[str, Any]) -> list[str]:
+    """Ingest throughput kinship vs MCRIT, same binaries and run, on equal function counts."""
+    if not ing:
+        return []
+    k, m = ing["kinship"], ing["mcrit"]
+    out = [f"Ingest, same {ing['binaries']} binaries in this run (kinship pipeline.analyse vs "
+           "MCRIT SMDA + MinHash), CPU seconds: kinship "
+           f"{k['cpu_s']}, MCRIT {m['cpu_s']}. Own counts (as reported before): kinship "
+           f"{k['functions_per_cpu_s']} of its {k['functions']} functions per CPU-s, MCRIT "
+           f"{m['functions_per_cpu_s']} of its {m['functions_minhashable']} minhashable "
+           f"functions (of {m['functions_smda_all']} SMDA functions) per CPU-s: "
+           f"{ing['ratio_own_counts']}x. Equal function counts:", "",
+           "| functions counted | n | kinship per CPU-s | MCRIT per CPU-s | ratio |",
+           "| --- | --- | --- | --- | --- |"]
+    for name, e in ing["equal_counts"].items():
+        out.append(f"| {name} | {e['functions']} | {e['kinship_per_cpu_s']} "
+                   f"| {e['mcrit_per_cpu_s']} | {e['ratio']}x |")
+    return [*out, ""]
+
+
 def attribution_vs_table(k: dict[str, Any], m: dict[str, Any]) -> list[str]:
     """Family attribution, kinship vs MCRIT (same binaries, splits and queries); ratio =
     kinship / MCRIT (higher is better for top-1/top-5/recall, lower for false attribution)."""
@@ -59,10 +110,10 @@ def attribution_vs_table(k: dict[str, Any], m: dict[str, Any]) -> list[str]:
             "| kinship FA calibrated | MCRIT FA calibrated | kinship max score "
             "| MCRIT max score |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for group in ("tuning", "left_out", "holdout"):
+    for group, label in UNKNOWN_GROUPS:
         u, v = k["unknown"].get(group), m["unknown"].get(group, {})
         if u:
-            out.append(f"| {group} | {u['n']} | {_f(u['false_attribution_default'])} | "
+            out.append(f"| {label} | {u['n']} | {_f(u['false_attribution_default'])} | "
                        f"{_f(v.get('false_attribution_default'))} | "
                        f"{_f(u.get('false_attribution_calibrated'))} | "
                        f"{_f(v.get('false_attribution_calibrated'))} | "
@@ -74,8 +125,9 @@ def attribution_vs_table(k: dict[str, Any], m: dict[str, Any]) -> list[str]:
             + (f" ({_ratio(rk, rm)})." if rk is not None and rm is not None else ".")]
     ok, om = k.get("operating_point", {}), m.get("operating_point", {})
     if ok and om:
-        out += ["", "Curve summary (first threshold with <= 1% false attribution over all "
-                "unknowns, held-out included; a description of the curves, not a setting): "
+        out += ["", "Curve summary (first threshold with <= 1% false attribution over the "
+                "tuning, left-out and old held-out unknowns, fresh held-out left out; a "
+                "description of the curves, not a setting): "
                 f"kinship recall {_f(ok['recall'])} / precision {_f(ok['precision'])} at "
                 f"{ok['threshold']}, MCRIT recall {_f(om['recall'])} / precision "
                 f"{_f(om['precision'])} at {om['threshold']} "
@@ -93,6 +145,7 @@ def attribution_vs_table(k: dict[str, Any], m: dict[str, Any]) -> list[str]:
         out += ["", f"MCRIT (SMDA) failed on {m['n_failed']} binaries: their queries count as "
                 "unanswered, they are not indexed."]
     out.append("")
+    out += fresh_vs_table(k, m)
     return out
 
 
@@ -104,7 +157,8 @@ def render(results: dict[str, Any]) -> str:
         out += ["### Function matching (Marcelli 2022 protocol)", ""]
         out += [*matching_table(m["tasks"]), ""]
         if m.get("holdout"):
-            out += ["Held-out families (never tuned on):", ""]
+            out += ["Old held-out families (looked at while tuning attribution in round 2: "
+                    "tuned-on):", ""]
             out += [*matching_table(m["holdout"]), ""]
         out += [f"Functions: {m['n_functions']} in {m['n_binaries']} binaries; coverage "
                 f"{m['coverage']}. Ingest speed per core: {m['speed']}.", ""]
@@ -126,16 +180,16 @@ def render(results: dict[str, Any]) -> str:
                 "| unknown set | samples | false attribution at default threshold | at "
                 f"threshold calibrated on tuning + left-out unknowns ({t}) | max top score |",
                 "| --- | --- | --- | --- | --- |"]
-        for group in ("tuning", "left_out", "holdout"):
+        for group, label in UNKNOWN_GROUPS:
             u = a["unknown"].get(group)
             if u:
-                out.append(f"| {group} | {u['n']} | {u['false_attribution_default']:.3f} | "
+                out.append(f"| {label} | {u['n']} | {u['false_attribution_default']:.3f} | "
                            f"{u.get('false_attribution_calibrated', float('nan')):.3f} | "
                            f"{u.get('max_score', float('nan')):.3f} |")
         curve = a.get("curve", [])
         if curve:
             out += ["", "Precision/recall over the threshold (known queries of all three "
-                    "experiments; tuning + left-out + held-out unknowns):", "",
+                    "experiments; tuning + left-out + old held-out unknowns):", "",
                     "| threshold | recall | precision | false attribution |",
                     "| --- | --- | --- | --- |"]
             for c in curve:
@@ -145,6 +199,10 @@ def render(results: dict[str, Any]) -> str:
         out.append("")
     if a and a.get("mcrit"):
         out += attribution_vs_table(a, a["mcrit"])
+    elif a:
+        out += fresh_vs_table(a, None)
+    if a and a.get("ingest"):
+        out += ingest_lines(a["ingest"])
     s = results.get("scale")
     if s:
         out += ["### Query latency and memory vs index size (kinship)", "",
