@@ -173,8 +173,9 @@ class Query:
     top_families: list[str]
     top_score: float
     verdict: str | None
-    confidence: float
+    confidence: float | None  # None: no attribution (kinship's unknown/weak verdicts)
     seconds: float
+    status: str = ""  # kinship's verdict status (attributed / weak / unknown); "" for MCRIT
 
 
 @dataclass
@@ -268,8 +269,12 @@ def _query(index: Any, s: Sample, experiment: str, config: Any | None) -> Query:
                   exclude_sha256=s.record.sha256)
     fams = [f.family for f in r.families]
     top = r.families[0].score if r.families else 0.0
+    conf = r.verdict.confidence
+    status = getattr(r.verdict, "status", None)
     return Query(s.record.sha256, s.entry.family, experiment, fams[:5], float(top),
-                 r.verdict.family, float(r.verdict.confidence), time.perf_counter() - t0)
+                 r.verdict.family, float(conf) if conf is not None else None,
+                 time.perf_counter() - t0,
+                 str(getattr(status, "value", status or "")))
 
 
 # ---- the peer: MCRIT on the same binaries, splits and queries ---------------------------------
@@ -429,6 +434,20 @@ def _fresh_split(samples: Sequence[S], experiment: str) -> tuple[list[S], list[S
     return indexed + [s for s in fresh if id(s) not in qs], q
 
 
+TUNING_EXPERIMENTS = ("version", "compiler", "arch", "left-out", "unknown")
+
+
+def tuning_queries(queries: Sequence[Query], *, with_old_holdout: bool = False) -> list[Query]:
+    """The queries any tuning or fitting code may read (threshold, confidence fits, curves):
+    the known-family experiments, the left-out set and the tuning unknowns (plus the old,
+    tuned-on held-out unknowns with ``with_old_holdout``). Never a fresh held-out family's
+    (experiments ``fresh-*``): :func:`bench.heldout.guard_tuning` checks the result."""
+    out = [q for q in queries if q.experiment in TUNING_EXPERIMENTS
+           and (with_old_holdout or q.family not in HOLDOUT_FAMILIES)]
+    guard_tuning((q.family for q in out), "tuning_queries")
+    return out
+
+
 def evaluate(samples: Sequence[S], make_index: Callable[[Sequence[S]], Any],
              query: Callable[[Any, S, str], Query],
              grid: Sequence[float] = THRESHOLD_GRID) -> AttributionResult:
@@ -471,9 +490,10 @@ def evaluate(samples: Sequence[S], make_index: Callable[[Sequence[S]], Any],
         known_scores += [(q.top_score, q.top_families[:1] == [q.family]) for q in qs]
         if exp == "version":
             for s in unknown_samples:
-                q = query(index, s, "unknown")
+                fresh = s.entry.family in FRESH_HOLDOUT_FAMILIES
+                q = query(index, s, "fresh-unknown" if fresh else "unknown")
                 res.queries.append(q)
-                group = ("fresh_holdout" if s.entry.family in FRESH_HOLDOUT_FAMILIES
+                group = ("fresh_holdout" if fresh
                          else "holdout" if s.entry.family in HOLDOUT_FAMILIES else "tuning")
                 unk_scores[group].append(q.top_score)
                 res.unknown.setdefault(group, {"n": 0, "false_attribution_default": 0})
@@ -499,10 +519,8 @@ def evaluate(samples: Sequence[S], make_index: Callable[[Sequence[S]], Any],
     res.calibrated_threshold = res.calibration.threshold
     # The curve (and its operating point) describes tuning data and the old, tuned-on held-out
     # families; the fresh held-out families stay out of it (reported at fixed thresholds only).
-    curve_families = [q.family for q in res.queries
-                      if q.experiment in ("version", "compiler", "arch", "left-out")
-                      or (q.experiment == "unknown" and q.family not in FRESH_HOLDOUT_FAMILIES)]
-    guard_tuning(curve_families, "threshold_curve")
+    guard_tuning((q.family for q in tuning_queries(res.queries, with_old_holdout=True)),
+                 "threshold_curve")
     res.curve = threshold_curve(known_scores, calib + unk_scores["holdout"], grid)
     op = next((c for c in res.curve if c.false_attribution <= MAX_FALSE_ATTRIBUTION), None)
     if op is not None:

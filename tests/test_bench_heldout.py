@@ -19,6 +19,7 @@ from bench.attribution import (
     calibrate_threshold,
     evaluate,
     lineage,
+    tuning_queries,
 )
 from bench.gt import DEFAULT_CACHE, CorpusEntry
 from bench.heldout import FRESH_HOLDOUT_FAMILIES, HeldOutLeak, guard_tuning
@@ -126,7 +127,14 @@ def test_evaluate_keeps_fresh_families_out_of_tuning() -> None:
     assert res.fresh["version"]["n_queries"] == 8 and res.fresh["version"]["top1"] == 1.0
     assert res.fresh["arch"]["n_queries"] == 8
     fresh_rows = {q.experiment for q in res.queries if q.family in fresh}
-    assert fresh_rows == {"unknown", "fresh-version", "fresh-arch"}
+    assert fresh_rows == {"fresh-unknown", "fresh-version", "fresh-arch"}
+    # what fitting code may read (e.g. a confidence fit) holds no fresh family ...
+    safe = tuning_queries(res.queries)
+    assert safe and not {q.family for q in safe} & fresh
+    # ... and a fresh query mislabelled as a tuning row is refused, not silently used
+    leak = next(q for q in res.queries if q.family in fresh)
+    with pytest.raises(HeldOutLeak):
+        tuning_queries([dataclasses.replace(leak, experiment="unknown")])
 
 
 def test_evaluate_raises_when_a_held_out_family_would_be_tuned_on(
