@@ -197,6 +197,7 @@ class AttributionResult:
     fresh: dict[str, dict[str, float]] = field(default_factory=dict)
     # Ingest throughput, kinship vs MCRIT, same binaries and run (bench.mcrit_peer.ingest_rates).
     ingest: dict[str, Any] = field(default_factory=dict)
+    baseline: list[str] = field(default_factory=list)  # kinship: baseline packs in every index
 
     def to_dict(self) -> dict[str, Any]:
         out = self._own_dict()
@@ -204,6 +205,7 @@ class AttributionResult:
             out["mcrit"] = self.peer._own_dict()
         if self.ingest:
             out["ingest"] = self.ingest
+        out["baseline_packs"] = self.baseline
         return out
 
     def _own_dict(self) -> dict[str, Any]:
@@ -365,12 +367,52 @@ def _is_known(s: HasEntry) -> bool:
             and s.entry.family not in FRESH_HOLDOUT_FAMILIES)
 
 
+def baseline_packs() -> list[Any]:
+    """The compiler-runtime baseline packs the engine loads by default (kinship.baseline; none
+    with ``$KINSHIP_BASELINE=off`` or in an engine without packs)."""
+    try:
+        from kinship.baseline.registry import active_packs
+        from kinship.pipeline import feature_params
+    except ImportError:
+        return []
+    return list(active_packs(feature_params()))
+
+
 def _index_of(samples: Sequence[Sample]) -> Any:
+    """kinship's index of ``samples`` (library families with ``is_library``), plus the default
+    baseline packs as library code when the engine has any, as ``Kinship.reference_index``
+    builds it for a store."""
     from kinship.match.aggregate import ReferenceIndex
 
-    return ReferenceIndex.from_features([
-        (dataclasses.replace(s.record, family=None, is_library=True)
-         if s.entry.family in LIBRARY_FAMILIES else s.record, s.features) for s in samples])
+    recs = [(dataclasses.replace(s.record, family=None, is_library=True)
+             if s.entry.family in LIBRARY_FAMILIES else s.record, s.features) for s in samples]
+    packs = baseline_packs()
+    if not packs:
+        return ReferenceIndex.from_features(recs)
+    from kinship.baseline.registry import with_baseline
+    from kinship.store.base import FunctionArrays, SampleSummary
+
+    rows = [f for _, feats in recs for f in feats]
+    sids = np.array([i for i, (_, feats) in enumerate(recs) for _ in feats], dtype=np.int32)
+    width = len(rows[0].code_sig) if rows else 0
+
+    def col(name: str, dtype: Any) -> Any:
+        return np.array([getattr(f, name) for f in rows], dtype=dtype)
+
+    def sig(name: str) -> Any:
+        return (np.stack([getattr(f, name) for f in rows]).astype(np.uint32, copy=False)
+                if rows else np.zeros((0, width), np.uint32))
+
+    arrays = FunctionArrays(
+        function_id=np.arange(len(rows), dtype=np.int64), sample_id=sids,
+        va=col("va", np.uint64), n_instructions=col("n_instructions", np.int32),
+        exact_hash=col("exact_hash", np.int64), code_sig=sig("code_sig"),
+        sem_sig=sig("sem_sig"), n_code_tokens=col("n_code_tokens", np.int32),
+        n_sem_tokens=col("n_sem_tokens", np.int32), size=col("size", np.int32),
+        samples={i: SampleSummary(r.sha256, r.name, r.family, r.actor, r.is_library)
+                 for i, (r, _) in enumerate(recs)})
+    merged, names = with_baseline(arrays, packs)
+    return ReferenceIndex.from_arrays(merged, baseline_names=names)
 
 
 def left_out_queries(samples: Sequence[S], make_index: Callable[[Sequence[S]], Any],
@@ -597,6 +639,7 @@ def run_attribution(dev: Path, entries: Sequence[CorpusEntry], *, quick: bool,
         return _query(index, s, experiment, cfg)
 
     res = evaluate(samples, _index_of, kinship_query)
+    res.baseline = [str(getattr(p, "name", p)) for p in baseline_packs()]
     if with_peer:
         if progress:
             progress(f"attribution: MCRIT on the same {len(samples)} binaries")
