@@ -302,6 +302,7 @@ class Kinship:
         result = attribute(features, index, sample_sha256=record.sha256, exclude_sha256=exclude)
         result.warnings.extend(_match_warnings(index, result, record))
         if strings is not None:
+            strings = without_library_strings(strings, result.library_vas)
             reuse = string_reuse(strings, self.store.string_postings,
                                  sample_sha256=record.sha256, sample_name=record.name,
                                  exclude_sha256=exclude)
@@ -349,6 +350,16 @@ class Kinship:
     def info(self, path: str | Path, *, base: int | None = None, arch: Arch | None = None
              ) -> InfoResult:
         return build_info(self.analyse(path, base=base, arch=arch))
+
+
+def without_library_strings(strings: StringTable, library_vas: set[int]) -> StringTable:
+    """``strings`` less those referenced only by library code (runtime messages such as
+    MinGW's "Unknown pseudo relocation protocol version %d." are not family evidence)."""
+    if not library_vas:
+        return strings
+    kept = [s for s in strings.strings
+            if not (s.functions and all(f in library_vas for f in s.functions))]
+    return StringTable(kept, strings.truncated)
 
 
 def _match_warnings(index: ReferenceIndex, result: MatchResult, record: SampleRecord

@@ -51,6 +51,7 @@ from kinship.match.result import (
     ActorScore,
     FamilyScore,
     FunctionMatch,
+    LibraryHit,
     MatchResult,
     SampleScore,
 )
@@ -543,13 +544,19 @@ def attribute(
     lib_q = np.zeros(nq, dtype=bool)
     lib_q[pq[first]] = lib[first] & (score[first] >= cfg.library_threshold)
     library_best = first[lib_q[pq[first]]]
+    lib_label: dict[int, str] = {int(pq[k]): _library_label(index, int(pr[k]))
+                                 for k in library_best}
+    lib_label.update(_exact_library_labels(index, qrows.exact_hash, lib_exact, cfg))
     lib_q |= lib_exact
     if cfg.common_families:  # near-duplicates in >= common_families families: library code
         fam_all = index.family_id[pr]
         strong = np.flatnonzero((score >= cfg.library_threshold) & (fam_all >= 0))
         o = strong[np.lexsort((fam_all[strong], pq[strong]))]
         qf_strong = o[_first_of_groups([pq[o], fam_all[o]])]
-        lib_q |= np.bincount(pq[qf_strong], minlength=nq) >= cfg.common_families
+        common = np.bincount(pq[qf_strong], minlength=nq) >= cfg.common_families
+        for q in np.flatnonzero(common & ~lib_q):
+            lib_label[int(q)] = f"code shared by >= {cfg.common_families} families"
+        lib_q |= common
 
     # 5. best per (query fn, family) and per (query fn, sample) over non-library refs -------------
     own_code = ~lib_q[pq] & ~lib
@@ -633,6 +640,10 @@ def attribute(
         seconds=time.perf_counter() - t0,
         actors=actors,
         n_considered_functions=nq,
+        library_functions=[
+            LibraryHit(considered[q].va, considered[q].name, lib_label.get(q, "library"))
+            for q in sorted(int(x) for x in np.flatnonzero(lib_q))
+        ],
     )
     log.debug(
         "attributed %s: %d pairs, verdict %s (%.3f) in %.3fs",
@@ -643,6 +654,26 @@ def attribute(
         result.seconds,
     )
     return result
+
+
+def _library_label(index: ReferenceIndex, row: int) -> str:
+    lab = index.samples[int(index.sample_id[row])]
+    return lab.family or lab.name
+
+
+def _exact_library_labels(index: ReferenceIndex, exact_hash: I64, which: BoolArray,
+                          cfg: MatchConfig) -> dict[int, str]:
+    """Library label of each query row in ``which`` (known by exact hash): the first library
+    sample that has the hash, else "shared by N families"."""
+    rows = np.flatnonzero(which)
+    found: dict[int, str] = {}
+    if len(rows):
+        pairs = index.exact.query_batch(exact_hash[rows])
+        for q, r in zip(rows[pairs.query].tolist(), pairs.row.tolist(), strict=True):
+            if q not in found and index.is_library[r]:
+                found[q] = _library_label(index, r)
+    common = f"code shared by >= {cfg.common_families} families"
+    return {int(q): found.get(int(q), common) for q in rows}
 
 
 def _stack_stored(code_sig: U32, sem_sig: U32, bits: int) -> U16 | U32:

@@ -13,7 +13,8 @@
      "n_query_functions", "n_considered_functions", "n_library_functions", "seconds",
      "shared_strings": [SharedString.to_dict(), ...],     (string reuse, match/combine.py)
      "sample_signals": [SampleSignal.to_dict(), ...],     (imphash/Rich/TLSH/PDB/exports)
-     "warnings": ["...", ...]}                            (empty store, no runtime baseline)
+     "warnings": ["...", ...],                            (empty store, no runtime baseline)
+     "library_functions": [{"va", "name", "library"}, ...]}  (query code left out as library)
 
 Family entries also carry ``code_score`` (None: not combined), ``string_score`` and
 ``n_strings_shared`` once string reuse is combined in; ``score`` is then the combined score.
@@ -221,6 +222,22 @@ class FunctionMatch:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class LibraryHit:
+    """A query function recognised as library/runtime code, and which library it is."""
+
+    va: int
+    name: str | None
+    library: str  # baseline pack library label, library sample, or "shared by N families"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"va": self.va, "name": self.name, "library": self.library}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LibraryHit:
+        return cls(int(d["va"]), d.get("name"), str(d["library"]))
+
+
 @dataclass(slots=True)
 class MatchResult:
     sample_sha256: str
@@ -240,6 +257,12 @@ class MatchResult:
     # Things the analyst must know to read the verdict (empty store, a toolchain without a
     # runtime baseline, ...), one sentence each.
     warnings: list[str] = field(default_factory=list)
+    # every query function left out as library code (n_library_functions of them), by VA
+    library_functions: list[LibraryHit] = field(default_factory=list)
+
+    @property
+    def library_vas(self) -> set[int]:
+        return {h.va for h in self.library_functions}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -256,6 +279,7 @@ class MatchResult:
             "shared_strings": [x.to_dict() for x in self.shared_strings],
             "sample_signals": [x.to_dict() for x in self.sample_signals],
             "warnings": list(self.warnings),
+            "library_functions": [h.to_dict() for h in self.library_functions],
         }
 
     @classmethod
@@ -274,4 +298,5 @@ class MatchResult:
             sample_signals=[SampleSignal.from_dict(x) for x in d.get("sample_signals", [])],
             shared_strings=[SharedString.from_dict(x) for x in d.get("shared_strings", [])],
             warnings=[str(x) for x in d.get("warnings", [])],
+            library_functions=[LibraryHit.from_dict(x) for x in d.get("library_functions", [])],
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -65,9 +66,8 @@ def verdict_text(r: MatchResult) -> Text:
 def library_summary(r: MatchResult, top: int = 3) -> str:
     """'41 functions: mingw-w64 CRT (x64) 39, zlib 2' for the library code recognised."""
     counts: dict[str, int] = {}
-    for m in r.function_matches:
-        if m.is_library:
-            counts[m.library or "library"] = counts.get(m.library or "library", 0) + 1
+    for h in r.library_functions:
+        counts[h.library] = counts.get(h.library, 0) + 1
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     parts = [f"{name} {n}" for name, n in ranked[:top]]
     if len(ranked) > top:
@@ -232,14 +232,53 @@ def render_stats(c: Console, s: StoreStats) -> None:
     c.print(t)
 
 
+# ``kinship db list``: at least this many columns for one column per label; narrower
+# consoles (80 columns) get the compact layout, where format, version and source go on a
+# second line under the sample's name.
+SAMPLES_WIDE_MIN = 130
+SAMPLES_HASH_CHARS = 12  # sha256 prefix shown (any unique prefix works with `db label`)
+
+
+def _sample_fmt(s: SampleRecord) -> str:
+    return f"{s.format}/{s.arch}" + (" lib" if s.is_library else "")
+
+
 def render_samples(c: Console, samples: list[SampleRecord]) -> None:
-    t = Table(title=f"{len(samples)} samples")
-    for col in ("sha256", "name", "family", "actor", "version", "first seen", "source", "fmt",
-                "functions"):
-        t.add_column(col)
+    """The stored samples as a table that fits ``c.width``; labels come from users and file
+    names from samples, so every cell is a plain :class:`Text` (never parsed as markup) and
+    long ones are cut with an ellipsis rather than squeezing the other columns."""
+    title = f"{len(samples)} samples"
+    if c.width >= SAMPLES_WIDE_MIN:
+        t = Table(title=title)
+        t.add_column("sha256", no_wrap=True, min_width=SAMPLES_HASH_CHARS)
+        for col, width in (("name", 40), ("family", 24), ("actor", 24), ("version", 16)):
+            t.add_column(col, no_wrap=True, overflow="ellipsis", max_width=width)
+        t.add_column("first seen", no_wrap=True)
+        t.add_column("source", no_wrap=True, overflow="ellipsis", max_width=32)
+        t.add_column("fmt", no_wrap=True)
+        t.add_column("functions", no_wrap=True, justify="right")
+        for s in samples:
+            t.add_row(Text(s.sha256[:16]), Text(s.name), Text(s.family or ""),
+                      Text(s.actor or ""), Text(s.version or ""), Text(s.first_seen or ""),
+                      Text(s.source or ""), Text(_sample_fmt(s)), Text(str(s.n_functions)))
+        c.print(t)
+        return
+    t = Table(title=title, box=box.SIMPLE_HEAD, expand=True, pad_edge=False)
+    t.add_column("sha256", no_wrap=True, min_width=SAMPLES_HASH_CHARS,
+                 max_width=SAMPLES_HASH_CHARS)
+    t.add_column("sample / format, version, source", no_wrap=True, overflow="ellipsis",
+                 ratio=3, min_width=14)
+    t.add_column("family", no_wrap=True, overflow="ellipsis", ratio=2, min_width=8)
+    t.add_column("actor", no_wrap=True, overflow="ellipsis", ratio=2, min_width=8)
+    t.add_column("first seen", no_wrap=True, min_width=10)
+    t.add_column("fns", no_wrap=True, justify="right")
     for s in samples:
-        t.add_row(s.sha256[:16], s.name, s.family or "", s.actor or "", s.version or "",
-                  s.first_seen or "", s.source or "", f"{s.format}/{s.arch}"
-                  + (" lib" if s.is_library else ""), str(s.n_functions))
+        detail = " · ".join(x for x in (_sample_fmt(s), s.version and f"v {s.version}",
+                                        s.source) if x)
+        cell = Text(s.name)
+        cell.append("\n")
+        cell.append(detail, style="dim")
+        t.add_row(Text(s.sha256[:SAMPLES_HASH_CHARS]), cell, Text(s.family or ""),
+                  Text(s.actor or ""), Text(s.first_seen or ""), Text(str(s.n_functions)))
     c.print(t)
 

@@ -35,6 +35,11 @@ _SYSTEM_FILE = re.compile(r"(?i)[\w.+-]+\.(dll|exe|sys|drv|ocx|so(\.\d+)*|dylib)
 _FORMAT = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|L|z|j|t|I64|I32)?[diouxXeEfgGcspn%]")
 _SYMBOL_VERSION = re.compile(r"[A-Z]+_[\d.]+")  # GLIBC_2.14, GCC_3.0, CXXABI_1.3
 _WORD = re.compile(r"[A-Za-z]{3,}")
+# Toolchain identification that every program of a compiler carries (.comment, .rdata$zzz):
+# "GCC: (GNU) 12-win32", "clang version 14.0.6", "Mingw-w64 runtime failure:". Not evidence.
+_TOOLCHAIN = re.compile(
+    r"(GCC: \(|(Debian |Ubuntu )?clang version |Microsoft \(R\) |Mingw-w64 runtime failure"
+    r"|Linker: |GNU (C|C\+\+|AS|ld) ?\d)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,7 @@ def intrinsic_weight(text: str, config: RarityConfig | None = None) -> float:
     """0..1: how specific ``text`` is, from the text alone (see the module docstring)."""
     cfg = config or RarityConfig()
     t = text.strip()
-    if not t or t in COMMON_STRINGS:
+    if not t or t in COMMON_STRINGS or _TOOLCHAIN.match(t):
         return 0.0
     core = _FORMAT.sub("", t).strip()
     if len(core) < cfg.min_chars or not _WORD.search(core):
