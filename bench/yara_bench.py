@@ -19,6 +19,8 @@ scored on samples the rule never saw):
 Per family: TP/FN over its held-out samples, FP over every held-out sample of other families
 and the outsider files; TPR, FPR, precision, F1 = 2TP / (2TP + FP + FN). Overall: micro-average
 over families. A family for which no rule validates counts its held-out samples as FN.
+Leave-one-out TPR (as `kinship rules yara` reports it, over the stored samples only): for each
+stored sample, do the rules made from the family's other stored samples match it?
 Files are the corpus' stripped copies (``bench.gt.stripped_copy``), as in the other benches.
 """
 
@@ -66,6 +68,9 @@ class FamilyScore:
     rule: bool  # a rule validated on the stored samples
     n_strings: int = 0
     n_code: int = 0
+    n_groups: int = 0  # rules (one per group of samples that share code)
+    loo_tp: int = 0  # leave-one-out over the stored samples: held-out samples matched ...
+    loo_n: int = 0  # ... of held out
     seconds: float = 0.0  # `kinship rules yara` wall time
     train_tp: int = 0
     train_fn: int = 0
@@ -94,7 +99,11 @@ class FamilyScore:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "tpr": round(self.tpr, 4), "fpr": round(self.fpr, 5),
-                "f1": round(self.f1, 4)}
+                "f1": round(self.f1, 4), "loo_tpr": round(self.loo_tpr, 4)}
+
+    @property
+    def loo_tpr(self) -> float:
+        return self.loo_tp / self.loo_n if self.loo_n else 0.0
 
 
 def _natural(text: str) -> tuple[Any, ...]:
@@ -165,6 +174,9 @@ def run(families: tuple[str, ...], cache: Path = DEFAULT_CACHE,
                 doc = json.loads(out)
                 rules[f] = doc["text"]
                 s.rule, s.n_strings, s.n_code = True, len(doc["strings"]), len(doc["code"])
+                s.n_groups = len(doc.get("groups") or [doc])
+                loo = doc.get("leave_one_out") or {}
+                s.loo_tp, s.loo_n = int(loo.get("matched", 0)), int(loo.get("held_out", 0))
             else:
                 s.error = out.strip().splitlines()[-1] if out.strip() else f"exit {code}"
             scores.append(s)
@@ -199,7 +211,8 @@ def run(families: tuple[str, ...], cache: Path = DEFAULT_CACHE,
     tot = FamilyScore("overall", sum(s.n_train for s in scores), sum(s.n_test for s in scores),
                       rule=all(s.rule for s in scores),
                       seconds=round(sum(s.seconds for s in scores), 2))
-    for name in ("tp", "fn", "fp", "tn", "train_tp", "train_fn", "train_fp", "train_tn"):
+    for name in ("tp", "fn", "fp", "tn", "train_tp", "train_fn", "train_fp", "train_tn",
+                 "loo_tp", "loo_n"):
         setattr(tot, name, sum(getattr(s, name) for s in scores))
     return {
         "benchmark": "yara", "date": dt.date.today().isoformat(),
@@ -215,18 +228,23 @@ def run(families: tuple[str, ...], cache: Path = DEFAULT_CACHE,
 
 
 def render_table(res: dict[str, Any]) -> str:
-    rows = ["| family | train / test | rule (strings + code) | train TPR / FPR | test TPR | "
-            "test FPR | F1 | gen. s |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| family | train / test | rule (strings + code) | train TPR / FPR | "
+            "leave-one-out TPR | test TPR | test FPR | F1 | gen. s |",
+            "|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(d: dict[str, Any], name: str) -> str:
         ttp, tfn, tfp, ttn = d["train_tp"], d["train_fn"], d["train_fp"], d["train_tn"]
         ttpr = ttp / (ttp + tfn) if ttp + tfn else 0.0
         tfpr = tfp / (tfp + ttn) if tfp + ttn else 0.0
         rule = f"{d['n_strings']} + {d['n_code']}" if d.get("rule") else "none"
+        if d.get("n_groups", 1) > 1:
+            rule += f" ({d['n_groups']} rules)"
+        loo = (f"{d.get('loo_tpr', 0.0):.3f} ({d.get('loo_tp', 0)}/{d.get('loo_n', 0)})"
+               if d.get("loo_n") else "-")
         if name == "**overall**":
             rule = ""
         return (f"| {name} | {d['n_train']} / {d['n_test']} | {rule} | {ttpr:.2f} / "
-                f"{tfpr:.3f} | {d['tpr']:.3f} ({d['tp']}/{d['tp'] + d['fn']}) | "
+                f"{tfpr:.3f} | {loo} | {d['tpr']:.3f} ({d['tp']}/{d['tp'] + d['fn']}) | "
                 f"{d['fpr']:.4f} ({d['fp']}/{d['fp'] + d['tn']}) | {d['f1']:.3f} | "
                 f"{d['seconds'] if name != '**overall**' else ''} |")
 
@@ -249,7 +267,8 @@ def docs_section(res: dict[str, Any], out: Path) -> str:
         "rule firing on any file outside its family. Anchor: YARA-Signator, F1 "
         f"{ANCHOR_F1} on Malpedia (different corpus: compare the protocol, not the digits).\n\n"
         + render_table(res)
-        + f"\n\nOverall: test TPR {o['tpr']:.3f}, FPR {o['fpr']:.4f}, F1 {o['f1']:.3f}; "
+        + f"\n\nOverall: test TPR {o['tpr']:.3f}, FPR {o['fpr']:.4f}, F1 {o['f1']:.3f}, "
+        f"leave-one-out TPR {o['loo_tpr']:.3f} on the stored samples; "
         f"ingest {res['ingest_seconds']} s, whole run {res['total_seconds']} s (2-core box).\n"
     )
 
@@ -278,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render_table(res))
     o = res["overall"]
     print(f"overall TPR {o['tpr']:.3f} FPR {o['fpr']:.4f} F1 {o['f1']:.3f} "
+          f"leave-one-out TPR {o['loo_tpr']:.3f} ({o['loo_tp']}/{o['loo_n']}) "
           f"({res['total_seconds']} s) -> {out}")
     if a.write_docs:
         docs = REPO / "docs" / "BENCHMARKS.md"

@@ -61,3 +61,15 @@ def test_cli_rules_yara_from_store(bins: dict[str, Path], tmp_home: Path) -> Non
     d = json.loads(res.output)
     assert d["validation"]["tpr"] == 1.0 and d["validation"]["fpr"] == 0.0
     yara.compile(source=d["text"])
+    # added fields: the samples covered, one rule per group, leave-one-out per sample
+    netsh = {sha256_file(bins[n]) for n in FAMILIES["netsh"]}
+    assert set(d["members"]) == netsh and d["uncovered"] == []
+    assert [set(g["members"]) for g in d["groups"]] == [netsh]
+    loo = d["leave_one_out"]
+    assert {h["sample"] for h in loo["samples"]} == netsh and loo["held_out"] == len(netsh)
+    assert loo["matched"] == sum(h["matched"] for h in loo["samples"])
+    assert loo["tpr"] == round(loo["matched"] / len(netsh), 4)
+    assert all(h["trained_on"] == len(netsh) - 1 for h in loo["samples"])
+    text = runner.invoke(group, ["rules", "yara", "--family", "netsh", "--db", str(db)])
+    assert text.exit_code == 0, text.output
+    assert "leave-one-out TPR" in text.output and "// TPR 1.000 FPR 0.000" in text.output

@@ -227,7 +227,9 @@ def yara_cmd(family: str, samples: tuple[Path, ...], out: Path | None,
     members = {h: files[h] for h in fam}
     others = {h: p for h, p in files.items() if h not in fam}
     cfg = YaraConfig() if strings_share is None else YaraConfig(strings_share=strings_share)
-    rule = generate_family_rule(family, members, others, cfg)
+    with Kinship(db) as k:  # library/runtime functions are never rule material
+        rule = generate_family_rule(family, members, others, cfg,
+                                    library=k.library_functions)
     if rule is None:
         raise NotFoundError(f"no YARA rule for {family!r} matches all its samples and "
                             "none of the others")
@@ -237,9 +239,8 @@ def yara_cmd(family: str, samples: tuple[Path, ...], out: Path | None,
         _emit(rule.to_dict())
     else:
         click.echo(rule.text)
-        v = rule.validation
-        if v is not None:
-            click.echo(f"// TPR {v.tpr:.3f} FPR {v.fpr:.3f} ({len(others)} other samples)")
+        for line in rule.summary(len(others)):
+            click.echo(f"// {line}")
 
 
 def keep_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool) -> None:

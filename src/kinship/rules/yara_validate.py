@@ -9,6 +9,12 @@ A rule is valid when it matches every sample of its family and none of the other
 
     TPR = matched family samples / family samples     (must be 1.0)
     FPR = matched other samples  / other samples      (must be 0.0)
+
+That TPR is measured on the samples the rule was made from, so it is 1.0 by construction. What
+it says about the next build of the family is measured by leave-one-out (:class:`LeaveOneOut`):
+for each sample, the rules made from the family's other n-1 samples must match it:
+
+    leave-one-out TPR = held-out samples matched / held-out samples
 """
 
 from __future__ import annotations
@@ -99,6 +105,51 @@ class Validation:
                 "false_negatives": list(self.false_negatives),
                 "false_positives": list(self.false_positives),
                 "true_negatives": self.true_negatives}
+
+
+@dataclass
+class HeldOut:
+    """One leave-one-out trial: rules made without ``sample``, scanned over ``sample``."""
+
+    sample: str  # sha256 of the held-out sample
+    matched: bool
+    rule: str | None = None  # name of the rule that matched it (None: no rule did)
+    trained_on: int = 0  # samples the rules were made from (n-1)
+    note: str = ""  # why it was not matched ("no rule from the other 3 samples")
+
+
+@dataclass
+class LeaveOneOut:
+    """Leave-one-out over a family: did the rules from n-1 samples catch the n-th?"""
+
+    samples: list[HeldOut] = field(default_factory=list)
+    skipped: int = 0  # samples not held out (family above YaraConfig.max_leave_one_out)
+
+    @property
+    def tpr(self) -> float | None:
+        """Held-out samples matched / held out; None when nothing could be held out."""
+        if not self.samples:
+            return None
+        return sum(h.matched for h in self.samples) / len(self.samples)
+
+    @property
+    def missed(self) -> list[str]:
+        return [h.sample for h in self.samples if not h.matched]
+
+    def to_dict(self) -> dict[str, Any]:
+        tpr = self.tpr
+        return {"tpr": None if tpr is None else round(tpr, 4),
+                "held_out": len(self.samples),
+                "matched": sum(h.matched for h in self.samples),
+                "missed": self.missed, "skipped": self.skipped,
+                "samples": [{"sample": h.sample, "matched": h.matched, "rule": h.rule,
+                             "trained_on": h.trained_on, "note": h.note}
+                            for h in self.samples]}
+
+
+def matching_rules(compiled: Any, path: Path) -> list[str]:
+    """Names of the rules of ``compiled`` that match ``path``."""
+    return sorted(m.rule for m in compiled.match(str(path), timeout=SCAN_TIMEOUT_S))
 
 
 def matching_identifiers(compiled: Any, path: Path) -> set[str]:
