@@ -16,17 +16,19 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kinship.api import Kinship
 from kinship.binary.model import Arch
 from kinship.cli_artifact import register as register_artifact
-from kinship.cli_common import common, store_backend
+from kinship.cli_baseline import register as register_baseline
+from kinship.cli_common import InputPath, check_first_seen, common, store_backend
 from kinship.cli_evidence import register as register_evidence
 from kinship.cli_evidence import write_compare_html, write_match_html
 from kinship.cli_intel import register as register_intel
 from kinship.cli_sigma import register as register_sigma
-from kinship.exceptions import EXIT_CODES, KinshipError, UsageError
+from kinship.exceptions import EXIT_CODES, KinshipError, NotFoundError, UsageError
 from kinship.ingest import AddReport, ProgressFn
 from kinship.pipeline import Labels
 from kinship.render import terminal
@@ -67,7 +69,7 @@ def _fail(e: KinshipError, as_json: bool) -> None:
     if as_json:
         _emit({"error": type(e).__name__, "message": str(e), "exit_code": e.exit_code})
     else:
-        err.print(f"[red]error:[/] {e}", markup=True, highlight=False)
+        err.print(f"[red]error:[/] {escape(str(e))}", markup=True, highlight=False)
     sys.exit(e.exit_code)
 
 
@@ -116,7 +118,7 @@ def main(verbose: int) -> None:
 @click.option("--version", "version_", help="Version label.")
 @click.option("--library", is_flag=True,
               help="Goodware/library corpus: matches to these samples count as library code.")
-@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--manifest", type=InputPath(),
               help="CSV/JSON manifest: path,family,actor,source,first_seen,version,library.")
 @click.option("--base", help="Base address of raw memory dumps (e.g. 0x400000).")
 @click.option("--replace", is_flag=True, help="Re-analyse and overwrite samples already stored.")
@@ -143,7 +145,11 @@ def add(paths: tuple[Path, ...], family: str | None, actor: str | None, source: 
     """
     if not paths and not manifest:
         raise UsageError("give files/folders to add, or --manifest FILE")
-    labels = Labels(family, actor, source, first_seen, version_, library)
+    first_seen = check_first_seen(first_seen)
+    missing = [p for p in paths if not p.exists()]
+    if missing and len(missing) == len(paths) and not manifest:
+        raise NotFoundError(f"{', '.join(map(str, missing))}: no such file")
+    labels = Labels(family, _canonical_actor(actor), source, first_seen, version_, library)
     with Kinship(db, keep_files=not no_keep) as k, _progress(not as_json, "ingest") as progress:
         report = AddReport()
         if manifest:
@@ -164,9 +170,19 @@ def add(paths: tuple[Path, ...], family: str | None, actor: str | None, source: 
         single = len(paths) == 1 and not manifest and not report.added and not report.duplicates
         if single and len(report.failed) == 1:
             if not as_json:
-                err.print(f"[red]error:[/] {report.failed[0].name}: {report.failed[0].reason}")
+                err.print(f"[red]error:[/] {escape(report.failed[0].name)}: "
+                          f"{escape(report.failed[0].reason)}")
             sys.exit(_exit_for(report.failed[0].error))
         sys.exit(EXIT_CODES["partial_batch"])
+
+
+def _canonical_actor(actor: str | None) -> str | None:
+    """The MISP galaxy's name for an actor label (any alias); unknown names as given."""
+    if actor is None or not actor.strip():
+        return actor
+    from kinship.intel.actors import canonical_actor
+
+    return canonical_actor(actor)
 
 
 def _exit_for(error_name: str) -> int:
@@ -179,7 +195,7 @@ def _exit_for(error_name: str) -> int:
 
 
 @main.command()
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=InputPath(dir_okay=True))
 @click.option("--base", help="Base address if FILE is a raw memory dump.")
 @click.option("--arch", type=click.Choice(["x86", "x64"]), help="Architecture of a raw dump.")
 @click.option("--top", default=10, show_default=True, help="Rows per table.")
@@ -212,8 +228,8 @@ def match(file: Path, base: str | None, arch: str | None, top: int, include_self
 
 
 @main.command()
-@click.argument("a", type=click.Path(path_type=Path))
-@click.argument("b", type=click.Path(path_type=Path))
+@click.argument("a", type=InputPath(dir_okay=True))
+@click.argument("b", type=InputPath(dir_okay=True))
 @click.option("--listings", default=3, show_default=True,
               help="How many pairs to show side by side in the terminal.")
 @click.option("--max-pairs", default=50, show_default=True,
@@ -243,7 +259,7 @@ def compare(a: Path, b: Path, listings: int, max_pairs: int, html: Path | None,
 
 
 @main.command()
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=InputPath(dir_okay=True))
 @click.option("--base", help="Base address if FILE is a raw memory dump.")
 @click.option("--arch", type=click.Choice(["x86", "x64"]), help="Architecture of a raw dump.")
 @click.option("--functions", "show_functions", is_flag=True, help="List every function.")
@@ -291,17 +307,23 @@ def db_stats(db: str | Path | None, as_json: bool) -> None:
 
 @db.command("list")
 @click.option("--family", help="Only this family.")
-@click.option("--actor", help="Only this actor.")
+@click.option("--actor", help="Only this actor, under any of its names (MISP galaxy aliases: "
+                              "\"Hidden Cobra\" also lists samples labelled Lazarus Group).")
 @common
 def db_list(family: str | None, actor: str | None, db: str | Path | None, as_json: bool) -> None:
     """List stored samples.
 
     \b
-    Example:
+    Examples:
       kinship db list --family lua
+      kinship db list --actor "Hidden Cobra"    # any alias of Lazarus Group
     """
     with Kinship(db) as k:
-        samples = k.store.samples(family=family, actor=actor)
+        samples = k.store.samples(family=family)
+    if actor is not None:
+        from kinship.intel.actors import same_actor
+
+        samples = [s for s in samples if same_actor(s.actor, actor)]
     if as_json:
         _emit({"samples": [{k: v for k, v in s.__dict__.items() if k != "info"}
                            for s in samples]})
@@ -314,7 +336,7 @@ def db_list(family: str | None, actor: str | None, db: str | Path | None, as_jso
 @click.option("--family")
 @click.option("--actor")
 @click.option("--source")
-@click.option("--first-seen")
+@click.option("--first-seen", help="YYYY, YYYY-MM or YYYY-MM-DD.")
 @click.option("--version", "version_")
 @click.option("--library/--no-library", default=None)
 @common
@@ -327,8 +349,10 @@ def db_label(sample: str, family: str | None, actor: str | None, source: str | N
     Example:
       kinship db label 3f2a9c1b --family lazarus-backdoor --actor "Lazarus Group"
     """
+    first_seen = check_first_seen(first_seen)
     changes: dict[str, Any] = {k: v for k, v in (
-        ("family", family), ("actor", actor), ("source", source), ("first_seen", first_seen),
+        ("family", family), ("actor", _canonical_actor(actor)), ("source", source),
+        ("first_seen", first_seen),
         ("version", version_), ("is_library", library)) if v is not None}
     if not changes:
         raise UsageError("nothing to change: give --family, --actor, ...")
@@ -337,7 +361,8 @@ def db_label(sample: str, family: str | None, actor: str | None, source: str | N
     if as_json:
         _emit({k: v for k, v in rec.__dict__.items() if k != "info"})
     else:
-        out.print(f"{rec.sha256}: family={rec.family} actor={rec.actor} source={rec.source}")
+        out.print(escape(f"{rec.sha256}: family={rec.family} actor={rec.actor} "
+                         f"source={rec.source}"))
 
 
 @db.command("remove")
@@ -355,13 +380,14 @@ def db_remove(sample: str, db: str | Path | None, as_json: bool) -> None:
     if as_json:
         _emit({"removed": rec.sha256})
     else:
-        out.print(f"removed {rec.sha256} ({rec.name})")
+        out.print(escape(f"removed {rec.sha256} ({rec.name})"))
 
 
 register_evidence(main)
 register_intel(main)
 register_sigma(main)  # joins the rules group made by register_intel
 register_artifact(main)
+register_baseline(main)
 
 if __name__ == "__main__":
     main()

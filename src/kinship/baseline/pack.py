@@ -195,7 +195,13 @@ class BaselinePack:
         if size > MAX_PACK_BYTES:
             raise InputError(str(path), f"baseline pack larger than {MAX_PACK_BYTES} bytes")
         try:
-            with np.load(path, allow_pickle=False) as z:
+            data = path.read_bytes()
+        except OSError as e:
+            raise InputError(str(path), f"cannot read baseline pack: {e.strerror}") from e
+        if not data.startswith(b"PK"):
+            raise InputError(str(path), "not a kinship baseline pack (not an .npz archive)")
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in ("meta", "exact_hash", "n_instructions",
                                             "n_sem_tokens", "library", "code_sig", "sem_sig")}
             meta = json.loads(arrays["meta"].tobytes().decode())
