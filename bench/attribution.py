@@ -176,6 +176,10 @@ class Query:
     confidence: float | None  # None: no attribution (kinship's unknown/weak verdicts)
     seconds: float
     status: str = ""  # kinship's verdict status (attributed / weak / unknown); "" for MCRIT
+    # what kinship's confidence model reads (bench/fit_confidence.py): runner-up family score,
+    # matched non-library functions + shared strings of the top family
+    runner_score: float = 0.0
+    n_evidence: int = 0
 
 
 @dataclass
@@ -276,7 +280,10 @@ def _query(index: Any, s: Sample, experiment: str, config: Any | None) -> Query:
     return Query(s.record.sha256, s.entry.family, experiment, fams[:5], float(top),
                  r.verdict.family, float(conf) if conf is not None else None,
                  time.perf_counter() - t0,
-                 str(getattr(status, "value", status or "")))
+                 str(getattr(status, "value", status or "")),
+                 r.families[1].score if len(r.families) > 1 else 0.0,
+                 r.families[0].n_functions_matched + r.families[0].n_strings_shared
+                 if r.families else 0)
 
 
 # ---- the peer: MCRIT on the same binaries, splits and queries ---------------------------------

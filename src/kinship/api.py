@@ -36,7 +36,7 @@ from kinship.evidence.compare import (
     shared,
     shared_apis,
 )
-from kinship.exceptions import InputError, StoreError, UsageError
+from kinship.exceptions import InputError, KinshipError, StoreError, UsageError
 from kinship.features.model import FunctionFeatures
 from kinship.info import InfoResult, build_info
 from kinship.ingest import (
@@ -331,10 +331,30 @@ class Kinship:
                 ) -> CompareResult:
         """Matched function pairs between two files, with aligned listings."""
         t0 = time.perf_counter()
-        left = self.analyse(a)
-        right = self.analyse(b)
+        return self.compare_analysed(self.analyse(a), self.analyse(b), max_listed=max_listed,
+                                     t0=t0)
+
+    def compare_analysed(self, left: AnalysedSample, right: AnalysedSample, *,
+                         max_listed: int = MAX_LISTED_PAIRS, t0: float | None = None
+                         ) -> CompareResult:
+        """:meth:`compare` of two samples analysed with ``keep=True``: the stored labels of
+        either side, and the left side's library/runtime functions ranked last."""
+        left = self._with_stored_labels(left)
+        right = self._with_stored_labels(right)
         return compare_samples(left, right, max_listed=max_listed, t0=t0,
-                               library_vas=self.library_functions(left))
+                               library=self.library_labels(left))
+
+    def _with_stored_labels(self, sample: AnalysedSample) -> AnalysedSample:
+        """``sample`` with the labels (family, actor, source, first seen) of its stored copy,
+        when the store has one: a compare page shows the reference's provenance."""
+        try:
+            rec = self.store.get_sample(sample.record.sha256)
+        except KinshipError:
+            return sample
+        sample.record = dataclasses.replace(
+            sample.record, family=rec.family, actor=rec.actor, source=rec.source,
+            first_seen=rec.first_seen, version=rec.version)
+        return sample
 
     def library_functions(self, sample: AnalysedSample) -> set[int]:
         """VAs of ``sample``'s functions recognised as library code: compiler runtimes of the
@@ -344,8 +364,7 @@ class Kinship:
     def library_labels(self, sample: AnalysedSample) -> dict[int, str]:
         """VA -> library label of ``sample``'s functions recognised as library code."""
         res = self.match_features(sample.record, sample.features, include_self=True)
-        return {m.query_va: m.library or "library" for m in res.function_matches
-                if m.is_library}
+        return {h.va: h.library for h in res.library_functions}
 
     def info(self, path: str | Path, *, base: int | None = None, arch: Arch | None = None
              ) -> InfoResult:
@@ -407,19 +426,23 @@ def _save_index(index: ReferenceIndex, cache: Path, stamp: str) -> None:
 
 def _ref(s: AnalysedSample) -> SampleRef:
     r = s.record
-    return SampleRef(r.sha256, r.name, r.format, r.arch, r.n_functions, r.family, r.source)
+    return SampleRef(r.sha256, r.name, r.format, r.arch, r.n_functions, r.family, r.source,
+                     r.actor, r.first_seen)
 
 
 def compare_samples(
     left: AnalysedSample, right: AnalysedSample, *, max_listed: int = MAX_LISTED_PAIRS,
-    t0: float | None = None, library_vas: set[int] | None = None,
+    t0: float | None = None, library: dict[int, str] | None = None,
 ) -> CompareResult:
     """Pairs of ``left``'s functions with their best match in ``right``.
 
-    Pairs are ranked by score times size, with library code (``library_vas``: functions of
-    ``left`` known from the library corpus) after everything else.
+    Pairs are ranked by score times size, weighted up by the APIs and strings both sides
+    share (what an analyst shows first: the CreateProcess/Sleep routine, the netsh command
+    builder), with library code (``library``: VA -> label of ``left``'s functions recognised
+    as compiler runtime or library code) after everything else and out of the similarity.
     """
-    library_vas = library_vas or set()
+    library = library or {}
+    library_vas = set(library)
     t0 = t0 if t0 is not None else time.perf_counter()
     if left.disassembly is None or right.disassembly is None:
         raise UsageError("compare needs samples analysed with keep=True")
@@ -438,8 +461,14 @@ def compare_samples(
         if m.query_va not in best or m.score > best[m.query_va].score:
             best[m.query_va] = m
     def rank(m: Any) -> tuple[bool, float]:
-        size = lfeat[m.query_va].n_instructions if m.query_va in lfeat else 1
-        return (m.query_va in library_vas, -m.score * size)
+        f = lfeat.get(m.query_va)
+        size = f.n_instructions if f is not None else 1
+        r = right_feat.get(m.ref_va)
+        both = (len(set(f.apis) & set(r.apis)) + len(set(f.strings) & set(r.strings))
+                if f is not None and r is not None else 0)
+        return (m.query_va in library_vas, -m.score * size * (1 + both))
+
+    right_feat = {f.va: f for f in right.features}
 
     matches = sorted(best.values(), key=rank)
     pairs: list[FunctionPair] = []
@@ -452,14 +481,16 @@ def compare_samples(
             score=round(float(m.score), 4), kind=m.kind,
             left_instructions=lf.n_instructions, right_instructions=rf.n_instructions,
             apis=shared_apis(lf, rf), strings=shared(lf.strings, rf.strings),
-            is_library=lf.va in library_vas,
+            is_library=lf.va in library_vas, library=library.get(lf.va),
         )
         if k < max_listed:
             pair.rows, pair.identity = aligned_rows(left.binary, lf, right.binary, rf)
             pair.identity = round(pair.identity, 4)
         pairs.append(pair)
-    total = sum(f.n_instructions for f in left.features) or 1
-    covered = sum(lfeat[p.left_va].n_instructions * p.score for p in pairs if p.left_va in lfeat)
+    # similarity over the left sample's own code: library/runtime code is not kinship
+    total = sum(f.n_instructions for f in left.features if f.va not in library_vas) or 1
+    covered = sum(lfeat[p.left_va].n_instructions * p.score for p in pairs
+                  if p.left_va in lfeat and not p.is_library)
     return CompareResult(
         left=_ref(left), right=_ref(right), pairs=pairs,
         similarity=round(covered / total, 4), seconds=round(time.perf_counter() - t0, 3),

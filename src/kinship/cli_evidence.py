@@ -13,9 +13,9 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from kinship.api import Kinship, compare_samples, sample_input
+from kinship.api import Kinship, sample_input
 from kinship.binary.model import Arch
-from kinship.cli_common import DB_HELP, common_with
+from kinship.cli_common import DB_HELP, InputPath, common_with
 from kinship.evidence.compare import CompareResult
 from kinship.evidence.html import render_compare_html, render_match_html
 from kinship.evidence.references import match_reference_evidence
@@ -33,8 +33,7 @@ def write_compare_html(k: Kinship, a: Path, b: Path, html: Path, *, max_listed: 
     t0 = time.perf_counter()
     left = analyse(sample_input(a), keep=True)
     right = analyse(sample_input(b), keep=True)
-    res = compare_samples(left, right, max_listed=max_listed, t0=t0,
-                          library_vas=k.library_functions(left))
+    res = k.compare_analysed(left, right, max_listed=max_listed, t0=t0)
     strings = shared_strings([left, right], postings=k.store.string_postings)
     html.write_text(render_compare_html(res, strings, left), encoding="utf-8")
     return res
@@ -85,7 +84,7 @@ def register(main: click.Group) -> None:
     """Add the ``strings`` command to the ``kinship`` group."""
 
     @main.command("strings")
-    @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+    @click.argument("files", nargs=-1, required=True, type=InputPath(dir_okay=True))
     @click.option("--shared", is_flag=True,
                   help="Only strings shared by the samples (the default and only mode today).")
     @click.option("--min-samples", type=int, default=None,

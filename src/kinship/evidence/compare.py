@@ -45,7 +45,8 @@ class FunctionPair:
     apis: list[str] = field(default_factory=list)  # APIs both sides call
     strings: list[str] = field(default_factory=list)  # strings both sides reference
     identity: float = 0.0  # fraction of aligned rows that agree
-    is_library: bool = False  # the left function matches the store's library corpus
+    is_library: bool = False  # the left function is library/runtime code (baseline, corpus)
+    library: str | None = None  # which library (baseline pack label or library sample)
     rows: list[ListingRow] = field(default_factory=list)
 
 
@@ -58,6 +59,8 @@ class SampleRef:
     n_functions: int
     family: str | None = None
     source: str | None = None
+    actor: str | None = None
+    first_seen: str | None = None
 
 
 @dataclass

@@ -22,7 +22,7 @@ from kinship.evidence.compare import CompareResult, FunctionPair
 from kinship.evidence.hexdump import HexDump, HexLine, hexdump, hexdump_of
 from kinship.evidence.references import ReferenceEvidence, ReferenceListing
 from kinship.evidence.shared_strings import SharedStringsResult
-from kinship.match.result import MatchResult, Verdict
+from kinship.match.result import MatchResult
 from kinship.pipeline import AnalysedSample
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -149,7 +149,6 @@ def render_compare_html(
             segments.append(CoverageSegment(
                 f.va, f.n_instructions, p.score if p else None, bool(p and p.is_library),
                 f.name or ""))
-    verdict = Verdict(res.right.family or res.right.name, None, res.similarity, res.similarity)
     ctx = {
         "title": f"kinship compare: {res.left.name} vs {res.right.name}",
         "version": _version(),
@@ -157,14 +156,17 @@ def render_compare_html(
             {**vars(res.left), "role": "left (query)"},
             {**vars(res.right), "role": "right (reference)"},
         ],
-        "verdict": verdict,
+        "verdict": None,
+        "comparison": {"similarity": res.similarity,
+                       "n_library": sum(1 for p in res.pairs if p.is_library)},
         "families": [],
         "coverage": [{"label": f"{res.left.name} in {res.right.name}: ",
                       "svg": coverage_svg(segments)}] if segments else [],
         "pairs": [
             {"qva": p.left_va, "qname": p.left_name, "rva": p.right_va, "rname": p.right_name,
              "rsha": res.right.sha256, "family": res.right.family, "library": p.is_library,
-             "score": p.score, "kind": p.kind, "notes": _pair_notes(p)}
+             "library_label": p.library, "score": p.score, "kind": str(p.kind),
+             "notes": _pair_notes(p)}
             for p in res.pairs[:MAX_TABLE_PAIRS]
         ],
         "listings": [
@@ -185,15 +187,16 @@ def match_coverage(res: MatchResult, query: AnalysedSample) -> list[dict[str, An
     ``[va, instructions, best score or None, library]`` (JSON-safe; :func:`coverage_svg` of
     :func:`segments_of` draws it)."""
     feats = sorted(query.features, key=lambda f: f.va)
-    lib_vas = {m.query_va for m in res.function_matches if m.is_library}
+    lib_vas = res.library_vas | {m.query_va for m in res.function_matches if m.is_library}
     out = []
     for fam in res.families[:MAX_COVERAGE_ROWS]:
         best: dict[int, float] = {}
         for m in res.function_matches:
             if m.family == fam.family:
                 best[m.query_va] = max(best.get(m.query_va, 0.0), m.score)
-        covered = sum(f.n_instructions for f in feats if f.va in best)
-        total = sum(f.n_instructions for f in feats) or 1
+        own = [f for f in feats if f.va not in lib_vas]  # library code is not coverage
+        covered = sum(f.n_instructions for f in own if f.va in best)
+        total = sum(f.n_instructions for f in own) or 1
         out.append({"family": fam.family, "covered": round(covered / total, 4),
                     "segments": [[f.va, f.n_instructions, best.get(f.va), f.va in lib_vas]
                                  for f in feats]})
@@ -281,12 +284,14 @@ def render_match_html(res: MatchResult, query: AnalysedSample,
                      "format": rec.format, "arch": rec.arch, "family": rec.family,
                      "source": rec.source}],
         "verdict": res.verdict,
+        "warnings": res.warnings,
+        "comparison": None,
         "families": res.families,
         "coverage": coverage,
         "pairs": [
             {"qva": m.query_va, "qname": m.query_name, "rva": m.ref_va, "rname": m.ref_name,
              "rsha": m.ref_sample_sha256, "family": m.family, "library": m.is_library,
-             "score": m.score, "kind": m.kind.value, "notes": ""}
+             "library_label": m.library, "score": m.score, "kind": m.kind.value, "notes": ""}
             for m in res.function_matches[:MAX_TABLE_PAIRS]
         ],
         "listings": [listing_context(rl, rec.name, rec.arch) for rl in refs.listings],
