@@ -12,12 +12,13 @@ from typing import Any
 import click
 from rich.console import Console
 
-from kinship.cli_common import common_with
+from kinship.cli_common import InputPath, common_with
 from kinship.cli_common import emit as _emit
 from kinship.exceptions import EXIT_CODES, InputError, UsageError
 
 
-def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool) -> None:
+def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool,
+                 passwords: tuple[str, ...] = ()) -> None:
     """Analyse e-mails (.eml) and Office documents, recursively through their attachments.
 
     \b
@@ -26,10 +27,14 @@ def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool) 
     relationships (template injection), embedded objects, IOCs with where each was seen and
     ATT&CK techniques with their evidence. Executables found inside are attributed with the
     store; with no store (or an empty one) that step is skipped and said so.
+    Encrypted zips are tried with "infected", each --password, then every password the mail
+    states ("The password is: ..."); the one that opened a zip is shown with the line it came
+    from. Member names of a zip that stays locked are listed all the same.
     Examples:
       kinship artifact invoice.eml
       kinship artifact offer.docx report.xlsm --json
       kinship artifact mails/*.eml --db refs.db
+      kinship artifact locked.eml --password Offer2018
     """
     from kinship.artifacts.analyze import analyze_file
     from kinship.artifacts.attribution import open_attributor
@@ -42,7 +47,7 @@ def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool) 
     with open_attributor(db) as attributor:
         for f in files:
             try:
-                results.append(analyze_file(f, attributor=attributor))
+                results.append(analyze_file(f, attributor=attributor, passwords=passwords))
             except InputError as e:
                 if len(files) == 1:
                     raise
@@ -65,6 +70,9 @@ def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool) 
 def register(main: click.Group) -> None:
     """Add ``artifact`` to ``main``."""
     main.command("artifact")(
-        click.argument("files", nargs=-1, type=click.Path(path_type=Path))(
-            common_with("Store used to attribute executables found in the artifacts "
-                        "(skipped when it does not exist or is empty).")(artifact_cmd)))
+        click.argument("files", nargs=-1, type=InputPath(dir_okay=True))(
+            click.option("--password", "passwords", multiple=True, metavar="PW",
+                         help="Password to try on encrypted zips, after \"infected\" and "
+                              "before those the mail states (repeatable).")(
+                common_with("Store used to attribute executables found in the artifacts "
+                            "(skipped when it does not exist or is empty).")(artifact_cmd))))

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 
 from kinship.artifacts import limits
 from kinship.artifacts.attack import techniques_for
 from kinship.artifacts.attribution import Attributor, skipped
 from kinship.artifacts.email_ import looks_like_email, parse_email
-from kinship.artifacts.model import ArtifactResult
+from kinship.artifacts.identifiers import file_names, mask
+from kinship.artifacts.model import ArtifactResult, PasswordCandidate
 from kinship.artifacts.office import OLE_MAGIC, parse_ole, parse_ooxml
+from kinship.artifacts.passwords import candidates, mail_passwords, option_passwords
+from kinship.artifacts.zip_ import open_zip
 from kinship.exceptions import FileTooLargeError, InputError, UnsupportedFormatError
 from kinship.intel.iocs import IOC, FoundString, extract_iocs
 
@@ -51,8 +53,13 @@ def detect_kind(data: bytes, name: str) -> str:
 
 
 def analyze_file(path: str | Path, *, attributor: Attributor | None = None,
-                 filter_benign: bool = True) -> ArtifactResult:
-    """Analyse the e-mail or document at ``path``; executables inside go to ``attributor``."""
+                 filter_benign: bool = True, passwords: Sequence[str] = ()) -> ArtifactResult:
+    """Analyse the e-mail or document at ``path``; executables inside go to ``attributor``.
+
+    Encrypted zips are tried with "infected", then ``passwords``, then the passwords the
+    enclosing mails state (``passwords.py``); the one that opened a zip is in its
+    ``archive.password`` with its source.
+    """
     p = Path(path)
     if not p.is_file():
         raise InputError(str(p), "no such file" if not p.exists() else "not a file")
@@ -63,7 +70,8 @@ def analyze_file(path: str | Path, *, attributor: Attributor | None = None,
     kind = detect_kind(data, p.name)
     if kind == "other":
         raise UnsupportedFormatError(str(p), "not an e-mail, Office document, zip or executable")
-    ctx = _Context(attributor or skipped("no store given"), filter_benign)
+    ctx = _Context(attributor or skipped("no store given"), filter_benign,
+                   option_passwords(passwords))
     return ctx.analyze(str(p), data, kind, "file", 0)
 
 
@@ -72,43 +80,53 @@ def _hashes(data: bytes) -> tuple[str, str]:
 
 
 class _Context:
-    def __init__(self, attributor: Attributor, filter_benign: bool) -> None:
+    def __init__(self, attributor: Attributor, filter_benign: bool,
+                 passwords: Sequence[PasswordCandidate] = ()) -> None:
         self.attributor = attributor
         self.filter_benign = filter_benign
+        self.passwords = tuple(passwords)  # the analyst's (--password)
 
     def analyze(self, name: str, data: bytes, kind: str, location: str, depth: int,
-                content_type: str = "") -> ArtifactResult:
-        """Raises InputError when ``data`` does not parse as ``kind``."""
+                content_type: str = "",
+                stated: tuple[PasswordCandidate, ...] = ()) -> ArtifactResult:
+        """Raises InputError when ``data`` does not parse as ``kind``. ``stated``: passwords
+        the enclosing mails give, nearest mail first."""
         sha256, md5 = _hashes(data)
         node = ArtifactResult(name, kind, location, len(data), sha256, md5, content_type)
         texts: list[tuple[str, str]] = []
+        ids: set[str] = set()
         if kind == "email":
             mail = parse_email(name, data)
-            node.email, texts = mail.info, mail.texts
+            node.email, texts, ids = mail.info, mail.texts, mail.ids
             node.warnings += mail.warnings
             texts += [(f"header:{h}", v) for h, v in (
                 ("From", mail.info.from_), ("Reply-To", mail.info.reply_to),
                 ("Return-Path", mail.info.return_path), ("Subject", mail.info.subject))]
             texts += [(f"header:Received[{h.index}]", " ".join(h.ips)) for h in mail.info.received]
+            stated = (*mail_passwords(name, texts), *stated)
             for a in mail.attachments:
-                self._child(node, a.name, a.data, "attachment", depth, a.content_type)
+                self._child(node, a.name, a.data, "attachment", depth, a.content_type, stated)
         elif kind in ("ooxml", "ole"):
             doc = parse_ooxml(name, data) if kind == "ooxml" else parse_ole(name, data)
             node.office, texts = doc.info, doc.texts
             node.warnings += doc.warnings
             for e in doc.embedded:
-                self._child(node, e.name, e.data, e.location, depth)
+                self._child(node, e.name, e.data, e.location, depth, stated=stated)
         elif kind == "zip":
-            for member, blob in self._zip_members(name, data):
-                self._child(node, member, blob, "zip member", depth)
+            opened = open_zip(name, data, candidates(self.passwords, stated))
+            node.archive = opened.info
+            node.warnings += opened.warnings
+            for member, blob in opened.members:
+                self._child(node, member, blob, "zip member", depth, stated=stated)
         elif kind in ("pe", "elf"):
             node.attribution = self.attributor(name, data)
-        node.iocs = self._iocs(texts)
+        node.iocs = self._iocs(texts, ids, _names_in(node))
         node.techniques = techniques_for(node)
         return node
 
     def _child(self, parent: ArtifactResult, name: str, data: bytes, location: str,
-               depth: int, content_type: str = "") -> None:
+               depth: int, content_type: str = "",
+               stated: tuple[PasswordCandidate, ...] = ()) -> None:
         if len(parent.children) >= limits.MAX_CHILDREN:
             parent.warnings.append(f"{name}: over MAX_CHILDREN, not analysed")
             return
@@ -122,7 +140,8 @@ class _Context:
                 child = ArtifactResult(name, kind, location, len(data), sha256, md5,
                                        content_type)
             else:
-                child = self.analyze(name, data, kind, location, depth + 1, content_type)
+                child = self.analyze(name, data, kind, location, depth + 1, content_type,
+                                     stated)
         except InputError as e:
             sha256, md5 = _hashes(data)
             child = ArtifactResult(name, kind, location, len(data), sha256, md5, content_type,
@@ -130,25 +149,16 @@ class _Context:
             parent.warnings.append(f"{name}: {e.reason}")
         parent.children.append(child)
 
-    def _zip_members(self, name: str, data: bytes) -> Iterable[tuple[str, bytes]]:
-        """Members via kinship.binary.archive (bomb limits, password "infected")."""
-        from kinship.binary.archive import iter_archive
-
-        with tempfile.TemporaryDirectory(prefix="kinship-artifact-") as tmp:
-            path = Path(tmp) / "archive.zip"
-            path.write_bytes(data)
-            try:
-                members = list(iter_archive(path))
-            except InputError as e:
-                raise InputError(name, e.reason) from e
-        return members[: limits.MAX_CHILDREN]
-
-    def _iocs(self, texts: list[tuple[str, str]]) -> list[IOC]:
-        """IOCs of every text, each source naming where it was (``sample`` = location)."""
+    def _iocs(self, texts: list[tuple[str, str]], ids: set[str],
+              names: set[str]) -> list[IOC]:
+        """IOCs of every text, each source naming where it was (``sample`` = location).
+        Message/Content-IDs (``ids`` and quoted headers) and the file names in the artifact
+        (``names``) are blanked first: they are not addresses or domains."""
         merged: dict[tuple[str, str], IOC] = {}
         for location, text in texts:
+            text = mask(text[: limits.MAX_TEXT_CHARS], ids, names)
             lines = [FoundString(line[: limits.MAX_FIELD_CHARS], None, None)
-                     for line in text[: limits.MAX_TEXT_CHARS].splitlines() if line.strip()]
+                     for line in text.splitlines() if line.strip()]
             if not lines:
                 continue
             found = extract_iocs(lines, sample=location, kind="text",
@@ -160,4 +170,20 @@ class _Context:
                                                if s not in merged[key].sources)
                 else:
                     merged[key] = ioc
-        return sorted(merged.values(), key=lambda i: (i.type, i.value))
+        # ioc-finder also takes "Rechnung.zip" out of ".../Rechnung.zip" (URL path, Windows
+        # path) as a domain (.zip is a TLD): a domain that is a file name here is that file.
+        lowered = {n.lower() for n in names}
+        return sorted((i for i in merged.values()
+                       if not (i.type == "domain" and i.value.lower() in lowered)),
+                      key=lambda i: (i.type, i.value))
+
+
+def _names_in(node: ArtifactResult) -> set[str]:
+    """Names of the files in ``node``'s subtree (itself, attachments, members, zip listings),
+    as :func:`kinship.artifacts.identifiers.mask` takes them."""
+    names: list[str] = []
+    for n in node.walk():
+        names.append(n.name)
+        if n.archive is not None:
+            names += (m.name for m in n.archive.members)
+    return file_names(n[: limits.MAX_NAME_CHARS] for n in names)

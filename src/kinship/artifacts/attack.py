@@ -6,7 +6,11 @@ spearphishing attachment) and returns the evidence strings; no evidence, no tech
 
     T1566.001  Spearphishing Attachment    e-mail with an Office/executable/archive attachment
     T1566.002  Spearphishing Link          e-mail body with an http(s) link
-    T1204.002  User Execution: Malicious File   Office macros with an AutoExec trigger
+    T1204.002  User Execution: Malicious File   Office macros with an AutoExec trigger; a file
+                                           that runs code disguised by its name (below)
+    T1036.007  Double File Extension       offer.pdf.exe, cv.docx   .scr (attachment, zip
+                                           member - listed even when the zip stays locked)
+    T1036.002  Right-to-Left Override      invoice\u202efdp.exe, shown as invoiceexe.pdf
     T1221      Template Injection          OOXML attachedTemplate relationship to a URL/UNC path
     T1137      Office Application Startup  macros/relationships naming Normal.dotm, XLSTART,
                                            the "Office Test" key or Office add-in folders
@@ -17,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from kinship.artifacts.filenames import NameTrick, name_tricks
 from kinship.artifacts.model import ArtifactResult, Technique
 
 # Attachment kinds that make a mail a spearphishing attachment (documents, programs, archives).
@@ -41,11 +46,40 @@ def _spearphishing_link(node: ArtifactResult) -> list[str]:
             for lk in links[:10]]
 
 
+def _named_files(node: ArtifactResult) -> list[tuple[str, str]]:
+    """(where, name) of the files ``node`` holds: its children, and for a zip every listed
+    member (the listing covers members that could not be opened); the node itself when it is
+    the file given."""
+    out: list[tuple[str, str]] = [("file", node.name)] if node.location == "file" else []
+    if node.archive is not None:
+        state = "" if node.archive.opened else ", not opened"
+        out += [(f"zip member ({m.encryption}-encrypted{state})" if m.encryption
+                 else "zip member", m.name) for m in node.archive.members]
+    else:
+        out += [(c.location, c.name) for c in node.children]
+    return out
+
+
+def _tricks(node: ArtifactResult) -> list[tuple[str, NameTrick]]:
+    return [(where, t) for where, name in _named_files(node) for t in name_tricks(name)]
+
+
 def _malicious_file(node: ArtifactResult) -> list[str]:
-    if node.office is None:
-        return []
-    return [f"macro AutoExec trigger {f.keyword}: {f.description}"
-            for f in node.office.macro_findings if f.kind == "AutoExec"]
+    out = [f"{where}: {t.describe()}" for where, t in _tricks(node) if t.runs]
+    if node.office is not None:
+        out += [f"macro AutoExec trigger {f.keyword}: {f.description}"
+                for f in node.office.macro_findings if f.kind == "AutoExec"]
+    return out
+
+
+def _double_extension(node: ArtifactResult) -> list[str]:
+    return [f"{where}: {t.describe()}" for where, t in _tricks(node)
+            if t.kind == "double extension"]
+
+
+def _right_to_left_override(node: ArtifactResult) -> list[str]:
+    return [f"{where}: {t.describe()}" for where, t in _tricks(node)
+            if t.kind == "right-to-left override"]
 
 
 def _template_injection(node: ArtifactResult) -> list[str]:
@@ -72,6 +106,8 @@ TECHNIQUES: tuple[tuple[str, str, Callable[[ArtifactResult], list[str]]], ...] =
     ("T1204.002", "User Execution: Malicious File", _malicious_file),
     ("T1221", "Template Injection", _template_injection),
     ("T1137", "Office Application Startup", _office_startup),
+    ("T1036.007", "Masquerading: Double File Extension", _double_extension),
+    ("T1036.002", "Masquerading: Right-to-Left Override", _right_to_left_override),
 )
 
 

@@ -19,6 +19,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 from kinship.artifacts import limits
+from kinship.artifacts.identifiers import known_ids
 from kinship.artifacts.model import EmailInfo, Hop, Link
 from kinship.exceptions import CorruptFileError, FileTooLargeError
 
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 # Headers every delivered message has; a file with fewer than two of them is not a message.
 _CORE_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "Received")
+# Headers whose values are message identifiers (<id@host>), not addresses.
+_ID_HEADERS = ("Message-ID", "In-Reply-To", "References", "Resent-Message-ID")
 _TRUNCATION_DEFECTS = (email_errors.CloseBoundaryNotFoundDefect,
                        email_errors.StartBoundaryNotFoundDefect)
 _URL_RE = re.compile(r"\bhttps?://[^\s<>\"'()\[\]{}]+", re.I)
@@ -51,6 +54,9 @@ class ParsedEmail:
     info: EmailInfo
     attachments: list[Attachment] = field(default_factory=list)
     texts: list[tuple[str, str]] = field(default_factory=list)  # (location, text) for IOCs
+    # Message-ID / In-Reply-To / References / Content-ID values (``id@host``, lower case):
+    # identifiers, not addresses; identifiers.mask blanks them before the IOC scan.
+    ids: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -75,6 +81,7 @@ def parse_email(name: str, data: bytes) -> ParsedEmail:
             if isinstance(d, _TRUNCATION_DEFECTS):
                 raise CorruptFileError(name, f"truncated message: {type(d).__name__}")
     out = ParsedEmail(_headers(msg, name))
+    out.ids = known_ids(_h(msg, h) for h in _ID_HEADERS)
     for leaf in _leaves(msg):
         if len(out.attachments) >= limits.MAX_CHILDREN:
             out.warnings.append(f"more than {limits.MAX_CHILDREN} parts: rest not read")
@@ -161,6 +168,7 @@ def _leaves(part: Message) -> list[Message]:
 
 def _read_part(part: Message, out: ParsedEmail) -> None:
     ctype = part.get_content_type()
+    out.ids |= known_ids([_h(part, "Content-ID")])
     try:
         filename = part.get_filename()
     except _HEADER_ERRORS:

@@ -36,3 +36,30 @@ MAX_OOXML_MEMBERS = 10_000
 
 # Characters kept of one string in the result (a header, a link text, a relationship target).
 MAX_FIELD_CHARS = 2_048
+
+# Password candidates read from one text (a body part, a subject). A lure states its password
+# once or twice; 16 bounds a crafted body that repeats "password:" thousands of times.
+MAX_PASSWORDS_PER_TEXT = 16
+
+# Passwords tried per encrypted zip (default + --password + every enclosing mail's). A wrong
+# one costs one header check; 64 bounds the work on a mail built to exhaust it.
+MAX_PASSWORDS_TRIED = 64
+
+# Characters of one password read from a text (real ones are < 30; a longer run is a sentence).
+MAX_PASSWORD_CHARS = 128
+
+# Characters of the text line kept as the evidence of where a password (or name) came from.
+MAX_EVIDENCE_CHARS = 200
+
+# Zip members listed in the result (the central directory is readable without the password;
+# MAX_CHILDREN of them are analysed, the listing shows a few more so that a crafted zip with
+# thousands of entries does not bloat the result).
+MAX_ZIP_LISTED = 1_000
+
+# Characters of a file name matched as a name in texts (NTFS allows 255; a zip entry may
+# claim 65,535, which would only slow the scan).
+MAX_NAME_CHARS = 255
+
+# Occurrences of "password" (and its translations) examined per text: a real mail has a few;
+# 1,000 bounds the scan of a body that repeats the word to slow us down.
+MAX_PASSWORD_KEYWORDS = 1_000

@@ -153,6 +153,64 @@ class OfficeInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ZipMember:
+    """One entry of a zip's central directory: readable without the password, so it is listed
+    even when the content cannot be opened. Sizes are what the header claims."""
+
+    name: str
+    size: int  # uncompressed bytes (claimed)
+    compressed_size: int
+    encryption: str  # "" (none), "ZipCrypto" or "AES"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ZipMember:
+        return cls(d["name"], d["size"], d["compressed_size"], d.get("encryption", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCandidate:
+    """A password to try on encrypted zips and where it came from (the evidence).
+
+    ``source``: "default" (the customary ``infected``), "option" (``--password`` / the
+    ``passwords`` argument) or the text it was read from, e.g.
+    ``body:text/plain line 3: 'The password is: Offer2018'``.
+    """
+
+    password: str
+    source: str
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PasswordCandidate:
+        return cls(d["password"], d["source"])
+
+
+@dataclass
+class ArchiveInfo:
+    """A zip's listing and, when it is encrypted, how it was opened.
+
+    ``opened``: its content was read (always true for an unencrypted zip). ``password``: the
+    candidate that opened it (None when none was needed or none worked). ``tried``: how many
+    candidates were tried. ``note``: a sentence for people ("encrypted: none of the 3
+    passwords tried opened it; content not analysed").
+    """
+
+    encrypted: bool
+    opened: bool
+    members: list[ZipMember] = field(default_factory=list)
+    password: PasswordCandidate | None = None
+    tried: int = 0
+    note: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ArchiveInfo:
+        pw = d.get("password")
+        return cls(bool(d["encrypted"]), bool(d["opened"]),
+                   [ZipMember.from_dict(m) for m in d.get("members", [])],
+                   PasswordCandidate.from_dict(pw) if pw is not None else None,
+                   int(d.get("tried", 0)), d.get("note", ""))
+
+
+@dataclass(frozen=True, slots=True)
 class Attribution:
     """Code-reuse attribution of an executable. ``status``: "matched" (a family), "unknown"
     (no family passed the thresholds), "skipped" (no store / empty store), "error"."""
@@ -176,8 +234,9 @@ class ArtifactResult:
 
     ``kind``: "email", "ooxml", "ole", "zip", "pe", "elf", "other". ``location``: how it was
     reached from its parent ("file", "attachment", "zip member", "ooxml embedding",
-    "ole package"). ``error``: why it could not be parsed (children only; a top-level file
-    that cannot be parsed raises :class:`kinship.exceptions.InputError`).
+    "ole package"). ``archive``: a zip's member listing and the password that opened it.
+    ``error``: why it could not be parsed (children only; a top-level file that cannot be
+    parsed raises :class:`kinship.exceptions.InputError`).
     """
 
     name: str
@@ -190,6 +249,7 @@ class ArtifactResult:
     email: EmailInfo | None = None
     office: OfficeInfo | None = None
     attribution: Attribution | None = None
+    archive: ArchiveInfo | None = None
     children: list[ArtifactResult] = field(default_factory=list)
     iocs: list[IOC] = field(default_factory=list)
     techniques: list[Technique] = field(default_factory=list)
@@ -217,7 +277,7 @@ class ArtifactResult:
             "size": self.size, "sha256": self.sha256, "md5": self.md5,
             "content_type": self.content_type,
             "email": _plain(self.email), "office": _plain(self.office),
-            "attribution": _plain(self.attribution),
+            "attribution": _plain(self.attribution), "archive": _plain(self.archive),
             "iocs": [i.to_dict() for i in self.iocs],
             "techniques": [t.to_dict() for t in self.techniques],
             "warnings": list(self.warnings), "error": self.error,
@@ -234,6 +294,8 @@ class ArtifactResult:
             office=OfficeInfo.from_dict(d["office"]) if d.get("office") is not None else None,
             attribution=(Attribution.from_dict(d["attribution"])
                          if d.get("attribution") is not None else None),
+            archive=(ArchiveInfo.from_dict(d["archive"])
+                     if d.get("archive") is not None else None),
             children=[ArtifactResult.from_dict(c) for c in d.get("children", [])],
             iocs=[IOC.from_dict(i) for i in d.get("iocs", [])],
             techniques=[Technique.from_dict(t) for t in d.get("techniques", [])],
