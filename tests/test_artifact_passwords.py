@@ -300,3 +300,57 @@ def test_hostile_password_line_reaches_terminal_escaped(tmp_path: Path,
     assert "\\x1b[2Jname[/bold].exe" in out
     code, out = run("artifact", eml, "--json")
     assert code == 0 and "\x1b" not in out
+
+
+def test_top_level_locked_zip_is_listed_not_an_error(tmp_path: Path, tmp_home: Path) -> None:
+    path = tmp_path / "sample.zip"
+    path.write_bytes(aes_zip({"a.exe": EXE, "b.dll": EXE}, b"not-infected"))
+    code, out = run("artifact", path, "--json")
+    assert code == 0, out
+    archive = json.loads(out)["artifacts"][0]["archive"]
+    assert archive["opened"] is False and [m["name"] for m in archive["members"]] == [
+        "a.exe", "b.dll"]
+    assert archive["tried"] == 1
+
+
+def test_mixed_zip_plain_members_read_when_locked_ones_stay_shut(tmp_path: Path,
+                                                                tmp_home: Path) -> None:
+    """A plain member, then a ZipCrypto one that no candidate opens: the plain one is still
+    analysed, the reader's stop is a warning."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("readme.txt", b"open me first")
+    plain = buf.getvalue()
+    locked = zipcrypto({"payload.exe": EXE}, b"secret")
+    # splice both into one archive: local headers, then one central directory
+    local_plain = plain[: plain.rindex(b"PK\x01\x02")]
+    cd_plain = plain[plain.rindex(b"PK\x01\x02"): plain.rindex(b"PK\x05\x06")]
+    local_locked = locked[: locked.rindex(b"PK\x01\x02")]
+    cd_locked = bytearray(locked[locked.rindex(b"PK\x01\x02"): locked.rindex(b"PK\x05\x06")])
+    struct.pack_into("<I", cd_locked, 42, len(local_plain))  # its local header moved
+    cd = cd_plain + bytes(cd_locked)
+    blob = (local_plain + local_locked + cd
+            + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 2, 2, len(cd),
+                          len(local_plain) + len(local_locked), 0))
+    eml = mail(tmp_path / "m.eml", "see attached", {"mixed.zip": blob})
+    z = the_zip(analyze_file(eml))
+    assert z.archive is not None and not z.archive.opened
+    assert [(m.name, m.encryption) for m in z.archive.members] == [
+        ("readme.txt", ""), ("payload.exe", "ZipCrypto")]
+    assert [c.name for c in z.children] == ["readme.txt"]
+    assert any("zip read stopped" in w for w in z.warnings)
+
+
+def test_shared_zip_limits_still_apply(tmp_path: Path, tmp_home: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from kinship.binary import limits as binary_limits
+
+    blob = aes_zip({"a.exe": EXE, "b.exe": EXE}, b"infected")
+    eml = mail(tmp_path / "m.eml", "see attached", {"two.zip": blob})
+    monkeypatch.setattr(binary_limits, "MAX_ZIP_MEMBERS", 1)
+    z = the_zip(analyze_file(eml))
+    assert z.error is not None and "limit is 1" in z.error
+    monkeypatch.undo()
+    monkeypatch.setattr(binary_limits, "MAX_FILE_SIZE", 10)  # both members are larger
+    z = the_zip(analyze_file(eml))
+    assert z.archive is not None and z.archive.opened and z.children == []
