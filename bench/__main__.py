@@ -81,6 +81,15 @@ def _parser() -> argparse.ArgumentParser:
         help=f"corpus archive (default {DEFAULT_ARCHIVE})",
     )
     d.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sm = sub.add_parser("small", help="small programs, no library corpus: top-1, false "
+                        "attribution, calibration (issue #9)")
+    sm.add_argument("--quick", action="store_true",
+                    help="3 of the 7 stores, 4 toolchains, -O2/-Os (under a minute; full: a few)")
+    sm.add_argument("--tag", default="", help="suffix of the output names (e.g. before)")
+    sm.add_argument("--jobs", type=int, default=2, help="parallel compiles")
+    sm.add_argument("--engine", default="",
+                    help="label of the kinship measured (default: git rev of the working tree)")
+    sm.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     for name, text in (
         ("all", "matching + attribution + scale, then docs/BENCHMARKS.md tables and PNGs"),
         ("matching", "function matching (XV/XO/XC/XB/XF/XM) kinship vs MCRIT"),
@@ -123,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.command == "small":
+        from bench.small_programs import SmallConfig, run_small
+
+        run_small(SmallConfig(quick=args.quick, tag=args.tag, jobs=args.jobs,
+                              engine=args.engine))
+        return 0
     if args.command != "disasm":
         from bench.suite import run_suite
 
