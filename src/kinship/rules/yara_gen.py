@@ -18,12 +18,15 @@ What a rule never takes (an analyst writing the rule by hand would not either):
   .rel/.rela), import and export tables (descriptors, thunks, hint/name entries, DLL names,
   ELF .dynsym/.dynstr/.gnu.version), exception/unwind tables, notes, debug sections (DWARF
   "GNU C17 ..." producer strings), bytes outside every section (COFF symbol table, overlay);
-- the names of imported functions and libraries, and a hint + name entry;
+- the names of imported functions and libraries, and a hint + name entry; toolchain banners
+  ("GCC: (GNU) 12-win32", mingw-w64-crt source paths), texts every runtime has ("(null)") and
+  printable noise without a word in it (:func:`is_boilerplate_text`);
 - padding: code patterns stop at int3 and skip alignment NOPs with a YARA jump
   (``[0-15]``), so no byte of 0x00/0xCC/0x90 filler is part of a pattern;
 - library and runtime code: functions whose VAs ``library`` returns (the store's library
   corpus and compiler-runtime baseline, :meth:`kinship.api.Kinship.library_functions`) give no
-  code patterns, and strings referenced only by such functions are not used.
+  code patterns, and strings referenced only by such functions (directly, or through a table
+  of pointers that only they reference) are not used.
 
 Export names of the family's own functions stay candidates (a DLL's API is part of what it
 is), minus the names every DLL or shared object exports (``DllMain``, ``_init``...).
@@ -46,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import iced_x86 as iced
+import numpy as np
 
 from kinship.binary.model import Binary, Format
 from kinship.disasm.model import Flow, Function
@@ -60,7 +64,7 @@ from kinship.rules.yara_validate import (
     validate,
 )
 from kinship.strings.extract import Encoding, StringTable, is_debug_section
-from kinship.strings.rarity import intrinsic_weight
+from kinship.strings.rarity import COMMON_STRINGS, intrinsic_weight
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +76,9 @@ MAX_PROBE_ITEMS_PER_RULE = 4000
 # Items probed against the other samples per family (strings and code patterns together):
 # bounds the scan of a family of hundreds of samples; the most shared items go first.
 MAX_PROBE_ITEMS = 12000
+# Entries of one pointer table followed back to its start (a string table of a runtime has a
+# few dozen; a longer run of pointer-like words is not one table).
+MAX_POINTER_TABLE = 4096
 # PE base-relocation entries read per sample (pefile makes one object per entry; a hostile
 # file can declare millions): past this, code bytes are wildcarded by the other rules only.
 MAX_RELOCATIONS = 200_000
@@ -88,6 +95,25 @@ _BOILERPLATE_EXPORTS = frozenset({
     "DllGetClassObject", "DllCanUnloadNow", "DllInstall", "DllGetVersion", "ServiceMain",
     "_init", "_fini", "_start", "main", "__bss_start", "_edata", "_end", "__data_start",
     "data_start", "_IO_stdin_used", "__dso_handle", "__libc_csu_init", "__libc_csu_fini"})
+# Toolchain identification every program of a compiler carries (.comment, .rdata$zzz,
+# runtime error banners): "GCC: (GNU) 12-win32", "clang version 14.0.6".
+_TOOLCHAIN_TEXT = re.compile(
+    r"(GCC: \(|(Debian |Ubuntu )?clang version |Microsoft \(R\) |Mingw-w64 runtime failure"
+    r"|Linker: |GNU (C|C\+\+|AS|ld) ?\d|\.?/?mingw-w64-crt/|\.\./\.\./\.\./)")
+_WORD = re.compile(r"[A-Za-z]{3,}")
+# A string with less than this share of letters, digits and blanks is printable noise (bytes
+# of a table that happen to be printable, "M'(:fjgl4"): its bytes are not a text the program
+# uses, and they change with any table layout change (0..1).
+MIN_ALNUM_SHARE = 0.6
+
+
+def is_boilerplate_text(text: str) -> bool:
+    """True for a text that says nothing about who wrote the program: toolchain banners,
+    texts every runtime carries ("(null)"), printable noise without a word in it."""
+    t = text.strip()
+    if t in COMMON_STRINGS or _TOOLCHAIN_TEXT.match(t) or not _WORD.search(t):
+        return True
+    return sum(1 for c in t if c.isalnum() or c == " ") < MIN_ALNUM_SHARE * len(t)
 
 
 def is_table_section(name: str | None) -> bool:
@@ -363,14 +389,60 @@ def _load(path: Path, library: LibraryFunctions | None) -> _Member:
                    excluded, fixups)
 
 
+def _data_refs(functions: Sequence[Function]) -> dict[int, set[int]]:
+    """Data VA -> VAs of the functions whose instructions reference it."""
+    refs: dict[int, set[int]] = {}
+    for f in functions:
+        for blk in f.blocks:
+            for i in blk.instructions:
+                if i.data_ref is not None:
+                    refs.setdefault(i.data_ref, set()).add(f.va)
+    return refs
+
+
+def _pointer_tables(b: Binary, targets: set[int]) -> dict[int, int]:
+    """Target VA -> VA of the start of a table of pointers holding a pointer to it.
+
+    A runtime keeps some messages in a table that code indexes (mingw-w64's ``_matherr``
+    names its error kinds through one): the code references the table, not the message.
+    """
+    if not targets:
+        return {}
+    ptr = 8 if b.bitness == 64 else 4
+    dtype = np.dtype("<u8" if ptr == 8 else "<u4")
+    want = np.array(sorted(targets), dtype=dtype)
+    out: dict[int, int] = {}
+    for sec in b.sections:
+        if sec.executable or sec.raw_size < ptr or is_table_section(sec.name):
+            continue
+        n = sec.raw_size // ptr
+        words = np.frombuffer(b.data, dtype=dtype, count=n, offset=sec.offset) \
+            if sec.offset + n * ptr <= len(b.data) else np.zeros(0, dtype)
+        for i in np.flatnonzero(np.isin(words, want)).tolist():
+            j = i
+            while j > 0 and i - j < MAX_POINTER_TABLE and \
+                    b.section_for(int(words[j - 1])) is not None:
+                j -= 1
+            out.setdefault(int(words[i]), sec.va + j * ptr)
+    return out
+
+
 def _strings(m: _Member, cfg: YaraConfig) -> set[str]:
     """Candidate rule strings of ``m``: data strings outside the excluded ranges and not
-    used only by library code, plus the names of its own exports."""
+    used only by library code (directly or through a table of pointers), plus the names of
+    its own exports."""
     out: set[str] = set()
     imported = _imported_names(m.binary)
+    tables: dict[int, int] = {}
+    refs: dict[int, set[int]] = {}
+    if m.library:
+        refs = _data_refs(m.functions)
+        tables = _pointer_tables(m.binary, {s.va for s in m.strings.strings
+                                            if s.va is not None and not s.functions})
 
     def keep(t: str) -> None:
-        if len(t) >= cfg.min_string_len and len(set(t)) > 3 and t not in imported:
+        if len(t) >= cfg.min_string_len and len(set(t)) > 3 and t not in imported and \
+                not is_boilerplate_text(t):
             out.add(t[: cfg.max_string_len])
 
     for s in m.strings.strings:
@@ -379,7 +451,10 @@ def _strings(m: _Member, cfg: YaraConfig) -> set[str]:
         width = 2 if s.encoding is Encoding.UTF16LE else 1
         if _in_ranges(m.excluded, s.offset, s.offset + width * len(s.text)):
             continue
-        if s.functions and all(f in m.library for f in s.functions):
+        users = set(s.functions)
+        if not users and s.va in tables:
+            users = refs.get(tables[s.va], set())
+        if users and users <= m.library:
             continue
         keep(s.text.strip())
     for e in m.binary.exports:
