@@ -246,3 +246,28 @@ def test_baseline_cli_list_build_add(case: dict[str, Path], tmp_path: Path,
     junk.write_bytes(b"junk")
     r = runner.invoke(main, ["baseline", "add", str(junk)])
     assert r.exit_code == 3 and "junk.bin" in r.output
+
+
+def test_compare_shows_the_implant_routines_first(store: Path, case: dict[str, Path],
+                                                  tmp_path: Path) -> None:
+    """Issue #9: compare of the two netsh builds leads with the CreateProcess/Wait/Close/Sleep
+    routine and the netsh routine, not runtime code; the page names the stored sample's family
+    and source, and no internal names."""
+    with Kinship(store) as k:
+        res = k.compare(case["netsh_v2_x64.exe"], case["netsh_x86.exe"])
+    lib = [i for i, p in enumerate(res.pairs) if p.is_library]
+    own = [i for i, p in enumerate(res.pairs) if not p.is_library]
+    assert lib and own and max(own) < min(lib)  # runtime code strictly after the rest
+    assert all(p.library for p in res.pairs if p.is_library)
+    top = res.pairs[:4]
+    assert any("CreateProcessA" in p.apis for p in top)
+    assert any(any("netsh" in s for s in p.strings) for p in top)
+    assert res.right.family == "netsh-backdoor" and res.right.source == "Vendor report 2016"
+    html = tmp_path / "c.html"
+    r = CliRunner().invoke(main, ["compare", str(case["netsh_v2_x64.exe"]),
+                                  str(case["netsh_x86.exe"]), "--db", str(store),
+                                  "--html", str(html)])
+    assert r.exit_code == 0, r.output
+    page = html.read_text(encoding="utf-8")
+    assert "MatchKind" not in page and "Vendor report 2016" in page and "netsh-backdoor" in page
+    assert "library: MinGW-w64" in page

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -424,6 +426,11 @@ def _save_index(index: ReferenceIndex, cache: Path, stamp: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# Imports from the C library (msvcrt, UCRT api-ms-win-crt-*, glibc): strlen or calloc in both
+# functions of a pair says little about shared authorship; CreateProcessA does.
+_CRT_API = re.compile(r"(?i)(msvcr\w*|ucrtbased?|api-ms-win-crt-[\w-]+|libc\.so[.\d]*)(\.dll)?!")
+
+
 def _ref(s: AnalysedSample) -> SampleRef:
     r = s.record
     return SampleRef(r.sha256, r.name, r.format, r.arch, r.n_functions, r.family, r.source,
@@ -436,9 +443,9 @@ def compare_samples(
 ) -> CompareResult:
     """Pairs of ``left``'s functions with their best match in ``right``.
 
-    Pairs are ranked by score times size, weighted up by the APIs and strings both sides
-    share (what an analyst shows first: the CreateProcess/Sleep routine, the netsh command
-    builder), with library code (``library``: VA -> label of ``left``'s functions recognised
+    Pairs are ranked by score times log size, weighted up by the strings and the
+    non-C-library APIs both sides share (what an analyst shows first: the CreateProcess/Sleep
+    routine, the netsh command builder), with library code (``library``: VA -> label of ``left``'s functions recognised
     as compiler runtime or library code) after everything else and out of the similarity.
     """
     library = library or {}
@@ -461,12 +468,13 @@ def compare_samples(
         if m.query_va not in best or m.score > best[m.query_va].score:
             best[m.query_va] = m
     def rank(m: Any) -> tuple[bool, float]:
-        f = lfeat.get(m.query_va)
+        f, r = lfeat.get(m.query_va), right_feat.get(m.ref_va)
         size = f.n_instructions if f is not None else 1
-        r = right_feat.get(m.ref_va)
-        both = (len(set(f.apis) & set(r.apis)) + len(set(f.strings) & set(r.strings))
-                if f is not None and r is not None else 0)
-        return (m.query_va in library_vas, -m.score * size * (1 + both))
+        shared_ev = 0
+        if f is not None and r is not None:  # shared strings count double; C library calls not
+            shared_ev = 2 * len(set(f.strings) & set(r.strings)) + len(
+                {a for a in set(f.apis) & set(r.apis) if not _CRT_API.match(a)})
+        return (m.query_va in library_vas, -m.score * math.log1p(size) * (1 + shared_ev))
 
     right_feat = {f.va: f for f in right.features}
 
@@ -478,7 +486,7 @@ def compare_samples(
             continue
         pair = FunctionPair(
             left_va=lf.va, right_va=rf.va, left_name=lf.name, right_name=rf.name,
-            score=round(float(m.score), 4), kind=m.kind,
+            score=round(float(m.score), 4), kind=m.kind.value,
             left_instructions=lf.n_instructions, right_instructions=rf.n_instructions,
             apis=shared_apis(lf, rf), strings=shared(lf.strings, rf.strings),
             is_library=lf.va in library_vas, library=library.get(lf.va),

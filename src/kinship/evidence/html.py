@@ -165,7 +165,7 @@ def render_compare_html(
         "pairs": [
             {"qva": p.left_va, "qname": p.left_name, "rva": p.right_va, "rname": p.right_name,
              "rsha": res.right.sha256, "family": res.right.family, "library": p.is_library,
-             "library_label": p.library, "score": p.score, "kind": str(p.kind),
+             "library_label": p.library, "score": p.score, "kind": p.kind,
              "notes": _pair_notes(p)}
             for p in res.pairs[:MAX_TABLE_PAIRS]
         ],
