@@ -8,13 +8,15 @@ import pytest
 
 from kinship.exceptions import UsageError
 from kinship.intel.capabilities import (
+    BUILTIN_RULES,
     CapabilitiesConfig,
     CapabilitiesResult,
     find_capabilities,
+    load_rule_sets,
     load_rules,
     rules_dir,
 )
-from kinship.pipeline import SampleInput, analyse
+from kinship.pipeline import AnalysedSample, SampleInput, analyse
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +82,129 @@ def test_basic_block_count_feature(bins: dict[str, Path], capa_rules: Path) -> N
     res = find_capabilities(a.binary, a.disassembly,
                             load_rules(CapabilitiesConfig(rules_dir=capa_rules)))
     assert "enumerate PE sections" in {c.rule for c in res.capabilities}
+
+
+# ---- rule sets: kinship's own rules always run; capa rules are optional (issue #9 §5) ----
+
+def _analysed(path: Path) -> AnalysedSample:
+    a = analyse(SampleInput(name=str(path), path=path), keep=True)
+    assert a.binary is not None and a.disassembly is not None
+    return a
+
+
+def test_kinship_rules_run_without_capa_rules(bins: dict[str, Path],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KINSHIP_CAPA_RULES", raising=False)
+    loaded = load_rule_sets()
+    sets = {s.name: s for s in loaded.sets}
+    own = sets["kinship"]
+    assert own.used and own.n_rules == len(list(BUILTIN_RULES.glob("*.yml"))) >= 3
+    assert not sets["capa-rules"].used and sets["capa-rules"].reason_code == "not_given"
+    assert "--capa-rules" in (sets["capa-rules"].reason or "")
+    a = _analysed(bins["netsh_x64.exe"])
+    assert a.binary is not None and a.disassembly is not None
+    res = find_capabilities(a.binary, a.disassembly, loaded)
+    funcs = {(f.name or "").lstrip("_"): f.va for f in a.disassembly.functions}
+    by_id = {t.id: t for t in res.techniques}
+    assert funcs["open_port"] in by_id["T1562.004"].function_vas
+    assert funcs["run_command"] in by_id["T1106"].function_vas  # self-contained API rule
+    assert {c.source for c in res.capabilities} == {"kinship"}
+    d = res.to_dict()
+    assert [s["name"] for s in d["rule_sets"]] == ["kinship", "capa-rules"]
+    assert CapabilitiesResult.from_dict(d).to_dict() == d
+
+
+def test_capa_rules_env_missing_dir_and_bad_option(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KINSHIP_CAPA_RULES", str(tmp_path / "gone"))
+    capa = {s.name: s for s in load_rule_sets().sets}["capa-rules"]
+    assert not capa.used and capa.reason_code == "not_a_directory"
+    assert str(tmp_path / "gone") in (capa.reason or "")
+    with pytest.raises(UsageError):  # an explicit option that is wrong is the user's mistake
+        load_rule_sets(CapabilitiesConfig(rules_dir=tmp_path / "typo"))
+    with pytest.raises(UsageError):  # nothing left to run
+        load_rule_sets(CapabilitiesConfig(builtin_rules=False))
+
+
+def test_both_rule_sets_counted(capa_rules: Path) -> None:
+    sets = {s.name: s for s in load_rule_sets(CapabilitiesConfig(rules_dir=capa_rules)).sets}
+    assert sets["kinship"].used and sets["capa-rules"].used
+    assert sets["capa-rules"].n_rules > 500 and sets["capa-rules"].path == str(capa_rules)
+
+
+def test_cli_capabilities_says_which_rule_sets(bins: dict[str, Path], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from kinship.cli import main
+
+    monkeypatch.delenv("KINSHIP_CAPA_RULES", raising=False)
+    runner = CliRunner(env={"COLUMNS": "200"})
+    args = ["capabilities", str(bins["netsh_x64.exe"]), "--db", str(tmp_path / "none.db")]
+    r = runner.invoke(main, [*args, "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert "T1562.004" in {t["id"] for t in doc["techniques"]}
+    sets = {s["name"]: s for s in doc["rule_sets"]}
+    assert sets["kinship"]["used"] and sets["kinship"]["n_rules"] >= 3
+    assert not sets["capa-rules"]["used"] and sets["capa-rules"]["reason"]
+    assert doc["n_functions"] > 100 and "n_library_functions" in doc
+    r = runner.invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "capa-rules: not used: no capa rules given" in r.output
+    assert "kinship: 3 rules from" in r.output and "library code:" in r.output
+
+
+# ---- library code is not searched (issue #9 §1) -------------------------------------------
+
+def _runtime_vas(sample: AnalysedSample, other: AnalysedSample) -> set[int]:
+    """``sample``'s functions whose exact code an unrelated program of the same toolchain has
+    too: its MinGW runtime, found the way a runtime baseline finds it."""
+    theirs = {f.exact_hash for f in other.features if f.n_instructions >= 10}
+    return {f.va for f in sample.features if f.exact_hash in theirs}
+
+
+def test_library_code_excluded_from_capabilities(bins: dict[str, Path],
+                                                 capa_rules: Path) -> None:
+    a = _analysed(bins["netsh_x64.exe"])
+    assert a.binary is not None and a.disassembly is not None
+    runtime = _runtime_vas(a, _analysed(bins["other_x64.exe"]))
+    rules = load_rule_sets(CapabilitiesConfig(rules_dir=capa_rules))
+    before = find_capabilities(a.binary, a.disassembly, rules)
+    after = find_capabilities(a.binary, a.disassembly, rules, library_vas=runtime)
+    funcs = {(f.name or "").lstrip("_"): f.va for f in a.disassembly.functions}
+    # the MinGW runtime parses its own PE header: T1129 "shared modules" without the filter
+    assert "T1129" in {t.id for t in before.techniques}
+    assert before.n_library_functions == 0
+    assert funcs["ValidateImageBase"] in runtime and funcs["open_port"] not in runtime
+    assert after.n_library_functions == len(runtime) > 20
+    assert after.n_functions == len(a.disassembly.functions)
+    by_id = {t.id: t for t in after.techniques}
+    assert "T1129" not in by_id and "parse PE header" not in {c.rule for c in after.capabilities}
+    assert funcs["open_port"] in by_id["T1562.004"].function_vas
+    assert funcs["run_command"] in by_id["T1106"].function_vas
+    assert not runtime & {v for t in after.techniques for v in t.function_vas}
+
+
+def test_library_functions_of_the_store_are_skipped(bins: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The count comes from Kinship.library_functions (runtime baseline + --library samples)."""
+    from kinship.api import Kinship
+    from kinship.intel.capabilities import library_code
+    from kinship.pipeline import Labels
+
+    monkeypatch.delenv("KINSHIP_CAPA_RULES", raising=False)
+    a = _analysed(bins["netsh_x64.exe"])
+    assert a.binary is not None and a.disassembly is not None
+    with Kinship(tmp_path / "k.db") as k:
+        k.add([bins["other_x64.exe"]], Labels(is_library=True))
+        expected = k.library_functions(a)
+        library, note = library_code(a, k)
+    assert note is None and library == expected
+    res = find_capabilities(a.binary, a.disassembly, load_rule_sets(), library_vas=library,
+                            library_note=note)
+    assert res.n_library_functions == len(library & {f.va for f in a.disassembly.functions})
+    assert not library & {v for t in res.techniques for v in t.function_vas}
+    assert "T1562.004" in {t.id for t in res.techniques}

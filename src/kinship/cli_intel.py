@@ -15,7 +15,8 @@ from kinship.cli_common import common, common_with
 from kinship.cli_common import emit as _emit
 from kinship.exceptions import NotFoundError, UsageError
 
-_CAPA_HELP = "capa rules directory (default: $KINSHIP_CAPA_RULES)."
+_CAPA_HELP = ("capa rules directory (default: $KINSHIP_CAPA_RULES; neither: kinship's own "
+              "rules only).")
 _DB_LABELS = ("Store (SQLite file or postgresql:// URL) whose labels (family, actor, source, "
               "first seen) annotate the sample when it is stored there (default: $KINSHIP_DB, "
               "else $KINSHIP_HOME/kinship.db; a missing file is never created).")
@@ -127,21 +128,38 @@ def actor_cmd(name: str, db: str | Path | None, as_json: bool) -> None:
 
 def capabilities_cmd(file: Path, capa_rules: Path | None, db: str | Path | None,
                      as_json: bool) -> None:
-    """Capabilities and ATT&CK techniques of FILE (capa rules over kinship's disassembly).
+    """Capabilities and ATT&CK techniques of FILE (rules over kinship's disassembly).
 
     \b
-    FILE is annotated with its labels when the store holds it.
+    kinship's own rules always run; capa rules run too when given (--capa-rules or
+    $KINSHIP_CAPA_RULES). The output names the rule sets used and those not available.
+    Functions recognised as library code (compiler runtime, the store's library corpus) are
+    not searched. FILE is annotated with its labels when the store holds it.
     Examples:
+      kinship capabilities implant.exe
       kinship capabilities implant.exe --capa-rules ~/capa-rules
       KINSHIP_CAPA_RULES=~/capa-rules kinship capabilities implant.exe --json
     """
-    from kinship.intel.capabilities import CapabilitiesConfig, find_capabilities, load_rules
+    from kinship.api import Kinship
+    from kinship.intel.capabilities import (
+        CapabilitiesConfig,
+        find_capabilities,
+        library_code,
+        load_rule_sets,
+    )
     from kinship.pipeline import SampleInput, analyse
 
-    rules = load_rules(CapabilitiesConfig(rules_dir=capa_rules))
+    rules = load_rule_sets(CapabilitiesConfig(rules_dir=capa_rules))
     a = analyse(SampleInput(name=str(file), path=file), keep=True)
     assert a.binary is not None and a.disassembly is not None
-    res = find_capabilities(a.binary, a.disassembly, rules, name=a.record.name)
+    path = _existing_store(db)
+    if path is None:
+        library, note = library_code(a)
+    else:
+        with Kinship(path, keep_files=False) as k:
+            library, note = library_code(a, k)
+    res = find_capabilities(a.binary, a.disassembly, rules, name=a.record.name,
+                            library_vas=library, library_note=note)
     labels = stored_labels(db, [a.record.sha256]).get(a.record.sha256)
     if as_json:
         _emit({**res.to_dict(), "sha256": a.record.sha256, "stored_labels": labels})
@@ -154,6 +172,12 @@ def capabilities_cmd(file: Path, capa_rules: Path | None, db: str | Path | None,
                f"{res.seconds:.2f} s")
     for c in res.capabilities:
         click.echo(f"  {c.rule}  " + " ".join(f"0x{e.va:x}" for e in c.evidence[:5]))
+    click.echo("rule sets:")
+    for rs in res.rule_sets:
+        click.echo(f"  {rs.describe()}")
+    click.echo(f"library code: {res.n_library_functions} of {res.n_functions} functions "
+               "recognised as library code (compiler runtime, library corpus), not searched"
+               + (f"; {res.library_note}" if res.library_note else ""))
 
 
 def iocs_cmd(files: tuple[Path, ...], text: bool, no_filter: bool, db: str | Path | None,
@@ -309,10 +333,15 @@ def report_cmd(samples: tuple[Path, ...], out: Path, db: str | Path | None, capa
     report = _report_for(samples, db, capa_rules, actor, lang, use_store=not no_store)
     files = write_report(report, out)
     if as_json:
-        _emit({"files": {k: str(v) for k, v in files.items()}, "warnings": report.warnings})
+        _emit({"files": {k: str(v) for k, v in files.items()}, "warnings": report.warnings,
+               "rule_sets": report.rule_sets})
     else:
         for k, v in files.items():
             click.echo(f"{k:<10} {v}")
+        for rs in report.rule_sets:
+            used = (f"{rs['n_rules']} rules from {rs['path']}" if rs["used"]
+                    else f"not used: {rs['reason']}")
+            click.echo(f"rule set {rs['name']}: {used}", err=True)
         for w in report.warnings:
             click.echo(f"warning: {w}", err=True)
 

@@ -5,6 +5,18 @@ actor), attack-pattern (each technique, with its MITRE external reference), indi
 YARA rule with ``pattern_type: yara``, each IOC and each sample hash with a STIX pattern),
 relationships (malware uses attack-pattern, intrusion-set uses malware, indicator indicates
 malware) and one report that refers to everything.
+
+The attribution itself is drawn as well::
+
+    file (analysed) <-sample_refs- malware (instance) --variant-of--> malware (family)
+                                        |  confidence, evidence          ^
+                                        +--variant-of/related-to--> malware (reference
+                                           shared functions, score       instance, first_seen,
+                                                                         source) -sample_refs-> file
+
+``variant-of`` when the verdict is attributed (the relationship carries STIX's ``confidence``,
+0-100, and the evidence in its description); ``related-to`` without a confidence for a weak or
+unknown verdict (the reason in the description).
 """
 
 from __future__ import annotations
@@ -13,7 +25,9 @@ import logging
 from typing import Any
 
 from kinship.intel.iocs import IOC
-from kinship.report.build import IntelReport
+from kinship.report.build import IntelReport, SampleIntel
+from kinship.report.detection import MAX_REFERENCES
+from kinship.report.verdict import ATTRIBUTED, verdict_view
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +59,86 @@ def ioc_pattern(ioc: IOC) -> str | None:
     }.get(ioc.type)
 
 
+def _first_seen(value: str | None) -> str | None:
+    """A stored first-seen label ("2016", "2016-03", "2016-03-05") as a STIX timestamp."""
+    if not value:
+        return None
+    parts = value.strip()[:10].split("-")
+    try:
+        y, m, d = (int(parts[0]), int(parts[1]) if len(parts) > 1 else 1,
+                   int(parts[2]) if len(parts) > 2 else 1)
+        return f"{y:04d}-{m:02d}-{d:02d}T00:00:00Z" if 1 <= m <= 12 and 1 <= d <= 31 else None
+    except ValueError:
+        return None
+
+
+def _stix_confidence(value: float) -> int:
+    """STIX's 0-100 confidence; 100 only for certainty (0.9999 is not certain)."""
+    return 100 if value >= 1.0 else max(0, min(99, round(100 * value)))
+
+
+def _file(stix2: Any, sha256: str, name: str, md5: str | None = None,
+          sha1: str | None = None, size: int | None = None) -> Any:
+    hashes = {"SHA-256": sha256}
+    if md5:
+        hashes["MD5"] = md5
+    if sha1:
+        hashes["SHA-1"] = sha1
+    return stix2.File(hashes=hashes, name=name, size=size)
+
+
+def _attribution(stix2: Any, s: SampleIntel, family: Any, families: dict[str, Any],
+                 created: str) -> list[Any]:
+    """The analysed sample as a file + malware instance, linked to its family and to the
+    reference samples it shares code with (module docstring)."""
+    v = verdict_view(s.verdict)
+    f = _file(stix2, s.sha256, s.name, s.md5, s.sha1, s.size)
+    inst = stix2.Malware(name=s.name, is_family=False, sample_refs=[f.id], created=created,
+                         modified=created, description=f"Sample analysed by kinship "
+                         f"({s.format}/{s.arch}, {s.n_functions} functions)")
+    out: list[Any] = [f, inst]
+    score = f"score {v.score:.3f}" if v.score is not None else "no score"
+    if v.status == ATTRIBUTED and v.family and v.confidence is not None:
+        conf = v.confidence
+        out.append(stix2.Relationship(
+            inst, "variant-of", families.get(v.family, family), created=created,
+            modified=created, confidence=_stix_confidence(conf),
+            description=f"kinship attribution to {v.family}: confidence {v.confidence_text}, "
+                        f"{score}. "
+                        f"{v.reason}".strip()))
+    elif v.candidate and v.candidate in families:
+        out.append(stix2.Relationship(
+            inst, "related-to", families[v.candidate], created=created, modified=created,
+            description=f"kinship: {v.status}, not attributed ({score}); leading candidate "
+                        f"{v.candidate}. {v.reason}".strip()))
+    for ref in s.references[:MAX_REFERENCES]:
+        rf = _file(stix2, ref["sha256"], ref["name"])
+        labels = ", ".join(f"{k} {ref[k]}" for k in ("family", "actor", "source", "first_seen",
+                                                     "version") if ref.get(k))
+        rm = stix2.Malware(name=ref["name"], is_family=False, sample_refs=[rf.id],
+                           first_seen=_first_seen(ref.get("first_seen")), created=created,
+                           modified=created,
+                           description=f"Reference sample in the kinship store ({labels})")
+        same = v.status == ATTRIBUTED and ref.get("family") == v.family
+        evidence = (f"code reuse: {ref['n_functions_matched']} shared functions, score "
+                    f"{ref['score']:.3f} (kinship)")
+        kw: dict[str, Any] = {}
+        if same and v.confidence is not None:
+            kw["confidence"] = _stix_confidence(v.confidence)
+            evidence += f"; verdict {v.family}, confidence {v.confidence_text}"
+        else:
+            evidence += f"; verdict {v.status}"
+        out += [rf, rm, stix2.Relationship(inst, "variant-of" if same else "related-to", rm,
+                                           created=created, modified=created,
+                                           description=evidence, **kw)]
+        fam = families.get(ref.get("family") or "")
+        if fam is not None:
+            out.append(stix2.Relationship(rm, "variant-of", fam, created=created,
+                                          modified=created,
+                                          description="labelled so in the kinship store"))
+    return out
+
+
 def to_bundle(report: IntelReport) -> Any:
     """A ``stix2.Bundle``; ``.serialize()`` gives the JSON."""
     import stix2
@@ -56,6 +150,18 @@ def to_bundle(report: IntelReport) -> Any:
                             description=f"Analysed by kinship: {len(report.samples)} sample(s)",
                             created=created, modified=created)
     objects.append(malware)
+    # family SDOs named by verdicts, candidates and references (the report's family first)
+    families: dict[str, Any] = {report.family: malware} if report.family else {}
+    for si in report.samples:
+        view = verdict_view(si.verdict)
+        for fam in [view.family, view.candidate] + [r.get("family") for r in si.references]:
+            if fam and fam not in families:
+                families[fam] = stix2.Malware(name=fam, is_family=True, created=created,
+                                              modified=created,
+                                              description="Family label in the kinship store")
+                objects.append(families[fam])
+    for si in report.samples:
+        objects += _attribution(stix2, si, malware, families, created)
     if report.actor is not None:
         refs = [{"source_name": "mitre-attack", "external_id": report.actor.attack_id,
                  "url": f"https://attack.mitre.org/groups/{report.actor.attack_id}"}] \
@@ -77,7 +183,7 @@ def to_bundle(report: IntelReport) -> Any:
                                   for e in t["evidence"] if e["function_va"] is not None}))
         objects += [ap, stix2.Relationship(malware, "uses", ap, created=created,
                                            modified=created,
-                                           description=f"capa rules {', '.join(t['rules'])}: "
+                                           description=f"rules {', '.join(t['rules'])}: "
                                                        f"{where}")]
     indicators: list[Any] = []
     for rule in report.yara_rules:
@@ -87,6 +193,14 @@ def to_bundle(report: IntelReport) -> Any:
             valid_from=created, created=created, modified=created, indicator_types=[
                 "malicious-activity"],
             description=f"kinship YARA rule, validated TPR {v.get('tpr')} FPR {v.get('fpr')}"))
+    for rule in report.sigma_rules:
+        v = rule.get("validation") or {}
+        indicators.append(stix2.Indicator(
+            name=f"Sigma {rule['id']}", pattern=rule["text"], pattern_type="sigma",
+            valid_from=created, created=created, modified=created,
+            indicator_types=["malicious-activity"],
+            description=f"kinship Sigma rule ({rule['category']}), validated on the store's "
+                        f"strings: {v.get('tp')} family samples, {v.get('fp')} others"))
     for s in report.samples:
         indicators.append(stix2.Indicator(
             name=s.name, pattern=f"[file:hashes.'SHA-256' = '{s.sha256}']", pattern_type="stix",

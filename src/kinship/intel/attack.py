@@ -82,3 +82,29 @@ def group(gid: str) -> dict[str, Any] | None:
     """The ATT&CK group record (``G0032``) or None."""
     g = _db().group(gid)
     return dict(g) if g else None
+
+
+# ATT&CK enterprise tactics by short name: the English names of ATT&CK v18 and the Japanese
+# names used in Japanese ATT&CK material (e.g. the JPCERT/CC and NISC translations).
+TACTIC_NAMES: dict[str, dict[str, str]] = {
+    "reconnaissance": {"en": "Reconnaissance", "ja": "偵察"},
+    "resource-development": {"en": "Resource Development", "ja": "リソース開発"},
+    "initial-access": {"en": "Initial Access", "ja": "初期アクセス"},
+    "execution": {"en": "Execution", "ja": "実行"},
+    "persistence": {"en": "Persistence", "ja": "永続化"},
+    "privilege-escalation": {"en": "Privilege Escalation", "ja": "権限昇格"},
+    "defense-evasion": {"en": "Defense Evasion", "ja": "防御回避"},
+    "credential-access": {"en": "Credential Access", "ja": "認証情報アクセス"},
+    "discovery": {"en": "Discovery", "ja": "探索"},
+    "lateral-movement": {"en": "Lateral Movement", "ja": "水平展開"},
+    "collection": {"en": "Collection", "ja": "収集"},
+    "command-and-control": {"en": "Command and Control", "ja": "コマンド＆コントロール"},
+    "exfiltration": {"en": "Exfiltration", "ja": "持ち出し"},
+    "impact": {"en": "Impact", "ja": "影響"},
+}
+
+
+def tactic_name(shortname: str, lang: str = "en") -> str:
+    """``tactic_name("defense-evasion", "ja")`` -> "防御回避"; an unknown name comes back as is."""
+    names = TACTIC_NAMES.get(shortname)
+    return names.get(lang, names["en"]) if names else shortname

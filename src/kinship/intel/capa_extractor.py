@@ -109,13 +109,19 @@ def api_names(api: str) -> list[str]:
 
 
 class KinshipCapaExtractor(StaticFeatureExtractor):  # type: ignore[misc]
-    """Feeds capa from an already disassembled sample."""
+    """Feeds capa from an already disassembled sample.
 
-    def __init__(self, binary: Binary, disassembly: Disassembly) -> None:
+    ``library_vas``: functions recognised as library code (compiler runtime, library corpus);
+    capa skips them as it skips FLIRT-recognised functions.
+    """
+
+    def __init__(self, binary: Binary, disassembly: Disassembly,
+                 library_vas: frozenset[int] = frozenset()) -> None:
         super().__init__(hashes=SampleHashes(md5=binary.hashes.md5, sha1=binary.hashes.sha1,
                                              sha256=binary.hashes.sha256))
         self.binary = binary
         self.disassembly = disassembly
+        self.library_vas = library_vas
         self._functions = {f.va: f for f in disassembly.functions}
         self._callers: dict[int, list[int]] = defaultdict(list)
         for f in disassembly.functions:
@@ -151,13 +157,16 @@ class KinshipCapaExtractor(StaticFeatureExtractor):  # type: ignore[misc]
             yield FunctionHandle(address=AbsoluteVirtualAddress(f.va), inner=f)
 
     def is_library_function(self, addr: Address) -> bool:
-        return False
+        return int(addr) in self.library_vas
 
     def get_function_name(self, addr: Address) -> str:
-        f = self._functions.get(int(addr))
-        if f is None or not f.name:
-            raise KeyError(addr)
-        return f.name
+        va = int(addr)
+        f = self._functions.get(va)
+        if f is not None and f.name:
+            return f.name
+        if va in self.library_vas:  # capa names every library function it skips
+            return f"library_{va:x}"
+        raise KeyError(addr)
 
     def extract_function_features(self, fh: FunctionHandle) -> Found:
         f: Function = fh.inner

@@ -1,11 +1,17 @@
 """Capabilities and ATT&CK techniques from code: capa's rule engine over kinship's disassembly.
 
-    rules dir (--capa-rules / $KINSHIP_CAPA_RULES)  +  kinship's own rules (intel/rules/*.yml)
-        -> capa RuleSet -> capa.find_capabilities(KinshipCapaExtractor) -> CapabilitiesResult
+    kinship's own rules (intel/rules/*.yml, always)  +  capa rules (optional: --capa-rules /
+    $KINSHIP_CAPA_RULES)  -> LoadedRules (capa RuleSet + which rule sets ran, and why not)
+        -> capa.find_capabilities(KinshipCapaExtractor, library functions skipped)
+        -> CapabilitiesResult
 
 Each capability keeps its evidence: the function that matched (address, name) and the features
 that made it match (api, string, number ...). Techniques gather capabilities by ATT&CK id.
-The capa rules directory is never assumed: it comes from the caller or the environment.
+The capa rules directory is never assumed: it comes from the caller or the environment; without
+it kinship's own rules run alone and the result says so (``rule_sets``). Library code (the
+compiler runtime, a library corpus: :meth:`kinship.api.Kinship.library_functions`) is not
+searched, the way capa skips FLIRT-recognised functions: a CRT that parses a PE header is not
+the program "using shared modules".
 """
 
 from __future__ import annotations
@@ -15,21 +21,29 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kinship.binary.model import Binary
 from kinship.disasm.model import Disassembly
 from kinship.exceptions import UsageError
 from kinship.intel.capa_extractor import KinshipCapaExtractor
 
+if TYPE_CHECKING:
+    from kinship.api import Kinship
+    from kinship.pipeline import AnalysedSample
+
 logger = logging.getLogger(__name__)
 
 RULES_ENV = "KINSHIP_CAPA_RULES"  # directory of capa rules (e.g. a capa-rules checkout)
 CACHE_ENV = "KINSHIP_CAPA_CACHE"  # where capa may cache the compiled rule set
 BUILTIN_RULES = Path(__file__).parent / "rules"
+KINSHIP_RULE_SET = "kinship"  # the rules shipped in BUILTIN_RULES
+CAPA_RULE_SET = "capa-rules"  # Mandiant's capa-rules, when the user points at a checkout
+CAPA_RULES_URL = "https://github.com/mandiant/capa-rules"
 # One capability lists at most this many locations (a rule can match thousands of insns).
 MAX_LOCATIONS = 20
 # Evidence kept per location: features shown, so a report stays readable.
@@ -44,14 +58,52 @@ _EVIDENCE_KINDS = ("api", "string", "substring", "regex", "number", "bytes", "ch
 class CapabilitiesConfig:
     """Where the rules come from."""
 
-    # capa rules directory; None = $KINSHIP_CAPA_RULES. Required: kinship ships no capa rules.
+    # capa rules directory; None = $KINSHIP_CAPA_RULES; neither: kinship's own rules only.
     rules_dir: Path | None = None
-    # Also load kinship's own rules (intel/rules/*.yml: netsh firewall, process creation ...).
+    # Load kinship's own rules (intel/rules/*.yml: netsh firewall, process creation ...).
+    # They need nothing else, so they run whether capa rules are there or not.
     builtin_rules: bool = True
     # Include capa's nursery/ rules (unfinished, more false positives). Default True like capa.
     nursery: bool = True
     # Cache directory for capa's compiled rule set; None = $KINSHIP_CAPA_CACHE, else capa's.
     cache_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSetStatus:
+    """One rule set a run considered: used (how many rules it gave) or not, and why not."""
+
+    name: str  # KINSHIP_RULE_SET or CAPA_RULE_SET
+    path: str | None  # its directory; None when none was given
+    used: bool
+    n_rules: int = 0  # rules loaded from it (capa's helper rules included)
+    reason: str | None = None  # why it was not used, one sentence; None when used
+    # the same as a code, for renderers that word it themselves (report --lang ja):
+    # "not_given" | "not_a_directory" | "turned_off"; None when used
+    reason_code: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RuleSetStatus:
+        return cls(name=d["name"], path=d.get("path"), used=bool(d["used"]),
+                   n_rules=int(d.get("n_rules", 0)), reason=d.get("reason"),
+                   reason_code=d.get("reason_code"))
+
+    def describe(self) -> str:
+        """One line for people: "kinship (3 rules, /x/rules)" or "capa-rules: not used: ..."."""
+        if self.used:
+            return f"{self.name}: {self.n_rules} rules from {self.path}"
+        return f"{self.name}: not used: {self.reason}"
+
+
+@dataclass
+class LoadedRules:
+    """A capa ``RuleSet`` and the rule sets it was built from (or could not be)."""
+
+    ruleset: Any
+    sets: list[RuleSetStatus]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +193,21 @@ class CapabilitiesResult:
     rules_source: str
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    # every rule set considered: which ran (name, path, rule count) and which did not, and why
+    rule_sets: list[RuleSetStatus] = field(default_factory=list)
+    n_functions: int = 0  # functions in the sample
+    # of those, recognised as library code (compiler runtime, library corpus) and not searched
+    n_library_functions: int = 0
+    # why library code could not be recognised (None: it was looked for)
+    library_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "sha256": self.sha256, "name": self.name, "n_rules": self.n_rules,
             "rules_source": self.rules_source, "seconds": round(self.seconds, 3),
+            "rule_sets": [r.to_dict() for r in self.rule_sets],
+            "n_functions": self.n_functions, "n_library_functions": self.n_library_functions,
+            "library_note": self.library_note,
             "capabilities": [c.to_dict() for c in self.capabilities],
             "techniques": [t.to_dict() for t in self.techniques],
             "warnings": list(self.warnings),
@@ -159,6 +221,10 @@ class CapabilitiesResult:
             techniques=[TechniqueHit.from_dict(t) for t in d.get("techniques", [])],
             n_rules=int(d.get("n_rules", 0)), rules_source=d.get("rules_source", ""),
             seconds=float(d.get("seconds", 0.0)), warnings=list(d.get("warnings", [])),
+            rule_sets=[RuleSetStatus.from_dict(r) for r in d.get("rule_sets", [])],
+            n_functions=int(d.get("n_functions", 0)),
+            n_library_functions=int(d.get("n_library_functions", 0)),
+            library_note=d.get("library_note"),
         )
 
 
@@ -192,15 +258,90 @@ def _load(paths: tuple[str, ...], nursery: bool, cache_dir: str | None) -> Any:
         raise UsageError(f"invalid capa rule: {e}") from e
 
 
-def load_rules(config: CapabilitiesConfig | None = None) -> Any:
-    """The capa ``RuleSet`` for ``config`` (cached per process)."""
+def capa_rules_status(option: str | Path | None) -> RuleSetStatus:
+    """Where the optional capa rule set is, or why there is none.
+
+    An explicit ``option`` that is not a directory is the caller's mistake (UsageError); a
+    missing or stale ``$KINSHIP_CAPA_RULES`` only leaves the set out, with the reason.
+    """
+    if option:
+        return RuleSetStatus(CAPA_RULE_SET, str(rules_dir(option)), True)
+    raw = os.environ.get(RULES_ENV, "").strip()
+    if not raw:
+        return RuleSetStatus(CAPA_RULE_SET, None, False, reason=(
+            f"no capa rules given (--capa-rules DIR or ${RULES_ENV}: a checkout of "
+            f"{CAPA_RULES_URL})"), reason_code="not_given")
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        return RuleSetStatus(CAPA_RULE_SET, str(path), False,
+                             reason=f"${RULES_ENV} names {path}, which is not a directory",
+                             reason_code="not_a_directory")
+    return RuleSetStatus(CAPA_RULE_SET, str(path), True)
+
+
+def _rule_set_of(rule: Any) -> str:
+    path = Path(str(rule.meta.get("capa/path", ""))).resolve()
+    return KINSHIP_RULE_SET if path.is_relative_to(BUILTIN_RULES.resolve()) else CAPA_RULE_SET
+
+
+def _count_rules(ruleset: Any) -> dict[str, int]:
+    """Rules per rule set (capa's derived subscope rules are not rules anyone wrote)."""
+    counts: dict[str, int] = {}
+    for rule in ruleset.rules.values():
+        if rule.meta.get("capa/subscope-rule"):
+            continue
+        k = _rule_set_of(rule)
+        counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
+def load_rule_sets(config: CapabilitiesConfig | None = None) -> LoadedRules:
+    """kinship's own rules, plus the capa rules when there are some (cached per process).
+
+    UsageError only when nothing is left to run or a given capa rule is invalid.
+    """
     config = config or CapabilitiesConfig()
-    paths = [str(rules_dir(config.rules_dir))]
-    if config.builtin_rules:
-        paths.append(str(BUILTIN_RULES))
+    capa = capa_rules_status(config.rules_dir)
+    kinship = (RuleSetStatus(KINSHIP_RULE_SET, str(BUILTIN_RULES), True) if config.builtin_rules
+               else RuleSetStatus(KINSHIP_RULE_SET, str(BUILTIN_RULES), False,
+                                  reason="turned off (CapabilitiesConfig.builtin_rules)",
+                                  reason_code="turned_off"))
+    paths = [s.path for s in (capa, kinship) if s.used and s.path]
+    if not paths:
+        raise UsageError(f"no rules to run: {capa.reason}; kinship's rules {kinship.reason}")
     cache = config.cache_dir or (Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV)
                                  else None)
-    return _load(tuple(paths), config.nursery, str(cache) if cache else None)
+    ruleset = _load(tuple(paths), config.nursery, str(cache) if cache else None)
+    counts = _count_rules(ruleset)
+    sets = [RuleSetStatus(s.name, s.path, s.used, counts.get(s.name, 0), s.reason,
+                          s.reason_code) for s in (kinship, capa)]
+    return LoadedRules(ruleset, sets)
+
+
+def load_rules(config: CapabilitiesConfig | None = None) -> Any:
+    """The capa ``RuleSet`` for ``config`` (cached per process); see :func:`load_rule_sets`."""
+    return load_rule_sets(config).ruleset
+
+
+def library_code(sample: AnalysedSample, kinship: Kinship | None = None
+                 ) -> tuple[set[int], str | None]:
+    """VAs of ``sample``'s functions recognised as library code, and why none could be.
+
+    ``kinship`` is the open store (its library corpus and compiler-runtime baseline); None
+    looks with an empty in-memory store, which still knows what kinship ships.
+    """
+    from kinship.api import Kinship
+    from kinship.exceptions import KinshipError
+    from kinship.store.memory import MemoryStore
+
+    try:
+        if kinship is not None:
+            return kinship.library_functions(sample), None
+        with Kinship(store=MemoryStore(), keep_files=False) as k:
+            return k.library_functions(sample), None
+    except KinshipError as e:
+        logger.warning("library code not recognised: %s", e)
+        return set(), f"library code not recognised: {e}"
 
 
 class _FunctionLocator:
@@ -246,18 +387,30 @@ def _scope(rule: Any) -> str:
     return str(getattr(static, "value", static) or "file")
 
 
-def find_capabilities(binary: Binary, disassembly: Disassembly, ruleset: Any,
-                      *, name: str | None = None) -> CapabilitiesResult:
-    """Run ``ruleset`` over the sample; capabilities with evidence, techniques by ATT&CK id."""
+def find_capabilities(binary: Binary, disassembly: Disassembly, rules: LoadedRules | Any,
+                      *, name: str | None = None, library_vas: Collection[int] = (),
+                      library_note: str | None = None) -> CapabilitiesResult:
+    """Run ``rules`` (:class:`LoadedRules`, or a bare capa ``RuleSet``) over the sample;
+    capabilities with evidence, techniques by ATT&CK id.
+
+    Functions in ``library_vas`` (:func:`library_code`) are skipped, as capa skips the
+    functions FLIRT recognises; their number is in the result.
+    """
     import capa.capabilities.common
 
     from kinship.intel.attack import technique
 
     t0 = time.perf_counter()
-    extractor = KinshipCapaExtractor(binary, disassembly)
+    if isinstance(rules, LoadedRules):
+        ruleset, sets = rules.ruleset, list(rules.sets)
+    else:
+        ruleset = rules
+        sets = [RuleSetStatus(k, None, True, n) for k, n in sorted(_count_rules(rules).items())]
+    own = {f.va for f in disassembly.functions}
+    library = frozenset(int(v) for v in library_vas if int(v) in own)
+    extractor = KinshipCapaExtractor(binary, disassembly, library_vas=library)
     caps = capa.capabilities.common.find_capabilities(ruleset, extractor, disable_progress=True)
     locate = _FunctionLocator(disassembly)
-    builtin = str(BUILTIN_RULES.as_posix())
     capabilities: list[Capability] = []
     for rule_name, hits in sorted(caps.matches.items()):
         rule = ruleset.rules[rule_name]
@@ -272,7 +425,6 @@ def find_capabilities(binary: Binary, disassembly: Disassembly, ruleset: Any,
             feats: list[str] = []
             _leaf_features(result, feats)
             evidence.append(Evidence(va, fva, fname, tuple(feats)))
-        path = str(meta.get("capa/path", ""))
         capabilities.append(Capability(
             rule=rule_name,
             namespace=meta.get("namespace"),
@@ -281,7 +433,7 @@ def find_capabilities(binary: Binary, disassembly: Disassembly, ruleset: Any,
             attack_names=attack_names,
             mbc=[m for a in meta.get("mbc", []) or [] for m in _MBC_ID.findall(str(a))],
             evidence=evidence,
-            source="kinship" if path.startswith(builtin) else "capa-rules",
+            source=_rule_set_of(rule),
         ))
     by_id: dict[str, TechniqueHit] = {}
     for cap in capabilities:
@@ -300,6 +452,11 @@ def find_capabilities(binary: Binary, disassembly: Disassembly, ruleset: Any,
         capabilities=capabilities,
         techniques=sorted(by_id.values(), key=lambda t: t.id),
         n_rules=len(ruleset.rules),
-        rules_source=", ".join(sorted({c.source for c in capabilities})) or "capa-rules",
+        rules_source=", ".join(sorted({c.source for c in capabilities})) or ", ".join(
+            s.name for s in sets if s.used),
         seconds=time.perf_counter() - t0,
+        rule_sets=sets,
+        n_functions=len(own),
+        n_library_functions=len(library),
+        library_note=library_note,
     )

@@ -1,7 +1,9 @@
 """The tactical intelligence report: one result model (:class:`IntelReport`) and its renderers.
 
-    samples -> analyse (kinship) -> match verdict (store) -> actor profile (galaxies)
-            -> capabilities/ATT&CK (capa rules) -> IOCs -> YARA (optional)
+    samples -> analyse (kinship) -> match verdict (store) + reference samples' provenance
+            -> actor profile (galaxies)
+            -> capabilities/ATT&CK (kinship rules + capa rules if given; library code skipped)
+            -> IOCs -> the attributed family's validated YARA + Sigma rules (report/detection)
             -> IntelReport -> report.html / report.md (Jinja2, en|ja) + intel.json
                            -> exports: STIX 2.1, MISP event, Navigator layer, IOC CSV
 
@@ -53,6 +55,10 @@ class SampleIntel:
     listing: dict[str, Any] | None = None
     # coverage of the query's code per family (evidence.html.match_coverage)
     coverage: list[dict[str, Any]] = field(default_factory=list)
+    # stored samples it shares code with, with provenance (report.detection.reference_rows)
+    references: list[dict[str, Any]] = field(default_factory=list)
+    # its own labels when the store holds it (first seen, source ...)
+    stored: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,7 +70,7 @@ class SampleIntel:
             "iocs": [i.to_dict() for i in self.iocs],
             "filtered_iocs": [i.to_dict() for i in self.filtered_iocs],
             "shared_strings": self.shared_strings, "listing": self.listing,
-            "coverage": self.coverage,
+            "coverage": self.coverage, "references": self.references, "stored": self.stored,
         }
 
     @classmethod
@@ -79,7 +85,8 @@ class SampleIntel:
             iocs=[IOC.from_dict(i) for i in d.get("iocs", [])],
             filtered_iocs=[IOC.from_dict(i) for i in d.get("filtered_iocs", [])],
             shared_strings=list(d.get("shared_strings", [])), listing=d.get("listing"),
-            coverage=list(d.get("coverage", [])),
+            coverage=list(d.get("coverage", [])), references=list(d.get("references", [])),
+            stored=d.get("stored"),
         )
 
 
@@ -94,6 +101,20 @@ class IntelReport:
     lang: str = "en"
     tool: str = "kinship"
     warnings: list[str] = field(default_factory=list)
+    sigma_rules: list[dict[str, Any]] = field(default_factory=list)  # SigmaRule.to_dict()
+    # why the family has no (or a less tested) rule: report.detection notes
+    rule_notes: list[dict[str, Any]] = field(default_factory=list)
+    # the family's stored samples and the others: the rules' validation sets
+    n_family_samples: int = 0
+    n_other_samples: int = 0
+
+    @property
+    def rule_sets(self) -> list[dict[str, Any]]:
+        """The capability rule sets (used or not, and why), as the samples' runs saw them."""
+        for s in self.samples:
+            if s.capabilities is not None and s.capabilities.rule_sets:
+                return [r.to_dict() for r in s.capabilities.rule_sets]
+        return []
 
     @property
     def techniques(self) -> list[dict[str, Any]]:
@@ -134,12 +155,18 @@ class IntelReport:
             "samples": [s.to_dict() for s in self.samples],
             "techniques": self.techniques,
             "yara_rules": self.yara_rules,
+            "sigma_rules": self.sigma_rules,
+            "rule_notes": self.rule_notes,
+            "n_family_samples": self.n_family_samples,
+            "n_other_samples": self.n_other_samples,
+            "rule_sets": self.rule_sets,
             "warnings": list(self.warnings),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IntelReport:
-        """Inverse of :meth:`to_dict` (``techniques`` is derived, so it is not read back)."""
+        """Inverse of :meth:`to_dict` (``techniques`` and ``rule_sets`` are derived, so they
+        are not read back)."""
         return cls(
             title=d["title"], created=d["created"],
             samples=[SampleIntel.from_dict(s) for s in d.get("samples", [])],
@@ -147,6 +174,9 @@ class IntelReport:
             actor=ActorProfile.from_dict(d["actor"]) if d.get("actor") else None,
             yara_rules=list(d.get("yara_rules", [])), lang=d.get("lang", "en"),
             tool=d.get("tool", "kinship"), warnings=list(d.get("warnings", [])),
+            sigma_rules=list(d.get("sigma_rules", [])), rule_notes=list(d.get("rule_notes", [])),
+            n_family_samples=int(d.get("n_family_samples", 0)),
+            n_other_samples=int(d.get("n_other_samples", 0)),
         )
 
 
@@ -173,11 +203,17 @@ def _env(lang: str) -> Any:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     from kinship.evidence.html import coverage_svg, hexlines, segments_of
+    from kinship.intel.attack import tactic_name
+    from kinship.report.verdict import confidence_text, verdict_view
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
                       autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["hex"] = lambda v: f"0x{v:x}" if isinstance(v, int) else "-"
+    env.filters["tactic"] = lambda v: tactic_name(str(v), lang)
+    env.filters["conf"] = confidence_text
+    env.filters["num"] = lambda v, n=3: f"{float(v):.{n}f}" if v is not None else "-"
+    env.filters["verdict_view"] = verdict_view
     env.globals["hexlines"] = hexlines
     env.globals["side_by_side_text"] = side_by_side_text
     env.globals["printable"] = lambda b: chr(b) if 0x20 <= b < 0x7F else "."
@@ -221,6 +257,10 @@ def write_report(report: IntelReport, out: Path) -> dict[str, Path]:
         p = out / f"{rule['name']}.yar"
         p.write_text(rule["text"], encoding="utf-8")
         files[f"yara{n}"] = p
+    if report.sigma_rules:
+        files["sigma"] = out / "sigma-rules.yml"
+        files["sigma"].write_text("---\n".join(r["text"] for r in report.sigma_rules),
+                                  encoding="utf-8")
     files["html"] = out / "report.html"
     files["md"] = out / "report.md"
     files["html"].write_text(render(report, "html"), encoding="utf-8")
@@ -240,7 +280,7 @@ MAX_REPORT_STRINGS = 8
 class ReportOptions:
     """What ``build_report`` does beyond analysing the samples."""
 
-    # capa rules directory (None: $KINSHIP_CAPA_RULES; when neither is set, no capabilities).
+    # capa rules directory (None: $KINSHIP_CAPA_RULES; neither: kinship's own rules only).
     capa_rules: Path | None = None
     # Attribute against the store (the verdict); False for a store-less report.
     use_store: bool = True
@@ -250,6 +290,9 @@ class ReportOptions:
     lang: str = "en"
     # Drop IOCs on the MISP warning lists (kept in the report's "filtered" list).
     filter_benign: bool = True
+    # Generate and validate the attributed family's YARA and Sigma rules from the store
+    # (validation scans every kept sample file: off for a quick look at a large store).
+    detection_rules: bool = True
 
 
 def _listing_dict(rl: Any) -> dict[str, Any]:
@@ -275,21 +318,25 @@ def build_report(paths: list[Path], options: ReportOptions | None = None, *,
                  title: str | None = None) -> IntelReport:
     """Analyse ``paths`` once each and gather everything the report shows.
 
-    ``kinship`` is an open :class:`kinship.api.Kinship` (for the verdict) or None.
+    ``kinship`` is an open :class:`kinship.api.Kinship` (verdict, references, library code,
+    the family's rules) or None. ``yara_rules`` given here replace the generated ones.
     """
     from kinship.exceptions import KinshipError, NotFoundError
     from kinship.intel.actors import resolve_actor
-    from kinship.intel.capabilities import CapabilitiesConfig, find_capabilities, load_rules
+    from kinship.intel.capabilities import (
+        CapabilitiesConfig,
+        find_capabilities,
+        library_code,
+        load_rule_sets,
+    )
     from kinship.intel.iocs import iocs_from_sample
     from kinship.pipeline import SampleInput, analyse
+    from kinship.report.detection import family_rules, reference_rows, stored_labels
 
     opts = options or ReportOptions()
     warnings: list[str] = []
-    ruleset = None
-    try:
-        ruleset = load_rules(CapabilitiesConfig(rules_dir=opts.capa_rules))
-    except KinshipError as e:
-        warnings.append(f"capabilities skipped: {e}")
+    rules = load_rule_sets(CapabilitiesConfig(rules_dir=opts.capa_rules))
+    store = kinship if opts.use_store else None
     samples: list[SampleIntel] = []
     families: list[str] = []
     actors: list[str] = []
@@ -299,24 +346,28 @@ def build_report(paths: list[Path], options: ReportOptions | None = None, *,
         r = a.record
         si = SampleIntel(r.sha256, r.md5, r.sha1, r.name, r.format, r.arch, r.size,
                          r.n_functions)
-        if kinship is not None and opts.use_store:
+        if store is not None:
             try:
-                res = kinship.match_features(r, a.features, strings=a.strings)
-                _add_evidence(si, kinship, res, a)
+                res = store.match_features(r, a.features, strings=a.strings)
+                _add_evidence(si, store, res, a)
                 d = res.to_dict()
                 si.verdict = d["verdict"]
                 si.top_evidence = [
                     {**m, "ref_sample": m["ref_sample_sha256"][:12]}
                     for m in d["function_matches"] if not m["is_library"]
                 ][:MAX_EVIDENCE_ROWS]
-                if si.verdict.get("family"):
+                si.references = reference_rows(store, d)
+                si.stored = stored_labels(store, r.sha256)
+                warnings += [f"{r.name}: {w}" for w in d.get("warnings", [])]
+                if si.verdict.get("family"):  # set only for an attributed verdict
                     families.append(si.verdict["family"])
                 if si.verdict.get("actor"):
                     actors.append(si.verdict["actor"])
             except KinshipError as e:
                 warnings.append(f"{r.name}: no verdict: {e}")
-        if ruleset is not None:
-            si.capabilities = find_capabilities(a.binary, a.disassembly, ruleset, name=r.name)
+        library, note = library_code(a, store)
+        si.capabilities = find_capabilities(a.binary, a.disassembly, rules, name=r.name,
+                                            library_vas=library, library_note=note)
         ioc = iocs_from_sample(a.binary, a.disassembly, filter_benign=opts.filter_benign)
         si.iocs, si.filtered_iocs = ioc.iocs, ioc.filtered
         samples.append(si)
@@ -328,8 +379,18 @@ def build_report(paths: list[Path], options: ReportOptions | None = None, *,
         except NotFoundError as e:
             warnings.append(str(e))
     family = max(set(families), key=families.count) if families else None
-    return IntelReport(
+    report = IntelReport(
         title=title or (family or ", ".join(s.name for s in samples)),
         created=now_iso(), samples=samples, family=family, actor=actor,
         yara_rules=list(yara_rules or []), lang=opts.lang, warnings=warnings,
     )
+    if store is not None and family is not None and opts.detection_rules:
+        det = family_rules(store, family)
+        if yara_rules is None:
+            report.yara_rules = det.yara
+            report.rule_notes = det.notes
+        else:
+            report.rule_notes = [n for n in det.notes if n["kind"] != "yara"]
+        report.sigma_rules = det.sigma
+        report.n_family_samples, report.n_other_samples = det.n_members, det.n_others
+    return report
