@@ -202,9 +202,31 @@ def test_library_functions_of_the_store_are_skipped(bins: dict[str, Path], tmp_p
         k.add([bins["other_x64.exe"]], Labels(is_library=True))
         expected = k.library_functions(a)
         library, note = library_code(a, k)
-    assert note is None and library == expected
+    assert note is None and library == expected and len(library) > 20  # MinGW runtime
     res = find_capabilities(a.binary, a.disassembly, load_rule_sets(), library_vas=library,
                             library_note=note)
     assert res.n_library_functions == len(library & {f.va for f in a.disassembly.functions})
     assert not library & {v for t in res.techniques for v in t.function_vas}
     assert "T1562.004" in {t.id for t in res.techniques}
+
+
+@pytest.mark.parametrize("name", ["netsh_x86.exe", "netsh_x64.exe"])
+def test_runtime_recognised_on_a_fresh_install(bins: dict[str, Path], capa_rules: Path,
+                                               tmp_path: Path, name: str) -> None:
+    """No store, no --library: the compiler runtime is still known (baseline), so the MinGW
+    start-up code's PE parsing is not reported as T1129 "shared modules"."""
+    import json
+
+    from click.testing import CliRunner
+
+    from kinship.cli import main
+
+    r = CliRunner(env={"COLUMNS": "200"}).invoke(main, [
+        "capabilities", str(bins[name]), "--capa-rules", str(capa_rules),
+        "--db", str(tmp_path / "none.db"), "--json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    ids = {t["id"] for t in doc["techniques"]}
+    assert "T1129" not in ids and {"T1562.004", "T1106"} <= ids
+    assert doc["n_library_functions"] > 40 and doc["library_note"] is None
+    assert not (tmp_path / "none.db").exists()

@@ -91,6 +91,10 @@ def test_report_has_validated_yara_and_sigma(case: tuple[IntelReport, dict[str, 
     yml = list(yaml.safe_load_all(files["sigma"].read_text(encoding="utf-8")))
     assert {d["id"] for d in yml} == {r["id"] for r in report.sigma_rules}
     assert files["yara0"].read_text(encoding="utf-8") == rule["text"]
+    # tried on the analysed sample, which the rule was not made from
+    hit = rule["analysed"]["netsh_x64.exe"]
+    word = "matched" if hit else "not matched"
+    assert f"On the analysed sample (not used to make the rule): netsh_x64.exe {word}" in md
 
 
 def test_kinship_rules_ran_without_capa_rules(case: tuple[IntelReport, dict[str, Path]]
@@ -103,8 +107,11 @@ def test_kinship_rules_ran_without_capa_rules(case: tuple[IntelReport, dict[str,
     html = files["html"].read_text(encoding="utf-8")
     assert "T1562.004" in html and "Defense Evasion" in html
     assert "capa-rules</b>: not available" in html and "--capa-rules" in html
-    assert re.search(r"netsh_x64\.exe: \d+ of \d+ functions were recognised as library code",
-                     html)
+    m = re.search(r"netsh_x64\.exe: (\d+) of (\d+) functions were recognised as library code",
+                  html)
+    assert m is not None and 20 < int(m.group(1)) < int(m.group(2))  # the MinGW runtime
+    caps = report.samples[0].capabilities
+    assert caps is not None and caps.n_library_functions == int(m.group(1))
 
 
 def _objects(report: IntelReport) -> list[dict[str, Any]]:
@@ -197,3 +204,19 @@ def test_verdict_view_reads_old_and_new_verdicts() -> None:
     assert verdict_view(None).status == "none"
     assert [confidence_text(x) for x in (0.93, 0.934999, 1.0, 0.0, 0.001)] == \
         ["0.93", "0.93", "1.00", "0.00", "<0.01"]
+
+
+def test_misp_event_carries_sigma_and_the_verdict(case: tuple[IntelReport, dict[str, Path]]
+                                                  ) -> None:
+    from pymisp import MISPEvent
+
+    from kinship.export.misp import to_misp_event
+
+    report, _files = case
+    again = MISPEvent()
+    again.load(to_misp_event(report).to_json())
+    sigma = [a for a in again.attributes if a.type == "sigma"]
+    assert len(sigma) == len(report.sigma_rules) > 0
+    assert {a.value for a in sigma} == {r["text"].strip() for r in report.sigma_rules}
+    view = verdict_view(report.samples[0].verdict)
+    assert again.objects[0].comment == f"kinship verdict: netsh, confidence {view.confidence_text}"

@@ -1,9 +1,9 @@
 """MISP event (pymisp ``MISPEvent``, built offline) from an :class:`IntelReport`.
 
 One ``file`` object per sample (hashes, name, size), one attribute per IOC with its MISP type,
-one ``yara`` attribute per rule, galaxy tags for the actor (threat-actor) and for each technique
-(mitre-attack-pattern), and an ``analysis`` tag. ``MISPEvent().load(event.to_json())`` gives the
-same event back.
+one ``yara`` / ``sigma`` attribute per rule, galaxy tags for the actor (threat-actor) and for
+each technique (mitre-attack-pattern), and an ``analysis`` tag.
+``MISPEvent().load(event.to_json())`` gives the same event back.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from kinship.report.build import IntelReport
+from kinship.report.verdict import ATTRIBUTED, verdict_view
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,13 @@ def to_misp_event(report: IntelReport) -> Any:
         obj.add_attribute("sha1", value=s.sha1)
         obj.add_attribute("sha256", value=s.sha256)
         obj.add_attribute("size-in-bytes", value=s.size)
-        if s.verdict and s.verdict.get("family"):
-            obj.comment = f"kinship verdict: {s.verdict.get('family')}"
+        view = verdict_view(s.verdict)
+        if view.status == ATTRIBUTED and view.family:
+            obj.comment = f"kinship verdict: {view.family}" + (
+                f", confidence {view.confidence_text}" if view.confidence_text else "")
+        elif s.verdict is not None:
+            obj.comment = f"kinship verdict: {view.status}" + (
+                f" (leading candidate {view.candidate})" if view.candidate else "")
         event.add_object(obj)
     for ioc in report.iocs:
         mtype = MISP_TYPES.get(ioc.type)
@@ -66,4 +72,9 @@ def to_misp_event(report: IntelReport) -> Any:
     for rule in report.yara_rules:
         event.add_attribute("yara", rule["text"].strip(), comment=f"kinship rule {rule['name']}",
                             to_ids=True)
+    for rule in report.sigma_rules:
+        v = rule.get("validation") or {}
+        event.add_attribute("sigma", rule["text"].strip(), to_ids=True,
+                            comment=f"kinship Sigma rule {rule['id']}, validated on the store's "
+                                    f"strings: {v.get('tp')} family samples, {v.get('fp')} others")
     return event

@@ -393,4 +393,17 @@ def build_report(paths: list[Path], options: ReportOptions | None = None, *,
             report.rule_notes = [n for n in det.notes if n["kind"] != "yara"]
         report.sigma_rules = det.sigma
         report.n_family_samples, report.n_other_samples = det.n_members, det.n_others
+    _match_analysed(report.yara_rules, paths, samples)
     return report
+
+
+def _match_analysed(rules: list[dict[str, Any]], paths: list[Path],
+                    samples: list[SampleIntel]) -> None:
+    """Does each YARA rule catch the analysed samples? (``analysed``: name -> bool). The
+    rules are made from the stored samples only, so this is a test on unseen files."""
+    from kinship.rules.yara_validate import SCAN_TIMEOUT_S, compile_rule
+
+    for rule in rules:
+        compiled = compile_rule(rule["text"])
+        rule["analysed"] = {s.name: bool(compiled.match(str(p), timeout=SCAN_TIMEOUT_S))
+                            for p, s in zip(paths, samples, strict=True)}
