@@ -1,8 +1,9 @@
 """ATT&CK Navigator layer (JSON, layer format 4.5) from an :class:`IntelReport`.
 
 Each technique seen in the code gets a score (number of samples showing it) and a comment
-naming the functions and capa rules; techniques only known from the actor profile are added
-with score 0 and a different colour, so the layer shows "seen here" against "known for actor".
+naming the functions and rules (kinship's own, and capa's when given); techniques only known
+from the actor profile are added with score 0 and a different colour, so the layer shows "seen
+here" against "known for actor".
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def to_layer(report: IntelReport) -> dict[str, Any]:
                                   for e in t["evidence"] if e["function_va"] is not None}))
         techniques.append({
             "techniqueID": t["id"], "score": len(samples), "color": SEEN_COLOR,
-            "comment": f"seen in code: {where}; capa rules: {', '.join(t['rules'])}",
+            "comment": f"seen in code: {where}; rules: {', '.join(t['rules'])}",
             "enabled": True, "showSubtechniques": True,
         })
         seen.add(t["id"])
@@ -42,7 +43,8 @@ def to_layer(report: IntelReport) -> dict[str, Any]:
         "versions": {"attack": ATTACK_VERSION.split(".")[0], "navigator": NAVIGATOR_VERSION,
                      "layer": LAYER_VERSION},
         "domain": "enterprise-attack",
-        "description": "ATT&CK techniques found by capa rules over kinship's disassembly",
+        "description": "ATT&CK techniques found by kinship's rules (and capa rules when "
+                       "given) over kinship's disassembly, library code skipped",
         "techniques": techniques,
         "gradient": {"colors": ["#ffffff", SEEN_COLOR], "minValue": 0,
                      "maxValue": max(1, len(report.samples))},
