@@ -175,10 +175,14 @@ def test_weak_and_unknown_verdicts_carry_no_confidence(
         assert "0.12345" not in text
     html = render(again, "html")
     assert re.search(r'<td class="confidence">-</td>', html)
+    summary = re.search(r'<td class="summary-family">([^<]*)</td>', html)
+    assert summary is not None
     if status == "weak":
         assert "weak (not attributed)" in html and "leading candidate: netsh" in html
+        assert summary.group(1) == "weak (not attributed); leading candidate: netsh"
     else:
         assert "unknown (no family in the store is close enough)" in html
+        assert summary.group(1).startswith("unknown")
     objs = _objects(again)
     query_file = next(o["id"] for o in objs if o["type"] == "file"
                       and o["hashes"]["SHA-256"] == again.samples[0].sha256)
