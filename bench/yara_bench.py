@@ -1,6 +1,7 @@
 """YARA rules per family on the dev corpus: generate with ``kinship rules yara``, then measure.
 
-``python -m bench.yara_bench [--quick] [--out FILE] [--write-docs]``
+``python -m bench.yara_bench [--quick] [--small] [--out FILE] [--write-docs]`` (``--small``: see
+:func:`run_small`)
 
 Protocol (the YARA-Signator evaluation, Malpedia: one rule per family from known samples,
 scored on samples the rule never saw):
@@ -273,6 +274,129 @@ def docs_section(res: dict[str, Any], out: Path) -> str:
     )
 
 
+# ---- small programs (issue #9): rules from a 2016 x86 build vs the later builds ------------
+def run_small(quick: bool = True) -> dict[str, Any]:
+    """YARA on ``bench/small_programs`` (ten families of our own small C programs, most of
+    each binary compiler runtime), two stores:
+
+    * references: each family's "2016" builds (v1 i686 MinGW -O2 and v1 gcc x64 -O2; see
+      ``bench.small_programs.REFERENCE_BUILDS``), the rule scanned over every other build of
+      every family: TPR per query group (version, opt, arch, arch+opt, compiler), the "2019"
+      rebuild (v2 x86_64 MinGW -O2) alone, FPR over the other families' builds; and the
+      leave-one-out TPR the generator reports on its two reference builds;
+    * all builds: every build of every family stored; leave-one-out TPR over each family's
+      builds (does the rule from the others catch this build?) and rules per family.
+
+    ``quick``: MinGW x86/x64, gcc x64, clang x64 at -O2/-Os (160 builds); else every
+    toolchain and -O0/-O2/-Os (360).
+    """
+    import yara
+
+    from bench import small_programs as sp
+    from kinship.api import Kinship
+    from kinship.pipeline import Labels
+
+    wanted = sp.QUICK_TOOLCHAINS if quick else tuple(t.name for t in sp.TOOLCHAINS)
+    opts = sp.QUICK_OPTS if quick else sp.OPTS
+    tcs, missing = sp.available_toolchains(wanted)
+    fams = [f.name for f in sp.FAMILIES]
+    builds = sp.all_builds(fams, [t.name for t in tcs], opts)
+    paths = sp.compile_all(builds, sp.DEFAULT_CACHE, 2, lambda m: logger.info("%s", m))
+    refs = [b for b in sp.reference_builds(fams) if b in paths]
+    later = ("mingw-x64", "-O2", "v2")
+    t_start = time.perf_counter()
+
+    def rules_of(store_builds: list[Any]) -> dict[str, dict[str, Any]]:
+        docs: dict[str, dict[str, Any]] = {}
+        with tempfile.TemporaryDirectory(prefix="kinship-yara-small-") as tmp:
+            db = Path(tmp) / "k.db"
+            with Kinship(db) as k:
+                for f in fams:
+                    k.add([paths[b] for b in store_builds if b.family == f], Labels(family=f))
+            for f in fams:
+                code, out = _cli("rules", "yara", "--family", f, "--db", db, "--json")
+                docs[f] = json.loads(out) if code == 0 else {
+                    "error": out.strip().splitlines()[-1] if out.strip() else f"exit {code}"}
+        return docs
+
+    # store 1: the reference builds
+    ref_docs = rules_of(refs)
+    compiled = {f: yara.compile(source=d["text"]) for f, d in ref_docs.items() if "text" in d}
+    per_group: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # group -> [tp, n]
+    fp = tn = 0
+    fams_out: list[dict[str, Any]] = []
+    for f in fams:
+        d = ref_docs[f]
+        row: dict[str, Any] = {"family": f, "rule": "text" in d, "error": d.get("error", ""),
+                               "n_rules": len(d.get("groups") or ([d] if "text" in d else [])),
+                               "ref_loo": (d.get("leave_one_out") or {}).get("tpr"),
+                               "tp": 0, "n": 0, "later_x64": None, "fp": 0}
+        for b in builds:
+            if b in refs:
+                continue
+            hit = f in compiled and bool(compiled[f].match(str(paths[b]), timeout=60))
+            if b.family == f:
+                g = sp.query_group(b, fams, refs)
+                per_group[g][0] += hit
+                per_group[g][1] += 1
+                row["tp"] += hit
+                row["n"] += 1
+                if b.key == later:
+                    row["later_x64"] = hit
+            else:
+                fp += hit
+                tn += not hit
+                row["fp"] += hit
+        fams_out.append(row)
+    # store 2: every build
+    all_docs = rules_of(list(builds))
+    loo_tp = loo_n = 0
+    for row in fams_out:
+        d = all_docs[row["family"]]
+        loo = d.get("leave_one_out") or {}
+        row["all_loo_tp"], row["all_loo_n"] = int(loo.get("matched", 0)), int(
+            loo.get("held_out", 0))
+        row["all_n_rules"] = len(d.get("groups") or ([d] if "text" in d else []))
+        row["all_error"] = d.get("error", "")
+        loo_tp += row["all_loo_tp"]
+        loo_n += row["all_loo_n"]
+    later_hits = [r["later_x64"] for r in fams_out if r["later_x64"] is not None]
+    return {
+        "benchmark": "yara-small", "date": dt.date.today().isoformat(), "quick": quick,
+        "toolchains": [t.name for t in tcs], "missing_toolchains": missing,
+        "opts": list(opts), "n_builds": len(builds), "families": fams_out,
+        "reference_rules": sum(r["rule"] for r in fams_out),
+        "per_group": {g: {"tp": v[0], "n": v[1], "tpr": round(v[0] / v[1], 4) if v[1] else None}
+                      for g, v in sorted(per_group.items())},
+        "later_x64": {"tp": sum(later_hits), "n": len(later_hits)},
+        "fp": fp, "tn": tn, "fpr": round(fp / (fp + tn), 5) if fp + tn else 0.0,
+        "all_builds_loo": {"tp": loo_tp, "n": loo_n,
+                           "tpr": round(loo_tp / loo_n, 4) if loo_n else None},
+        "total_seconds": round(time.perf_counter() - t_start, 1),
+    }
+
+
+def render_small(res: dict[str, Any]) -> str:
+    rows = ["| family | rules from the 2016 builds | their leave-one-out | later builds "
+            "matched | 2019 x64 rebuild | FP | all builds stored: rules, leave-one-out |",
+            "|---|---|---|---|---|---|---|"]
+    for r in res["families"]:
+        later = {None: "-", True: "yes", False: "**missed**"}[r["later_x64"]]
+        rule = str(r["n_rules"]) if r["rule"] else "none"
+        ref_loo = "-" if r["ref_loo"] is None else f"{r['ref_loo']:.2f}"
+        all_rules = str(r["all_n_rules"]) if not r["all_error"] else "none"
+        rows.append(f"| {r['family']} | {rule} | {ref_loo} | {r['tp']}/{r['n']} | {later} | "
+                    f"{r['fp']} | {all_rules}, {r['all_loo_tp']}/{r['all_loo_n']} |")
+    g = ", ".join(f"{k} {v['tp']}/{v['n']}" for k, v in res["per_group"].items())
+    lo = res["all_builds_loo"]
+    rows.append("")
+    rows.append(f"Later builds matched by the 2016 rules, per group: {g}; 2019 x64 rebuild "
+                f"{res['later_x64']['tp']}/{res['later_x64']['n']}; FPR {res['fpr']:.4f} "
+                f"({res['fp']}/{res['fp'] + res['tn']}); all builds stored: leave-one-out TPR "
+                f"{lo['tpr']} ({lo['tp']}/{lo['n']}); {res['total_seconds']} s.")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.yara_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -284,9 +408,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="append the result table to docs/BENCHMARKS.md")
     p.add_argument("--strings-share", type=float, default=None,
                    help="passed to `kinship rules yara --strings-share` (default: its own)")
+    p.add_argument("--small", action="store_true",
+                   help="the small-programs task (bench/small_programs): rules from the 2016 "
+                        "builds vs later builds, leave-one-out over every build")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING)
+    if a.small:
+        res = run_small(quick=a.quick)
+        out = a.out or REPO / "bench" / "results" / (
+            f"{res['date']}-yara-small{'-quick' if a.quick else ''}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+        print(render_small(res))
+        print(f"-> {out}")
+        return 0
     fams = (tuple(a.families.split(",")) if a.families
             else QUICK_FAMILIES if a.quick else FAMILIES)
     res = run(fams, strings_share=a.strings_share)

@@ -156,8 +156,10 @@ class YaraConfig:
     # Refinement rounds (drop the items that hit other samples, rebuild, revalidate) (0..5).
     max_refinements: int = 2
     # Two samples are one program (one group, one rule) when they share at least this many
-    # distinctive strings, or min_code_patterns distinctive code patterns (1..50).
-    group_min_strings: int = 3
+    # distinctive strings, or min_code_patterns distinctive code patterns (1..50). 1: a small
+    # program often has only one or two texts of its own, and what no other family has is
+    # already specific; higher values split such a family into one rule per build.
+    group_min_strings: int = 1
     # Samples held out one at a time for leave-one-out (0..1000; 0: none). Each costs one
     # rule build from the other n-1; a larger family is sampled evenly (sorted by sha256).
     max_leave_one_out: int = 20
