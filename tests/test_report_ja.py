@@ -129,7 +129,49 @@ def test_japanese_tactics_and_verdict_words(ja_report: IntelReport) -> None:
     assert "defense-evasion" not in seen
     assert "T1562.004" in html  # technique ids and ATT&CK names stay
     assert "帰属判定あり" in html and "確信度" in html
+    from kinship.report.verdict import reason_text
+
+    reason = (ja_report.samples[0].verdict or {}).get("reason") or ""
+    assert reason and reason not in seen and reason_text(reason, "ja") in seen
     assert "参照検体との関連" in html and "初確認日" in html
     assert "ルールセット" in html and "使用" in html
     assert all(v["ja"] and v["ja"] != v["en"] for v in TACTIC_NAMES.values())
     assert len(TACTIC_NAMES) == 14
+
+
+def _engine_reasons() -> list[str]:
+    """One reason of each kind, written by the engine itself (kinship.match.verdict)."""
+    from kinship.match.config import MatchConfig
+    from kinship.match.result import FamilyScore
+    from kinship.match.verdict import decide
+
+    cfg = MatchConfig()
+    hi = cfg.unknown_threshold + 0.3
+
+    def fam(name: str, score: float, n: int, instr: int, strings: int,
+            actor: str | None = None) -> FamilyScore:
+        return FamilyScore(name, actor, score, n, 0.5, n_strings_shared=strings,
+                           matched_instructions=instr)
+
+    cases = [
+        [],
+        [fam("netsh", cfg.unknown_threshold / 2, 3, 100, 0)],
+        [fam("netsh", hi, 30, 3000, 5), fam("other", hi, 30, 3000, 5)],
+        [fam("netsh", hi, 1, 12, 0)],
+        [fam("netsh", hi, 40, 4000, 7)],
+        [fam("netsh", hi, 40, 4000, 0)],
+    ]
+    return [decide(c, cfg).reason for c in cases]
+
+
+def test_engine_reasons_read_in_japanese() -> None:
+    from kinship.report.verdict import reason_text
+
+    reasons = _engine_reasons()
+    assert len(set(reasons)) == len(reasons)  # six different sentences
+    for reason in reasons:
+        ja = reason_text(reason, "ja")
+        assert ja != reason, reason  # the engine's wording changed: update _REASONS_JA
+        words = set(WORD.findall(ja)) - {"netsh", "other"}
+        assert not words, (reason, ja)
+        assert reason_text(reason, "en") == reason

@@ -204,7 +204,7 @@ def _env(lang: str) -> Any:
 
     from kinship.evidence.html import coverage_svg, hexlines, segments_of
     from kinship.intel.attack import tactic_name
-    from kinship.report.verdict import confidence_text, verdict_view
+    from kinship.report.verdict import confidence_text, reason_text, verdict_view
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
                       autoescape=select_autoescape(["html", "j2"]),
@@ -212,6 +212,7 @@ def _env(lang: str) -> Any:
     env.filters["hex"] = lambda v: f"0x{v:x}" if isinstance(v, int) else "-"
     env.filters["tactic"] = lambda v: tactic_name(str(v), lang)
     env.filters["conf"] = confidence_text
+    env.filters["reason"] = lambda v: reason_text(str(v or ""), lang)
     env.filters["num"] = lambda v, n=3: f"{float(v):.{n}f}" if v is not None else "-"
     env.filters["verdict_view"] = verdict_view
     env.globals["hexlines"] = hexlines

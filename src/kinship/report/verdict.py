@@ -8,6 +8,7 @@ only what people read is rounded.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,3 +66,41 @@ def verdict_view(verdict: dict[str, Any] | Any | None) -> VerdictView:
         score=None if score is None else float(score),
         reason=str(d.get("reason") or ""),
     )
+
+
+# The engine's reason sentences (kinship.match.verdict.decide) in Japanese. A sentence that
+# matches none of these (a newer engine's wording) is shown as the engine wrote it.
+_NUM = r"[\d.]+"
+_REASONS_JA: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"no stored family shares code or distinctive strings with the sample"),
+     "ストア内のどのファミリーも、この検体とコードや特徴的な文字列を共有していません"),
+    (re.compile(rf"the best family \((?P<f>.+)\) explains too little of the sample: score "
+                rf"(?P<s>{_NUM}) < (?P<t>{_NUM})"),
+     "最も近いファミリー（{f}）でも検体のごく一部しか説明できません：スコア {s} < {t}"),
+    (re.compile(rf"tie: (?P<a>.+) \((?P<sa>{_NUM})\) and (?P<b>.+) \((?P<sb>{_NUM})\) "
+                r"explain the sample about equally"),
+     "同点：{a}（{sa}）と {b}（{sb}）が同程度に検体を説明しています"),
+    (re.compile(r"thin evidence for (?P<f>.+): (?P<n>\d+) non-library function\(s\), "
+                r"(?P<i>\d+) instructions and (?P<s>\d+) distinctive string\(s\) shared "
+                r"\(needs (?P<nf>\d+) functions and (?P<ni>\d+) instructions, or "
+                r"(?P<ns>\d+) strings\)"),
+     "{f} の根拠が不十分です：共有しているのは非ライブラリ関数 {n} 個（{i} 命令）と特徴的な"
+     "文字列 {s} 個です（必要なのは関数 {nf} 個かつ {ni} 命令、または文字列 {ns} 個）"),
+    (re.compile(r"(?P<n>\d+) non-library function\(s\) \((?P<i>\d+) instructions\) and "
+                r"(?P<s>\d+) distinctive string\(s\) shared with (?P<f>.+)"),
+     "{f} と非ライブラリ関数 {n} 個（{i} 命令）および特徴的な文字列 {s} 個を共有しています"),
+    (re.compile(r"(?P<n>\d+) non-library function\(s\) \((?P<i>\d+) instructions\) "
+                r"shared with (?P<f>.+)"),
+     "{f} と非ライブラリ関数 {n} 個（{i} 命令）を共有しています"),
+)
+
+
+def reason_text(reason: str, lang: str = "en") -> str:
+    """The verdict's reason in ``lang`` (the engine writes English)."""
+    if lang != "ja" or not reason:
+        return reason
+    for rx, ja in _REASONS_JA:
+        m = rx.fullmatch(reason.strip())
+        if m:
+            return ja.format(**m.groupdict())
+    return reason
