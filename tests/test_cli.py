@@ -74,7 +74,9 @@ def test_add_match_info_stats_json(tmp_home: Path, bins: dict[str, Path]) -> Non
     rows = json.loads(out)["samples"]
     assert [r["source"] for r in rows] == ["Vendor report 2016"]
     code, out = run("db", "label", rows[0]["sha256"][:12], "--actor", "APT38", "--json")
-    assert code == 0 and json.loads(out)["actor"] == "APT38"
+    assert code == 0 and json.loads(out)["actor"] == "Lazarus Group"  # the galaxy's name
+    code, out = run("db", "label", rows[0]["sha256"][:12], "--actor", "Example Crew", "--json")
+    assert code == 0 and json.loads(out)["actor"] == "Example Crew"  # unknown: as given
 
     # adding the same file again is a duplicate, not a new sample
     code, out = run("add", bins["netsh_x86.exe"], "--json")

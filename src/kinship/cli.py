@@ -74,13 +74,19 @@ def _fail(e: KinshipError, as_json: bool) -> None:
 
 
 class KinshipGroup(click.Group):
-    """Maps KinshipError to its exit code and a one-line message."""
+    """Maps KinshipError to its exit code and a one-line message (a JSON object with
+    ``--json``, also when the error comes from an argument, before the command runs)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["kinship.json"] = "--json" in args
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        as_json = bool(ctx.meta.get("kinship.json")) or "--json" in sys.argv
         try:
             return super().invoke(ctx)
         except KinshipError as e:
-            _fail(e, "--json" in sys.argv)
+            _fail(e, as_json)
         except (click.exceptions.ClickException, click.exceptions.Exit,
                 click.exceptions.Abort):
             raise
@@ -90,7 +96,7 @@ class KinshipGroup(click.Group):
             if logging.getLogger().isEnabledFor(logging.DEBUG):
                 raise
             _fail(KinshipError(f"internal error: {type(e).__name__}: {e} "
-                               "(run with -vv for the traceback)"), "--json" in sys.argv)
+                               "(run with -vv for the traceback)"), as_json)
 
 
 @click.group(cls=KinshipGroup, context_settings={"help_option_names": ["-h", "--help"]})

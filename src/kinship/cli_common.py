@@ -7,12 +7,14 @@ cli_evidence) can use the same decorator without an import cycle.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from kinship.exceptions import NotFoundError, UsageError
 from kinship.store.paths import DB_ENV, is_postgres_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,6 +42,52 @@ class StoreParam(click.ParamType):  # type: ignore[type-arg]
             self.fail(f"{text!r} is a directory (give a store file or a postgresql:// URL)",
                       param, ctx)
         return Path(text)
+
+
+class InputPath(click.Path):
+    """A file (or folder) the command reads. A missing one is "not found" (exit code 6,
+    one line: ``error: PATH: no such file``), like a missing sample or store record, not a
+    usage error; other problems (a folder where a file is wanted) stay usage errors."""
+
+    def __init__(self, *, dir_okay: bool = False) -> None:
+        super().__init__(exists=True, dir_okay=dir_okay, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if isinstance(value, (str, os.PathLike)) and not os.path.exists(value):
+            raise NotFoundError(f"{os.fsdecode(value)}: no such file")
+        return super().convert(value, param, ctx)
+
+
+def check_first_seen(value: str | None) -> str | None:
+    """``value`` when it is a real date written YYYY, YYYY-MM or YYYY-MM-DD (None passes);
+    else :class:`~kinship.exceptions.UsageError` (exit code 2, one line)."""
+    from kinship.ingest import is_first_seen
+
+    if value is None:
+        return None
+    if not is_first_seen(value):
+        raise UsageError(f"--first-seen {value!r} is not a valid date: use YYYY, YYYY-MM or "
+                         "YYYY-MM-DD (e.g. 2016-03)")
+    return value.strip()
+
+
+def family_option(f: F) -> F:
+    """``--family`` for commands that also take FAMILY as an argument (``rules yara``,
+    ``rules sigma``): either form, not two different families."""
+    return click.option("--family", "family",
+                        help="Family label in the store (or give FAMILY as an argument).")(f)
+
+
+def pick_family(argument: str | None, option: str | None) -> str:
+    """The family given as an argument or as ``--family`` (UsageError if none, or two that
+    differ)."""
+    if argument and option and argument != option:
+        raise UsageError(f"two families given: {argument!r} and --family {option!r}")
+    family = argument or option
+    if not family:
+        raise UsageError("give the family: FAMILY or --family FAMILY")
+    return family
 
 
 def common(f: F, *, db_help: str = DB_HELP) -> F:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from kinship.cli_common import common, common_with
+from kinship.cli_common import InputPath, common, common_with, family_option, pick_family
 from kinship.cli_common import emit as _emit
 from kinship.exceptions import NotFoundError, UsageError
 
@@ -76,19 +76,15 @@ def _report_for(samples: tuple[Path, ...], db: str | Path | None, capa_rules: Pa
 def _stored_of_actor(db: str | Path | None, actor: str) -> list[dict[str, Any]]:
     """Stored samples whose actor label (any alias) resolves to ``actor``."""
     from kinship.api import Kinship
-    from kinship.intel.actors import resolve_actor
+    from kinship.intel.actors import canonical_actor
 
     path = _existing_store(db)
     if path is None:
         return []
     with Kinship(path, keep_files=False) as k:
         records = [r for r in k.store.samples() if r.actor]
-    resolved: dict[str, str | None] = {}
-    for label in {r.actor for r in records if r.actor}:
-        try:
-            resolved[label] = resolve_actor(label).name
-        except NotFoundError:
-            resolved[label] = None
+    # exact names and aliases only: a label the galaxies do not know is not this actor
+    resolved = {label: canonical_actor(label) for label in {r.actor for r in records if r.actor}}
     return [{"sha256": r.sha256, "name": r.name, "family": r.family, "actor_label": r.actor,
              "source": r.source, "first_seen": r.first_seen}
             for r in records if r.actor and resolved.get(r.actor) == actor]
@@ -230,7 +226,8 @@ def yara_cmd(family: str, samples: tuple[Path, ...], out: Path | None,
     SQLite file, the data folder of a PostgreSQL store; see `kinship rules keep`) or from
     --samples folders, matched by SHA-256.
     Examples:
-      kinship rules yara --family netsh --samples ./refs
+      kinship rules yara netsh --samples ./refs
+      kinship rules yara --family netsh --samples ./refs     # the same
       kinship rules yara --family netsh --out netsh.yar --json
     """
     from kinship.api import Kinship
@@ -265,6 +262,15 @@ def yara_cmd(family: str, samples: tuple[Path, ...], out: Path | None,
         click.echo(rule.text)
         for line in rule.summary(len(others)):
             click.echo(f"// {line}")
+
+
+def _yara_command(family_arg: str | None, family: str | None, samples: tuple[Path, ...],
+                  out: Path | None, strings_share: float | None, db: str | Path | None,
+                  as_json: bool) -> None:
+    yara_cmd(pick_family(family_arg, family), samples, out, strings_share, db, as_json)
+
+
+_yara_command.__doc__ = yara_cmd.__doc__
 
 
 def keep_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool) -> None:
@@ -371,9 +377,9 @@ def _export_command(fmt: str) -> Any:
 
 def register(main: click.Group) -> None:
     """Add the intel commands to ``main``."""
-    samples_arg = click.argument("samples", nargs=-1, required=True,
-                                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+    # a missing file is "not found" (exit code 6, one line), see cli_common.InputPath
+    samples_arg = click.argument("samples", nargs=-1, required=True, type=InputPath())
+    existing_file = InputPath()
     capa_opt = click.option("--capa-rules", type=click.Path(path_type=Path), help=_CAPA_HELP)
 
     main.command("actor")(click.argument("name")(common_with(_DB_ACTOR)(actor_cmd)))
@@ -392,14 +398,14 @@ def register(main: click.Group) -> None:
         """Detection rules generated from the store (YARA)."""
 
     rules.command("yara")(
-        click.option("--family", required=True, help="Family label in the store.")(
+        click.argument("family_arg", metavar="[FAMILY]", required=False)(family_option(
             click.option("--samples", multiple=True, type=click.Path(exists=True,
                          path_type=Path), help="Folder/file holding sample files.")(
                 click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
                              help="Write the rule here.")(
                     click.option("--strings-share", type=click.FloatRange(0.0, 1.0),
                                  help="Share of the rule's strings that must match "
-                                      "(default 0.4).")(common(yara_cmd))))))
+                                      "(default 0.4).")(common(_yara_command)))))))
     rules.command("keep")(
         click.argument("files", nargs=-1, required=True, type=existing_file)(
             common(keep_cmd)))

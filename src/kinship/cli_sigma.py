@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from kinship.cli_common import common
+from kinship.cli_common import common, family_option, pick_family
 from kinship.cli_common import emit as _emit
 from kinship.exceptions import NotFoundError
 
@@ -27,6 +27,7 @@ def sigma_cmd(family: str, out: Path | None, min_share: float | None, db: str | 
     Examples:
       kinship rules sigma netsh
       kinship rules sigma netsh --out netsh.yml --json
+      kinship rules sigma --family netsh     # same as the first
     """
     from kinship.api import Kinship
     from kinship.rules.sigma_gen import SigmaConfig, generate_family_rules
@@ -57,14 +58,25 @@ def sigma_cmd(family: str, out: Path | None, min_share: float | None, db: str | 
         click.echo(f"# dropped {' '.join(r.tokens)!r}: {why}")
 
 
+def _sigma_command(family_arg: str | None, family: str | None, out: Path | None,
+                   min_share: float | None, db: str | Path | None, as_json: bool) -> None:
+    sigma_cmd(pick_family(family_arg, family), out, min_share, db, as_json)
+
+
+_sigma_command.__doc__ = sigma_cmd.__doc__
+
+
 def register(main: click.Group) -> None:
-    """Add ``sigma`` to ``main``'s ``rules`` group (to ``main`` itself when it has none)."""
+    """Add ``sigma`` to ``main``'s ``rules`` group (to ``main`` itself when it has none).
+
+    FAMILY is given as an argument or ``--family`` (as for ``rules yara``)."""
     group = main.commands.get("rules")
     target = group if isinstance(group, click.Group) else main
     target.command("sigma")(
-        click.argument("family")(
-            click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-                         help="Write the rules here (multi-document YAML).")(
-                click.option("--min-share", type=click.FloatRange(0.0, 1.0),
-                             help="Share of FAMILY's samples that must hold a string "
-                                  "(default 0.5).")(common(sigma_cmd)))))
+        click.argument("family_arg", metavar="[FAMILY]", required=False)(
+            family_option(
+                click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+                             help="Write the rules here (multi-document YAML).")(
+                    click.option("--min-share", type=click.FloatRange(0.0, 1.0),
+                                 help="Share of FAMILY's samples that must hold a string "
+                                      "(default 0.5).")(common(_sigma_command))))))

@@ -16,6 +16,7 @@ the rest of the batch completes.
 from __future__ import annotations
 
 import csv
+import datetime
 import hashlib
 import json
 import logging
@@ -23,7 +24,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]  # (done, total, current name)
 
 _DATE_RE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+# First-seen dates before this year are typos (no sample kinship reads is older).
+MIN_FIRST_SEEN_YEAR = 1970
 _DUMP_RE = re.compile(r"_(?:dump_)?0x([0-9a-fA-F]+)$")
 MANIFEST_FIELDS = ("path", "family", "actor", "source", "first_seen", "version", "library")
 
@@ -100,6 +103,20 @@ class AddReport:
         }
 
 
+def is_first_seen(text: str) -> bool:
+    """True for a real date written ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` (2016-02-30 and
+    2016-13 are not; nor are years before :data:`MIN_FIRST_SEEN_YEAR`)."""
+    text = text.strip()
+    if not _DATE_RE.match(text):
+        return False
+    parts = [int(x) for x in text.split("-")] + [1, 1]
+    try:
+        datetime.date(parts[0], parts[1], parts[2])
+    except ValueError:
+        return False
+    return parts[0] >= MIN_FIRST_SEEN_YEAR
+
+
 def _bool(value: object) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "y", "library")
 
@@ -146,8 +163,24 @@ def read_manifest(path: Path) -> list[tuple[Path, Labels]]:
         p = Path(str(row["path"]))
         if not p.is_absolute():
             p = path.parent / p
-        out.append((p, _labels_from_row(row)))
-    return out
+        labels = _labels_from_row(row)
+        if labels.first_seen is not None and not is_first_seen(labels.first_seen):
+            raise InputError(str(path), f"row {i}: first_seen {labels.first_seen!r} is not a "
+                             "date (use YYYY, YYYY-MM or YYYY-MM-DD)")
+        out.append((p, labels))
+    return _canonical_actors(out)
+
+
+def _canonical_actors(rows: list[tuple[Path, Labels]]) -> list[tuple[Path, Labels]]:
+    """Actor labels as the MISP galaxy names them ("Hidden Cobra" -> "Lazarus Group"), so one
+    actor is stored under one name; names the galaxies do not know are kept as given."""
+    if not any(labels.actor for _, labels in rows):
+        return rows
+    from kinship.intel.actors import canonical_actor
+
+    names = {labels.actor: canonical_actor(labels.actor) for _, labels in rows if labels.actor}
+    return [(p, replace(labels, actor=names[labels.actor]) if labels.actor else labels)
+            for p, labels in rows]
 
 
 def _tree_labels(root: Path, file: Path) -> Labels:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -37,7 +38,7 @@ def render_add(c: Console, r: AddReport) -> None:
         f"{len(r.duplicates)} already stored; {len(r.failed)} failed"
     )
     for f in r.failed:
-        c.print(f"[red]skipped[/] {f.name}: {f.reason}")
+        c.print(f"[red]skipped[/] {escape(f.name)}: {escape(f.reason)}")
 
 
 def verdict_text(r: MatchResult) -> Text:
@@ -233,20 +234,48 @@ def render_stats(c: Console, s: StoreStats) -> None:
 
 
 # ``kinship db list``: at least this many columns for one column per label; narrower
-# consoles (80 columns) get the compact layout, where format, version and source go on a
-# second line under the sample's name.
+# consoles (80 columns) get the compact layout, two lines per sample:
+#
+#   sha256         sample              family     actor
+#   first seen     format, functions   version    source
+#   ec7f3ed12044   netsh_x86.exe       netshdoor  Lazarus Group
+#   2016-03        pe/x86 · 153 fns    1.0        Vendor report 2016
 SAMPLES_WIDE_MIN = 130
 SAMPLES_HASH_CHARS = 12  # sha256 prefix shown (any unique prefix works with `db label`)
+SAMPLES_MIN_COLUMN = 10  # no label column narrower than this
 
 
 def _sample_fmt(s: SampleRecord) -> str:
     return f"{s.format}/{s.arch}" + (" lib" if s.is_library else "")
 
 
+def _fit_widths(needs: list[int], room: int, minimum: int) -> list[int]:
+    """Column widths for ``needs`` (each column's widest line) in ``room`` characters: the
+    widest columns give up space first, none below ``minimum`` (nor above its need)."""
+    widths = [max(n, 1) for n in needs]
+    while sum(widths) > room:
+        widest = max(widths)
+        if widest <= minimum:
+            break
+        i = widths.index(widest)
+        second = max([w for j, w in enumerate(widths) if j != i] + [minimum])
+        widths[i] = max(minimum, second, widest - (sum(widths) - room))
+        if widths[i] == widest:  # several columns tied at the top: shrink this one by one
+            widths[i] -= 1
+    return widths
+
+
+def _cut(text: str, width: int, style: str = "") -> Text:
+    t = Text(text, style=style)
+    t.truncate(width, overflow="ellipsis")
+    return t
+
+
 def render_samples(c: Console, samples: list[SampleRecord]) -> None:
     """The stored samples as a table that fits ``c.width``; labels come from users and file
     names from samples, so every cell is a plain :class:`Text` (never parsed as markup) and
-    long ones are cut with an ellipsis rather than squeezing the other columns."""
+    long ones are cut with an ellipsis (names, sources) or wrapped (family, actor) rather
+    than squeezing the other columns."""
     title = f"{len(samples)} samples"
     if c.width >= SAMPLES_WIDE_MIN:
         t = Table(title=title)
@@ -263,22 +292,29 @@ def render_samples(c: Console, samples: list[SampleRecord]) -> None:
                       Text(s.source or ""), Text(_sample_fmt(s)), Text(str(s.n_functions)))
         c.print(t)
         return
-    t = Table(title=title, box=box.SIMPLE_HEAD, expand=True, pad_edge=False)
-    t.add_column("sha256", no_wrap=True, min_width=SAMPLES_HASH_CHARS,
-                 max_width=SAMPLES_HASH_CHARS)
-    t.add_column("sample / format, version, source", no_wrap=True, overflow="ellipsis",
-                 ratio=3, min_width=14)
-    t.add_column("family", no_wrap=True, overflow="ellipsis", ratio=2, min_width=8)
-    t.add_column("actor", no_wrap=True, overflow="ellipsis", ratio=2, min_width=8)
-    t.add_column("first seen", no_wrap=True, min_width=10)
-    t.add_column("fns", no_wrap=True, justify="right")
-    for s in samples:
-        detail = " · ".join(x for x in (_sample_fmt(s), s.version and f"v {s.version}",
-                                        s.source) if x)
-        cell = Text(s.name)
-        cell.append("\n")
-        cell.append(detail, style="dim")
-        t.add_row(Text(s.sha256[:SAMPLES_HASH_CHARS]), cell, Text(s.family or ""),
-                  Text(s.actor or ""), Text(s.first_seen or ""), Text(str(s.n_functions)))
+    rows = [((s.name, f"{_sample_fmt(s)} · {s.n_functions} fns"),
+             (s.family or "", s.version or ""), (s.actor or "", s.source or ""))
+            for s in samples]
+    heads = (("sample", "format, functions"), ("family", "version"), ("actor", "source"))
+    needs = [max(len(x) for r in [heads[i], *(row[i] for row in rows)] for x in r)
+             for i in range(3)]
+    gaps = 2 * 3  # between the four columns
+    widths = _fit_widths(needs, c.width - SAMPLES_HASH_CHARS - gaps, SAMPLES_MIN_COLUMN)
+    t = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+              collapse_padding=True)
+    t.add_column("sha256\nfirst seen", no_wrap=True, width=SAMPLES_HASH_CHARS)
+    t.add_column("\n".join(heads[0]), no_wrap=True, overflow="ellipsis", width=widths[0])
+    t.add_column("\n".join(heads[1]), overflow="fold", width=widths[1])
+    t.add_column("\n".join(heads[2]), overflow="fold", width=widths[2])
+    for s, row in zip(samples, rows, strict=True):
+        head = Text(s.sha256[:SAMPLES_HASH_CHARS])
+        head.append("\n" + (s.first_seen or ""), style="dim")
+        cells = [head]
+        for i, (first, second) in enumerate(row):
+            cell = _cut(first, widths[i]) if i == 0 else Text(first)
+            cell.append("\n")
+            cell.append_text(_cut(second, widths[i], "dim"))
+            cells.append(cell)
+        t.add_row(*cells)
     c.print(t)
 
