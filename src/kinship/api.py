@@ -27,6 +27,7 @@ from kinship.baseline.registry import (
     BASELINE_SHA_PREFIX,
     active_packs,
     packs_digest,
+    runtime_strings,
     with_baseline,
 )
 from kinship.binary.model import Arch
@@ -261,6 +262,11 @@ class Kinship:
         self._index, self._index_key = index, key
         return index
 
+    def _runtime_strings(self) -> frozenset[str]:
+        if not self.use_baseline:
+            return frozenset()
+        return runtime_strings(active_packs(feature_params()))
+
     def _index_cache_dir(self) -> Path | None:
         """``<db>.index/`` for a file store, ``<data dir>/index/`` for PostgreSQL."""
         return self._index_dir
@@ -304,7 +310,8 @@ class Kinship:
         result = attribute(features, index, sample_sha256=record.sha256, exclude_sha256=exclude)
         result.warnings.extend(_match_warnings(index, result, record))
         if strings is not None:
-            strings = without_library_strings(strings, result.library_vas)
+            strings = without_library_strings(strings, result.library_vas,
+                                              self._runtime_strings())
             reuse = string_reuse(strings, self.store.string_postings,
                                  sample_sha256=record.sha256, sample_name=record.name,
                                  exclude_sha256=exclude)
@@ -373,13 +380,16 @@ class Kinship:
         return build_info(self.analyse(path, base=base, arch=arch))
 
 
-def without_library_strings(strings: StringTable, library_vas: set[int]) -> StringTable:
-    """``strings`` less those referenced only by library code (runtime messages such as
-    MinGW's "Unknown pseudo relocation protocol version %d." are not family evidence)."""
-    if not library_vas:
+def without_library_strings(strings: StringTable, library_vas: set[int],
+                            runtime: frozenset[str] = frozenset()) -> StringTable:
+    """``strings`` less those referenced only by library code and those a baseline pack lists
+    as runtime strings (MinGW's "Unknown pseudo relocation protocol version %d.", the math
+    error messages of its _matherr table): they are not family evidence."""
+    if not library_vas and not runtime:
         return strings
     kept = [s for s in strings.strings
-            if not (s.functions and all(f in library_vas for f in s.functions))]
+            if s.text not in runtime
+            and not (s.functions and all(f in library_vas for f in s.functions))]
     return StringTable(kept, strings.truncated)
 
 
@@ -445,8 +455,9 @@ def compare_samples(
 
     Pairs are ranked by score times log size, weighted up by the strings and the
     non-C-library APIs both sides share (what an analyst shows first: the CreateProcess/Sleep
-    routine, the netsh command builder), with library code (``library``: VA -> label of ``left``'s functions recognised
-    as compiler runtime or library code) after everything else and out of the similarity.
+    routine, the netsh command builder), with library code (``library``: VA -> label of
+    ``left``'s functions recognised as compiler runtime or library code) after everything else
+    and out of the similarity.
     """
     library = library or {}
     library_vas = set(library)

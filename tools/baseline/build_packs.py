@@ -89,6 +89,10 @@ def build_mingw(work: Path, out: Path) -> None:
         ("dll", ["probe_win.c"], ["-DPROBE_DLL", "-shared"]),
         ("gui", ["probe_win.c"], ["-DPROBE_GUI", "-mwindows"]),
         ("static", ["probe_win.c"], ["-static"]),
+        # the stdio wrappers mingw's headers define inline (printf, fprintf, snprintf...) are
+        # emitted into the program's own object when not inlined: keep them out of line once
+        ("noinline", ["probe_libc.c"], ["-fno-inline", "-fno-ipa-cp", "-fno-ipa-sra"]),
+        ("noinlinew", ["probe_win.c"], ["-fno-inline", "-fno-ipa-cp", "-fno-ipa-sra"]),
     ]
     for lib_i, (triplet, arch) in enumerate((("i686-w64-mingw32", "x86"),
                                              ("x86_64-w64-mingw32", "x64"))):

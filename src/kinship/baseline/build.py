@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 # Decorations stripped before a symbol is compared with ``exclude``: leading underscores of
 # i386 C names, stdcall "@12" suffixes, GCC clone suffixes (".constprop.0", ".isra.0", ...).
+# Longer strings are not kept in a pack (runtime messages are short; this bounds a pack built
+# from a file full of text).
+MAX_STRING_CHARS = 512
 _DECORATION = re.compile(r"^_+|@\d+$|\.(constprop|isra|part|cold|lto_priv)(\.\d+)*$")
 
 
@@ -62,11 +65,17 @@ def undecorate(name: str) -> str:
 
 
 def _runtime_functions(item: BuildInput, exclude: re.Pattern[str] | None
-                       ) -> list[FunctionFeatures]:
-    feats = analyse(SampleInput(name=str(item.path), path=item.path)).features
+                       ) -> tuple[list[FunctionFeatures], set[str]]:
+    """The runtime functions of ``item`` and its runtime strings: every string except those
+    referenced by the program's own (excluded) functions."""
+    sample = analyse(SampleInput(name=str(item.path), path=item.path))
+    feats = sample.features
     own = [f for f in feats if f.name and exclude and exclude.search(undecorate(f.name))]
     spans = [(f.va, f.va + max(f.size, 1)) for f in own]
     own_vas = {f.va for f in own}
+    strings = {s.text for s in sample.strings.strings
+               if not any(v in own_vas for v in s.functions)
+               and len(s.text) <= MAX_STRING_CHARS}
     kept = [f for f in feats if f.va not in own_vas]
     if item.stripped is not None:
         seen = {f.exact_hash for f in kept}
@@ -75,7 +84,7 @@ def _runtime_functions(item: BuildInput, exclude: re.Pattern[str] | None
             if not inside and f.exact_hash not in seen:
                 seen.add(f.exact_hash)
                 kept.append(f)
-    return kept
+    return kept, strings
 
 
 def build_pack(
@@ -99,6 +108,7 @@ def build_pack(
         raise UsageError(f"--exclude is not a valid regular expression: {e}") from e
     per_lib: list[dict[int, FunctionFeatures]] = [{} for _ in libraries]
     programs: dict[int, set[str]] = {}
+    string_programs: dict[str, set[str]] = {}
     report_failed: list[tuple[str, str]] = []
     provenance: list[dict[str, Any]] = []
     for i, item in enumerate(inputs):
@@ -107,7 +117,7 @@ def build_pack(
         if not 0 <= item.library < len(libraries):
             raise UsageError(f"{item.path}: library index {item.library} out of range")
         try:
-            funcs = _runtime_functions(item, pattern)
+            funcs, texts = _runtime_functions(item, pattern)
         except InputError as e:
             report_failed.append((str(item.path), e.reason))
             log.warning("%s", e)
@@ -115,9 +125,12 @@ def build_pack(
         provenance.append({"file": item.path.name, "sha256": sha256_file(item.path),
                            "program": item.program or item.path.name,
                            "library": item.library})
+        program = item.program or str(item.path)
         for f in funcs:
             per_lib[item.library].setdefault(f.exact_hash, f)
-            programs.setdefault(f.exact_hash, set()).add(item.program or str(item.path))
+            programs.setdefault(f.exact_hash, set()).add(program)
+        for t in texts:
+            string_programs.setdefault(t, set()).add(program)
     n_candidates = sum(len(d) for d in per_lib)
     groups = [
         (lib, [f for h, f in d.items() if len(programs[h]) >= min_programs])
@@ -125,5 +138,7 @@ def build_pack(
     ]
     pack = BaselinePack.from_functions(name, groups, feature_params=feature_params(),
                                        description=description, inputs=provenance)
+    pack.strings = sorted(t for t, progs in string_programs.items()
+                          if len(progs) >= max(min_programs, 1))
     return BuildReport(pack, n_files=len(provenance), failed=report_failed,
                        n_candidates=n_candidates)

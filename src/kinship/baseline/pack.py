@@ -11,7 +11,8 @@ File layout (``<name>.kbl.npz``, ``numpy.savez_compressed``, read with ``allow_p
     meta           uint8[]   UTF-8 JSON: {"format": 1, "name", "description",
                              "feature_params": {...}, "libraries": [{"name", "toolchain",
                              "version", "arch", "format", "source"}, ...],
-                             "names": [function name or null, ...], "inputs": [...]}
+                             "names": [function name or null, ...], "inputs": [...],
+                             "strings": [runtime string texts]}
     exact_hash     int64[n]
     n_instructions int32[n]
     n_sem_tokens   int32[n]
@@ -92,6 +93,9 @@ class BaselinePack:
     names: list[str | None] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)  # provenance of the inputs
     path: Path | None = None
+    # texts of the runtime's strings (messages, format strings, locale names): never string
+    # evidence for a family
+    strings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.exact_hash.shape[0])
@@ -107,6 +111,7 @@ class BaselinePack:
         for a in (self.exact_hash, self.n_instructions, self.library, self.code_sig,
                   self.sem_sig, self.n_sem_tokens):
             h.update(np.ascontiguousarray(a).tobytes())
+        h.update("\0".join(self.strings).encode("utf-8", "surrogatepass"))
         return h.hexdigest()
 
     def compatible(self, params: dict[str, Any]) -> bool:
@@ -172,6 +177,7 @@ class BaselinePack:
             "libraries": [_lib_dict(x) for x in self.libraries],
             "names": self.names,
             "inputs": self.inputs,
+            "strings": self.strings,
         }
         blob = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
         buf = io.BytesIO()
@@ -229,6 +235,7 @@ class BaselinePack:
                 names=names,
                 inputs=list(meta.get("inputs", [])),
                 path=path,
+                strings=[str(t) for t in meta.get("strings", [])],
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(str(path), f"damaged baseline pack ({e})") from e

@@ -163,6 +163,11 @@ def with_baseline(arrays: FunctionArrays, packs: list[BaselinePack]
     return replace(arrays, samples=samples, **merged), names
 
 
+def runtime_strings(packs: list[BaselinePack]) -> frozenset[str]:
+    """Texts of the packs' runtime strings (the C runtime's messages and formats)."""
+    return frozenset(t for p in packs for t in p.strings)
+
+
 _warned: set[str] = set()
 
 

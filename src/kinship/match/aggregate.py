@@ -5,8 +5,8 @@ Steps (all vectorised over pairs):
 1. query functions with fewer than ``min_instructions`` instructions are ignored;
 2. candidates: exact-hash lookup + LSH on code sketches + LSH on sem sketches;
 3. pair scores (score.py); pairs below ``min_pair_score`` are dropped;
-4. library filter: a query function whose best match (ties go to the library) is a library
-   sample's function scoring >= ``library_threshold`` is library code and leaves the sums;
+4. library filter: a query function with a match in a library sample (or baseline pack)
+   scoring >= ``library_threshold`` is library code and leaves the sums;
 5. per query function ``q``: best score per family ``s(q, F)`` and per sample; ``n(q)`` = number
    of families matched; rarity ``r(q) = 1 / log2(1 + n(q))`` (1 for one family, 0.39 for five);
    weight ``w(q) = ln(1 + n_instructions(q))``;
@@ -538,12 +538,14 @@ def attribute(
     pq, pr, score, kind = pq[good], pr[good], score[good], kind[good]
     lib = index.is_library[pr]
 
-    # 4. library filter: best match per query function, ties to the library ------------------
-    order = np.lexsort((~lib, -score, pq))
-    first = order[_first_of_groups([pq[order]])]
+    # 4. library filter: a query function with a library match >= library_threshold is library
+    # code, even when a family's copy of it matches better (the header-inline printf wrapper
+    # of a MinGW program is in every family built with MinGW, in slightly other forms) ------
+    strong_lib = np.flatnonzero(lib & (score >= cfg.library_threshold))
+    order = strong_lib[np.lexsort((-score[strong_lib], pq[strong_lib]))]
+    library_best = order[_first_of_groups([pq[order]])]  # best library pair per such function
     lib_q = np.zeros(nq, dtype=bool)
-    lib_q[pq[first]] = lib[first] & (score[first] >= cfg.library_threshold)
-    library_best = first[lib_q[pq[first]]]
+    lib_q[pq[library_best]] = True
     lib_label: dict[int, str] = {int(pq[k]): _library_label(index, int(pr[k]))
                                  for k in library_best}
     lib_label.update(_exact_library_labels(index, qrows.exact_hash, lib_exact, cfg))

@@ -5,6 +5,8 @@ The rule, in order (knobs in :class:`kinship.match.config.MatchConfig`):
 1. nothing scores at least ``unknown_threshold``                     -> unknown;
 2. the runner-up, a different family of another (or no) actor, scores within ``tie_margin``
    of the top (relative)                                             -> unknown ("tie");
+   (a tie between two families of the *same* actor names the actor and says in ``reason``
+   that the family is uncertain);
 3. the top family's distinctive evidence is thin: fewer than ``min_evidence_functions``
    non-library functions or fewer than ``min_evidence_instructions`` instructions matched,
    and fewer than ``min_evidence_strings`` distinctive strings shared -> weak (the leading
@@ -83,5 +85,9 @@ def decide(families: Sequence[FamilyScore], cfg: MatchConfig) -> Verdict:
     why = f"{n_fn} non-library function(s) ({n_instr} instructions)"
     if n_str:
         why += f" and {n_str} distinctive string(s)"
-    return Verdict(top.family, top.actor, conf, top.score, VerdictStatus.ATTRIBUTED,
-                   f"{why} shared with {top.family}")
+    why += f" shared with {top.family}"
+    if runner is not None and runner_score >= top.score * (1.0 - cfg.tie_margin):
+        # a tie inside one actor: the actor is clear, the family is not
+        why += (f"; {runner.family}, of the same actor, scores about the same "
+                f"({runner_score:.2f}): the family is uncertain, the actor is not")
+    return Verdict(top.family, top.actor, conf, top.score, VerdictStatus.ATTRIBUTED, why)
