@@ -111,14 +111,19 @@ def test_actor_kb_without_pymispgalaxies_objects_equals_its_api(
 
 
 def test_actor_and_iocs_do_not_load_the_heavy_apis(cache: Path) -> None:
-    """``kinship actor`` and IOC filtering never import pymispgalaxies' or pymispwarninglists'
-    API modules (they pull jsonschema and build ~100 clusters / 2.5 M-entry sets: seconds)."""
+    """``kinship actor``, IOC filtering and MISP events never import pymispgalaxies' or
+    pymispwarninglists' modules (they pull jsonschema, whose grammars take about a second, and
+    build ~100 clusters / 2.5 M-entry sets: seconds)."""
     code = (
         "import json, sys\n"
         "from kinship.intel.actors import resolve_actor\n"
         "from kinship.intel.iocs import iocs_from_text\n"
         "p = resolve_actor('Hidden Cobra')\n"
         "r = iocs_from_text('dns 8.8.8.8')\n"
+        "from kinship.intel.datacache import import_pymisp\n"
+        "e = import_pymisp().MISPEvent()\n"
+        "e.add_attribute('domain', 'update.example-cdn.net')\n"
+        "assert 'update.example-cdn.net' in e.to_json()\n"
         "print(json.dumps({'actor': p.name, 'filtered': [i.value for i in r.filtered],\n"
         "    'loaded': sorted(m for m in sys.modules if m.startswith(\n"
         "        ('pymispgalaxies', 'pymispwarninglists', 'jsonschema')))}))\n"
