@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,31 @@ def test_actor_and_iocs_do_not_load_the_heavy_apis(cache: Path) -> None:
                          env=env, timeout=300, check=True).stdout
     doc = json.loads(out)
     assert doc == {"actor": "Lazarus Group", "filtered": ["8.8.8.8"], "loaded": []}
+
+
+def test_cache_keeps_a_few_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two environments with different package versions share the user cache without
+    rebuilding each other's folder on every call; abandoned build folders are removed."""
+    from kinship.intel.datacache import MAX_KEPT_VERSIONS, cached_folder
+
+    monkeypatch.setenv("KINSHIP_CACHE", str(tmp_path))
+    built: list[str] = []
+
+    def build(key: str) -> Callable[[Path], None]:
+        def make(folder: Path) -> None:
+            built.append(key)
+            (folder / "data.txt").write_text(key)
+        return make
+
+    stale = tmp_path / ".thing-abandoned"
+    stale.mkdir()
+    os.utime(stale, (1_000_000_000, 1_000_000_000))
+    for i, key in enumerate(["k1", "k2", "k3", "k4"]):
+        folder = cached_folder("thing", key, build(key))
+        assert folder is not None and (folder / "data.txt").read_text() == key
+        os.utime(folder, (2_000_000_000 + i, 2_000_000_000 + i))
+    assert cached_folder("thing", "k4", build("again")) == tmp_path / "thing-k4"
+    assert built == ["k1", "k2", "k3", "k4"]  # k4 read back, not rebuilt
+    kept = sorted(p.name for p in tmp_path.glob("thing-*"))
+    assert len(kept) == MAX_KEPT_VERSIONS and "thing-k4" in kept and "thing-k1" not in kept
+    assert not stale.exists()

@@ -72,7 +72,8 @@ def cached_folder(name: str, key: str, build: Callable[[Path], None]) -> Path | 
     """``<cache dir>/<name>-<key>``, made by ``build(folder)`` when missing.
 
     Returns None when the cache cannot be written (the caller then derives in memory).
-    Older folders of the same ``name`` are removed once the new one is in place.
+    Once the new one is in place, only the newest :data:`MAX_KEPT_VERSIONS` folders of the
+    same ``name`` are kept.
     """
     root = cache_dir()
     final = root / f"{name}-{key}"
@@ -96,10 +97,35 @@ def cached_folder(name: str, key: str, build: Callable[[Path], None]) -> Path | 
         logger.debug("cannot write the cache %s: %s", final, e)
         shutil.rmtree(tmp, ignore_errors=True)
         return None
-    for old in root.glob(f"{name}-*"):
-        if old != final and old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
+    _prune(root, name, keep=final)
     return final
+
+
+# Derived folders of one kind kept side by side: two environments (a venv and the system
+# Python) with different package versions must not rebuild each other's cache on every call.
+MAX_KEPT_VERSIONS = 3
+# A build folder (".<name>-*") older than this was left by a killed process.
+STALE_BUILD_SECONDS = 3600
+
+
+def _prune(root: Path, name: str, keep: Path) -> None:
+    """Remove all but the :data:`MAX_KEPT_VERSIONS` newest ``<name>-*`` folders (never
+    ``keep``) and abandoned build folders."""
+    import time
+
+    def mtime(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    done = sorted((p for p in root.glob(f"{name}-*") if p.is_dir() and p != keep),
+                  key=mtime, reverse=True)
+    for old in done[MAX_KEPT_VERSIONS - 1:]:
+        shutil.rmtree(old, ignore_errors=True)
+    for tmp in root.glob(f".{name}-*"):
+        if time.time() - mtime(tmp) > STALE_BUILD_SECONDS:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # pymisp imports these at import time, only for helpers kinship never calls (galaxy and
