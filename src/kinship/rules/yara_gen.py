@@ -43,6 +43,7 @@ import bisect
 import logging
 import math
 import re
+import struct
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,7 +348,7 @@ def _pe_tables(b: Binary) -> tuple[list[_Range], set[int]]:
                     logger.info("%s: more than %d relocations, the rest not read", b.path,
                                 MAX_RELOCATIONS)
                     return ranges, fixups
-    except (pefile.PEFormatError, AttributeError, ValueError, IndexError) as e:
+    except (pefile.PEFormatError, AttributeError, ValueError, IndexError, struct.error) as e:
         logger.info("%s: PE tables not read (%s); sections only", b.path, e)
     return ranges, fixups
 
@@ -459,8 +460,8 @@ def _strings(m: _Member, cfg: YaraConfig) -> set[str]:
         if users and users <= m.library:
             continue
         keep(s.text.strip())
-    for e in m.binary.exports:
-        if e.name not in _BOILERPLATE_EXPORTS and e.va not in m.library:
+    for e in m.binary.exports:  # the module's API, whatever code is behind a name (a small
+        if e.name not in _BOILERPLATE_EXPORTS:  # wrapper can look like common library code)
             keep(e.name)
     return out
 
