@@ -349,9 +349,10 @@ class GroupMetrics:
     unknown: float  # verdict "unknown"
     weak: float  # verdict "weak"
     n_false: int
+    weak_right: float = math.nan  # "weak" naming the expected family as its candidate
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 4) if isinstance(v, float) else v)
+        return {k: ((None if math.isnan(v) else round(v, 4)) if isinstance(v, float) else v)
                 for k, v in self.__dict__.items()}
 
 
@@ -369,6 +370,8 @@ def group_metrics(group: str, outcomes: Sequence[Outcome]) -> GroupMetrics:
         unknown=rate(sum(o.status == "unknown" for o in outcomes)),
         weak=rate(sum(o.status == "weak" for o in outcomes)),
         n_false=n_false,
+        weak_right=rate(sum(o.status == "weak" and o.expected is not None
+                            and o.candidate == o.expected for o in outcomes)),
     )
 
 
@@ -385,7 +388,7 @@ def fold_rows(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
             if o.false_attribution and o.family is not None:
                 given[o.family] = given.get(o.family, 0) + 1
         rows.append({"fold": fold, "n_families": len(fold.split("+")),
-                     "known_n": known.n, "known_top1": round(known.top1, 4),
+                     "known_n": known.n, "known_top1": known.to_dict()["top1"],
                      "known_false": known.n_false, "strangers_n": len(strangers),
                      "strangers_false": sum(o.false_attribution for o in strangers),
                      "strangers_given": given})
@@ -562,25 +565,25 @@ def run_fold(known: Sequence[str], builds: Sequence[Build], paths: dict[Build, P
 # ---- report -----------------------------------------------------------------------------
 
 
-def _pct(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:.3f}"
+def _pct(x: float | None) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x:.3f}"
 
 
 def render(results: dict[str, Any]) -> str:
     lines = [f"## small programs, no library corpus ({results['date']}, "
              f"{results.get('engine', 'git ' + results['git'])}, {results['n_queries']} queries)",
              "",
-             "| group | n | top-1 | false attribution | unknown | weak |",
+             "| group | n | top-1 | false attribution | unknown | weak (right candidate) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for g in results["groups"]:
         lines.append(f"| {g['group']} | {g['n']} | {_pct(g['top1'])} | "
                      f"{_pct(g['false_attribution'])} ({g['n_false']}) | {_pct(g['unknown'])} | "
-                     f"{_pct(g['weak'])} |")
+                     f"{_pct(g['weak'])} ({_pct(g.get('weak_right'))}) |")
     lines += ["", "| store (fold) | known top-1 | known wrong | strangers falsely attributed |",
               "| --- | --- | --- | --- |"]
     for f in results["folds"]:
         given = ", ".join(f"{k} {v}" for k, v in sorted(f["strangers_given"].items()))
-        lines.append(f"| {f['fold']} | {f['known_top1']:.3f} ({f['known_n']}) | "
+        lines.append(f"| {f['fold']} | {_pct(f['known_top1'])} ({f['known_n']}) | "
                      f"{f['known_false']} | {f['strangers_false']}/{f['strangers_n']}"
                      f"{' (' + given + ')' if given else ''} |")
     cal = results["calibration"]

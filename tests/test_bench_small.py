@@ -192,6 +192,7 @@ def test_summary_counts_and_calibration() -> None:
     assert by["arch"].n == 2 and by["arch"].false_attribution == 0.5 and by["arch"].unknown == 0.5
     assert by["stranger"].n_false == 1 and by["stranger"].top1 == pytest.approx(2 / 3)
     assert by["stranger"].weak == pytest.approx(1 / 3)
+    assert by["stranger"].weak_right == 0.0  # a stranger has no right candidate
     assert by["all"].n == 6 and by["all"].n_false == 2
     # attributed verdicts only: 0.9 right, 0.8 wrong, 1.0 wrong
     assert cal.n == 3
