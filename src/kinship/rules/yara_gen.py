@@ -297,9 +297,10 @@ def _merge(ranges: list[_Range]) -> list[_Range]:
     return out
 
 
-def _in_ranges(ranges: list[_Range], start: int, end: int) -> bool:
-    """True when [start, end) overlaps any of the sorted, merged ``ranges``."""
-    i = bisect.bisect_right([r.start for r in ranges], end - 1) - 1
+def _in_ranges(ranges: list[_Range], starts: list[int], start: int, end: int) -> bool:
+    """True when [start, end) overlaps any of the sorted, merged ``ranges`` (``starts``: their
+    start offsets)."""
+    i = bisect.bisect_right(starts, end - 1) - 1
     return i >= 0 and ranges[i].end > start
 
 
@@ -436,6 +437,7 @@ def _strings(m: _Member, cfg: YaraConfig) -> set[str]:
     its own exports."""
     out: set[str] = set()
     imported = _imported_names(m.binary)
+    starts = [r.start for r in m.excluded]
     tables: dict[int, int] = {}
     refs: dict[int, set[int]] = {}
     if m.library:
@@ -452,7 +454,7 @@ def _strings(m: _Member, cfg: YaraConfig) -> set[str]:
         if s.encoding is Encoding.STACK or s.offset is None or is_table_section(s.section):
             continue
         width = 2 if s.encoding is Encoding.UTF16LE else 1
-        if _in_ranges(m.excluded, s.offset, s.offset + width * len(s.text)):
+        if _in_ranges(m.excluded, starts, s.offset, s.offset + width * len(s.text)):
             continue
         users = set(s.functions)
         if not users and s.va in tables:
