@@ -6,6 +6,8 @@ is committed except the packs, which hold hashes and MinHash sketches, not code:
 * ``mingw-w64``: the probes in ``probes/`` compiled with Debian's i686/x86_64-w64-mingw32-gcc
   (console, ``__USE_MINGW_ANSI_STDIO``, DLL, GUI, threads; -O0/-O2/-Os). Every function not
   named ``probe_*``/``main``/``DllMain``/``WinMain`` is MinGW-w64 CRT, libgcc or winpthreads.
+  ``mingw-bullseye``/``mingw-trixie``: the same with the runtime of Debian 11 (GCC 10) and 13
+  (GCC 14), downloaded with ``apt-get download`` (nothing installed).
 * ``gnu-elf``: the probes compiled with gcc and clang, -m32/-m64, PIE, non-PIE and ``-static``:
   glibc start files (crt1/crti/crtbegin), libgcc, and for ``-static`` glibc itself.
 * ``msvc-pypi``: MSVC-built C extensions (.pyd) from win32/win_amd64 wheels of projects that are
@@ -22,6 +24,7 @@ Each pack records the compiler versions and the SHA-256 of every input file.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shutil
 import subprocess
@@ -100,7 +103,7 @@ def build_mingw(work: Path, out: Path) -> None:
         version = tool_version(cc)
         libs.append(LibraryInfo(
             "MinGW-w64 runtime (CRT, libgcc, winpthreads)", toolchain=version,
-            version=version.split()[-1], arch=arch, format="PE",
+            version=f"{version.split()[-1]} (Debian bookworm)", arch=arch, format="PE",
             source="Debian packages gcc-mingw-w64, mingw-w64-common"))
         for name, srcs, extra in variants:
             for opt in ("-O0", "-O2", "-Os"):
@@ -110,11 +113,104 @@ def build_mingw(work: Path, out: Path) -> None:
                 if item is not None:
                     inputs.append(BuildInput(item.path, lib_i, item.program, item.stripped))
     gcc = tool_version(f"{'x86_64-w64-mingw32'}-gcc").split()[-1]
-    write(build_pack(f"mingw-w64-gcc{gcc.split('-')[0].split('.')[0]}", libs, inputs,
+    write(build_pack(f"mingw-w64-gcc{gcc.split('-')[0].split('.')[0]}-bookworm", libs, inputs,
                      exclude=OWN,
                      description=f"MinGW-w64 runtime functions (GCC {gcc}, Debian), i686 and "
                                  "x86_64: CRT start-up, printf family, libgcc, winpthreads"),
           out)
+
+
+# Other Debian releases' MinGW-w64 runtimes (GCC 10 / mingw-w64 8 in bullseye, GCC 14 /
+# mingw-w64 12 in trixie). Their compilers do not run on bookworm (trixie's needs glibc 2.38),
+# and they need not: the runtime code in a program is the release's precompiled crt objects and
+# libraries. The probes are compiled with bookworm's gcc against the release's headers and
+# linked with bookworm's ld against the release's crt2.o/crtbegin.o/libmingw*/libgcc.
+MINGW_RELEASES = ("bullseye", "trixie")
+MINGW_DEBS = ("mingw-w64-common", "mingw-w64-x86-64-dev", "mingw-w64-i686-dev",
+              "gcc-mingw-w64-x86-64-win32", "gcc-mingw-w64-i686-win32")
+MINGW_LIBS = ("-lmingw32", "-lgcc", "-lgcc_eh", "-lmoldname", "-lmingwex", "-lmsvcrt",
+              "-lkernel32", "-ladvapi32", "-lshell32", "-luser32", "-lkernel32", "-lmingw32",
+              "-lgcc", "-lgcc_eh", "-lmoldname", "-lmingwex", "-lmsvcrt", "-lkernel32")
+
+
+def fetch_release(release: str, work: Path) -> Path:
+    """Download (never install) the release's MinGW-w64 packages with a private apt root that
+    reads the machine's own Debian mirror, and unpack them; returns the unpacked tree."""
+    root = work / f"apt-{release}"
+    tree = work / f"tree-{release}"
+    if tree.is_dir():
+        return tree
+    for d in ("etc", "cache/archives/partial", "state/lists/partial", "debs"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "state/status").write_text("")
+    uri = "http://deb.debian.org/debian"
+    for src in Path("/etc/apt/sources.list.d").glob("*.sources"):
+        for line in src.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                uri = line.split()[1]
+    key = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    line = f"deb [arch=amd64 signed-by={key}] {uri} {release} main\n"
+    (root / "etc/sources.list").write_text(line)
+    conf = root / "apt.conf"
+    conf.write_text("\n".join(f'{k} "{v}";' for k, v in (
+        ("Dir::State", root / "state"), ("Dir::State::status", root / "state/status"),
+        ("Dir::Cache", root / "cache"), ("Dir::Etc::SourceList", root / "etc/sources.list"),
+        ("Dir::Etc::SourceParts", root / "etc"), ("APT::Architecture", "amd64"),
+        ("Acquire::Languages", "none"))) + "\n")
+    run(["apt-get", "-c", str(conf), "-qq", "update"])
+    debs = root / "debs"
+    for pkg in MINGW_DEBS:
+        subprocess.run(["apt-get", "-c", str(conf), "-qq", "-o", "APT::Sandbox::User=root",
+                        "download", f"{pkg}:amd64/{release}"], cwd=debs, check=True,
+                       capture_output=True, timeout=MAX_TOOL_SECONDS)
+    tree.mkdir()
+    for deb in sorted(debs.glob("*.deb")):
+        run(["dpkg-deb", "-x", str(deb), str(tree)])
+    return tree
+
+
+def build_mingw_release(release: str, work: Path, out: Path) -> None:
+    tree = fetch_release(release, work)
+    libs, inputs = [], []
+    variants = [("hello", "probe_hello.c", []), ("libc", "probe_libc.c", []),
+                ("ansi", "probe_libc.c", ["-D__USE_MINGW_ANSI_STDIO=1"]),
+                ("win", "probe_win.c", []),
+                ("noinline", "probe_libc.c", ["-fno-inline", "-fno-ipa-cp", "-fno-ipa-sra"])]
+    for lib_i, (triplet, arch, emu) in enumerate((("i686-w64-mingw32", "x86", "i386pe"),
+                                                  ("x86_64-w64-mingw32", "x64", "i386pep"))):
+        gcc_dir = next((tree / "usr/lib/gcc" / triplet).iterdir())
+        sys_dir = tree / "usr" / triplet
+        version = gcc_dir.name
+        libs.append(LibraryInfo(
+            "MinGW-w64 runtime (CRT, libgcc, winpthreads)", toolchain=f"{triplet} GCC {version}",
+            version=f"{version} (Debian {release})", arch=arch, format="PE",
+            source=f"Debian {release} packages " + ", ".join(MINGW_DEBS)))
+        builtin_inc = run([f"{triplet}-gcc", "-print-file-name=include"]).strip()
+        for name, src, extra in variants:
+            for opt in ("-O0", "-O2", "-Os"):
+                obj = work / f"{release}-{arch}-{name}{opt}.o"
+                dst = obj.with_suffix(".exe")
+                try:
+                    # the -dev packages' headers are links into mingw-w64-common's tree
+                    run([f"{triplet}-gcc", "-c", opt, *extra, "-nostdinc", "-isystem",
+                         builtin_inc, "-isystem", str(tree / "usr/share/mingw-w64/include"),
+                         "-isystem", str(sys_dir / "include"), str(PROBES / src),
+                         "-o", str(obj)])
+                    run([f"{triplet}-ld", "-m", emu, "-Bdynamic", "--no-insert-timestamp",
+                         "-o", str(dst), str(sys_dir / "lib/crt2.o"),
+                         str(gcc_dir / "crtbegin.o"), f"-L{gcc_dir}", f"-L{sys_dir / 'lib'}",
+                         str(obj), *MINGW_LIBS, str(gcc_dir / "crtend.o")])
+                    stripped = dst.with_name(dst.name + ".stripped")
+                    shutil.copyfile(dst, stripped)
+                    run([f"{triplet}-strip", "--strip-all", str(stripped)])
+                except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                    log.warning("skipped %s: %s", dst.name, e)
+                    continue
+                inputs.append(BuildInput(dst, lib_i, dst.name, stripped))
+    major = libs[-1].toolchain.split()[-1].split("-")[0].split(".")[0]
+    write(build_pack(f"mingw-w64-gcc{major}-{release}", libs, inputs, exclude=OWN,
+                     description=f"MinGW-w64 runtime functions of Debian {release} (GCC "
+                                 f"{major}), i686 and x86_64"), out)
 
 
 def build_elf(work: Path, out: Path) -> None:
@@ -204,7 +300,7 @@ def write(report: object, out: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="mingw,elf,msvc")
+    ap.add_argument("--only", default="mingw,mingw-bullseye,mingw-trixie,elf,msvc")
     ap.add_argument("--work", type=Path)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
@@ -212,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="kinship-baseline-"))
     work.mkdir(parents=True, exist_ok=True)
     steps = {"mingw": build_mingw, "elf": build_elf, "msvc": build_msvc}
+    for release in MINGW_RELEASES:
+        steps[f"mingw-{release}"] = functools.partial(build_mingw_release, release)
     for name in args.only.split(","):
         d = work / name
         d.mkdir(exist_ok=True)
