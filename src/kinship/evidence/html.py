@@ -24,6 +24,7 @@ from kinship.evidence.references import ReferenceEvidence, ReferenceListing
 from kinship.evidence.shared_strings import SharedStringsResult
 from kinship.match.result import MatchResult
 from kinship.pipeline import AnalysedSample
+from kinship.report.verdict import confidence_text
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 # Families drawn in the coverage map of a match page.
@@ -64,6 +65,7 @@ def _env() -> jinja2.Environment:
         trim_blocks=False,
     )
     env.globals["printable"] = lambda b: chr(b) if 0x20 <= b < 0x7F else "."
+    env.filters["confidence"] = confidence_text
     return env
 
 

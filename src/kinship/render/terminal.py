@@ -13,6 +13,7 @@ from kinship.evidence.compare import CompareResult, FunctionPair, Side
 from kinship.info import InfoResult
 from kinship.ingest import AddReport
 from kinship.match.result import MatchResult, VerdictStatus
+from kinship.report.verdict import confidence_text
 from kinship.store.model import SampleRecord, StoreStats
 
 KIND_STYLE = {"same": "green", "api": "bold cyan", "similar": "yellow", "diff": "red", "gap": "dim"}
@@ -50,7 +51,7 @@ def verdict_text(r: MatchResult) -> Text:
         if v.actor:
             head.append(f"  actor: {v.actor}", style="bold")
         if v.confidence is not None:
-            head.append(f"  confidence {v.confidence:.2f}")
+            head.append(f"  confidence {confidence_text(v.confidence)}")
         head.append(f"  score {v.score:.2f}")
     elif v.status is VerdictStatus.WEAK:
         head = Text("verdict: weak evidence, not attributed", style="bold yellow")
