@@ -344,10 +344,12 @@ def extract_iocs(
         if len(ioc.sources) < MAX_SOURCES and src not in ioc.sources:
             ioc.sources.append(src)
 
+    found: dict[str, list[tuple[str, str]]] = {}  # a text seen before is not parsed again
     for s in strings:
-        for t, v in _matches(s.text):
-            if _plausible(t, v, s.text):
-                add(t, v, IOCSource(kind, sample, s.offset, s.va, s.function_va, s.text[:200]))
+        if s.text not in found:
+            found[s.text] = [(t, v) for t, v in _matches(s.text) if _plausible(t, v, s.text)]
+        for t, v in found[s.text]:
+            add(t, v, IOCSource(kind, sample, s.offset, s.va, s.function_va, s.text[:200]))
     for t, v, src in extra:
         add(t, v, src)
     iocs: list[IOC] = []
