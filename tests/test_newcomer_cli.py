@@ -145,6 +145,8 @@ def test_actor_aliases_are_stored_canonical_and_found(tmp_home: Path, tmp_path: 
     assert json.loads(out)["actor"] == "Lazarus Group"
     code, out = run("db", "label", old[:12], "--actor", "Some New Crew", "--json")
     assert json.loads(out)["actor"] == "Some New Crew"
+    code, out = run("db", "label", old[:12], "--actor", "fancy bear")  # the user is told
+    assert code == 0 and "'fancy bear' is stored as 'APT28'" in out
 
 
 # ---- rules yara / rules sigma: FAMILY or --family -------------------------------------------

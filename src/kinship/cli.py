@@ -155,7 +155,8 @@ def add(paths: tuple[Path, ...], family: str | None, actor: str | None, source: 
     missing = [p for p in paths if not p.exists()]
     if missing and len(missing) == len(paths) and not manifest:
         raise NotFoundError(f"{', '.join(map(str, missing))}: no such file")
-    labels = Labels(family, _canonical_actor(actor), source, first_seen, version_, library)
+    labels = Labels(family, _canonical_actor(actor, as_json), source, first_seen, version_,
+                    library)
     with Kinship(db, keep_files=not no_keep) as k, _progress(not as_json, "ingest") as progress:
         report = AddReport()
         if manifest:
@@ -182,13 +183,17 @@ def add(paths: tuple[Path, ...], family: str | None, actor: str | None, source: 
         sys.exit(EXIT_CODES["partial_batch"])
 
 
-def _canonical_actor(actor: str | None) -> str | None:
-    """The MISP galaxy's name for an actor label (any alias); unknown names as given."""
+def _canonical_actor(actor: str | None, as_json: bool = False) -> str | None:
+    """The MISP galaxy's name for an actor label (any alias); unknown names as given. A
+    renamed label is said on stderr (not with --json)."""
     if actor is None or not actor.strip():
         return actor
     from kinship.intel.actors import canonical_actor
 
-    return canonical_actor(actor)
+    name = canonical_actor(actor)
+    if name != actor.strip() and not as_json:
+        err.print(escape(f"actor {actor!r} is stored as {name!r} (its MISP galaxy name)"))
+    return name
 
 
 def _exit_for(error_name: str) -> int:
@@ -357,7 +362,7 @@ def db_label(sample: str, family: str | None, actor: str | None, source: str | N
     """
     first_seen = check_first_seen(first_seen)
     changes: dict[str, Any] = {k: v for k, v in (
-        ("family", family), ("actor", _canonical_actor(actor)), ("source", source),
+        ("family", family), ("actor", _canonical_actor(actor, as_json)), ("source", source),
         ("first_seen", first_seen),
         ("version", version_), ("is_library", library)) if v is not None}
     if not changes:
