@@ -278,3 +278,14 @@ def test_compare_shows_the_implant_routines_first(store: Path, case: dict[str, P
     page = html.read_text(encoding="utf-8")
     assert "MatchKind" not in page and "Vendor report 2016" in page and "netsh-backdoor" in page
     assert "library: MinGW-w64" in page
+
+
+def test_python_api_stores_actor_aliases_canonically(case: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    with Kinship(tmp_path / "k.db") as k:
+        k.add([case["netsh_x86.exe"]], Labels(family="netsh", actor="Hidden Cobra"))
+        assert k.store.samples()[0].actor == "Lazarus Group"
+        rec = k.relabel(k.store.samples()[0].sha256, actor="Fancy Bear")
+        assert rec.actor == "APT28"
+        k.add([case["other_x86.exe"]], Labels(family="other", actor="Not A Known Group 42"))
+        assert {s.actor for s in k.store.samples()} == {"APT28", "Not A Known Group 42"}

@@ -172,8 +172,9 @@ class Kinship:
         replace: bool = False,
         progress: ProgressFn | None = None,
     ) -> AddReport:
-        """Add files, folders (``<family>/<version>/<sample>``) and zip archives."""
-        items = expand([Path(p) for p in paths], labels or Labels(), base=base)
+        """Add files, folders (``<family>/<version>/<sample>``) and zip archives. An actor
+        label is stored under its MISP galaxy name (any alias: "Fancy Bear" -> "APT28")."""
+        items = expand([Path(p) for p in paths], _canonical(labels or Labels()), base=base)
         return add_inputs(self.store, items, jobs=jobs, replace=replace, progress=progress,
                           files=self.files)
 
@@ -199,6 +200,10 @@ class Kinship:
 
     # ---- labels / inventory ---------------------------------------------------------------
     def relabel(self, ref: str, **labels: Any) -> SampleRecord:
+        if labels.get("actor"):
+            from kinship.intel.actors import canonical_actor
+
+            labels["actor"] = canonical_actor(str(labels["actor"]))
         rec = self.store.get_sample(ref)
         self.store.update_labels(rec.sha256, **labels)
         return self.store.get_sample(rec.sha256)
@@ -378,6 +383,15 @@ class Kinship:
     def info(self, path: str | Path, *, base: int | None = None, arch: Arch | None = None
              ) -> InfoResult:
         return build_info(self.analyse(path, base=base, arch=arch))
+
+
+def _canonical(labels: Labels) -> Labels:
+    """``labels`` with the actor under its MISP galaxy name (unknown names as given)."""
+    if not labels.actor or not labels.actor.strip():
+        return labels
+    from kinship.intel.actors import canonical_actor
+
+    return dataclasses.replace(labels, actor=canonical_actor(labels.actor))
 
 
 def without_library_strings(strings: StringTable, library_vas: set[int],
