@@ -289,3 +289,30 @@ def test_python_api_stores_actor_aliases_canonically(case: dict[str, Path],
         assert rec.actor == "APT28"
         k.add([case["other_x86.exe"]], Labels(family="other", actor="Not A Known Group 42"))
         assert {s.actor for s in k.store.samples()} == {"APT28", "Not A Known Group 42"}
+
+
+def test_shipped_mingw_pack_is_reproducible(tmp_path: Path) -> None:
+    """tools/baseline/build_packs.py rebuilds the shipped MinGW-w64 pack from this machine's
+    compilers: the same functions and the same bytes, when the toolchain is the one the pack
+    records (a different mingw-w64 version is a different pack, not a failure)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "build_packs", Path(__file__).resolve().parents[1] / "tools/baseline/build_packs.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    for cc in ("i686-w64-mingw32-gcc", "x86_64-w64-mingw32-gcc"):
+        if shutil.which(cc) is None:
+            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+                pytest.fail(f"{cc} missing (CI installs gcc-mingw-w64)")
+            pytest.skip(f"{cc} missing")
+    shipped = BaselinePack.load(BUILTIN_DIR / f"mingw-w64-gcc12-bookworm{PACK_SUFFIX}")
+    if tool.tool_version("x86_64-w64-mingw32-gcc") != shipped.libraries[1].toolchain:
+        pytest.skip("this machine's mingw-w64 is not the one the shipped pack was built with")
+    (tmp_path / "work").mkdir()
+    tool.build_mingw(tmp_path / "work", tmp_path)
+    rebuilt = tmp_path / f"mingw-w64-gcc12-bookworm{PACK_SUFFIX}"
+    again = BaselinePack.load(rebuilt)
+    assert again.digest() == shipped.digest()
+    assert again.strings == shipped.strings and len(again) == len(shipped) > 300

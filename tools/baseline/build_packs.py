@@ -89,7 +89,8 @@ def build_mingw(work: Path, out: Path) -> None:
         ("ansi", ["probe_libc.c"], ["-D__USE_MINGW_ANSI_STDIO=1"]),
         ("win", ["probe_win.c"], []),
         ("winansi", ["probe_win.c"], ["-D__USE_MINGW_ANSI_STDIO=1"]),
-        ("dll", ["probe_win.c"], ["-DPROBE_DLL", "-shared"]),
+        # ld's automatic DLL image base hashes the output path: fix it (reproducible packs)
+        ("dll", ["probe_win.c"], ["-DPROBE_DLL", "-shared", "-Wl,--image-base=0x10000000"]),
         ("gui", ["probe_win.c"], ["-DPROBE_GUI", "-mwindows"]),
         ("static", ["probe_win.c"], ["-static"]),
         # the stdio wrappers mingw's headers define inline (printf, fprintf, snprintf...) are
