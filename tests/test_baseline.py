@@ -316,3 +316,15 @@ def test_shipped_mingw_pack_is_reproducible(tmp_path: Path) -> None:
     again = BaselinePack.load(rebuilt)
     assert again.digest() == shipped.digest()
     assert again.strings == shipped.strings and len(again) == len(shipped) > 300
+
+
+def test_hostile_pack_labels_are_shown_inert(case: dict[str, Path], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pack from elsewhere may carry terminal escapes in its labels: shown as \\x1b."""
+    monkeypatch.setenv("KINSHIP_BASELINES", str(tmp_path))
+    evil = "\x1b]0;pwned\x07\x1b[2J[red]lib[/]"
+    pack = build_pack("evil", [LibraryInfo(evil)], [BuildInput(case["crt_x64.exe"], 0)]).pack
+    pack.save(tmp_path / f"evil{PACK_SUFFIX}")
+    r = CliRunner().invoke(main, ["baseline", "list"])
+    assert r.exit_code == 0, r.output
+    assert "\x1b" not in r.output and "\\x1b" in r.output and "[red]lib[/]" in r.output

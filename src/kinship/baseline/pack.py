@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from kinship.artifacts.filenames import printable
 from kinship.exceptions import InputError, UsageError
 from kinship.features.model import FunctionFeatures
 
@@ -219,11 +220,15 @@ class BaselinePack:
         if n > MAX_PACK_FUNCTIONS:
             raise InputError(str(path), f"baseline pack has more than {MAX_PACK_FUNCTIONS} rows")
         try:
-            libraries = [LibraryInfo(**lib) for lib in meta["libraries"]]
-            names = list(meta.get("names") or [None] * n)
+            # labels and names reach the terminal and pages: a pack from elsewhere is hostile,
+            # so control characters are written visibly (\x1b), never passed through
+            libraries = [LibraryInfo(**{k: printable(str(v)) for k, v in lib.items()})
+                         for lib in meta["libraries"]]
+            names = [None if x is None else printable(str(x))
+                     for x in (meta.get("names") or [None] * n)]
             pack = cls(
-                name=str(meta["name"]),
-                description=str(meta.get("description", "")),
+                name=printable(str(meta["name"])),
+                description=printable(str(meta.get("description", ""))),
                 feature_params=dict(meta["feature_params"]),
                 libraries=libraries,
                 exact_hash=arrays["exact_hash"].astype(np.int64),
