@@ -53,6 +53,7 @@ from kinship.ingest import (
 from kinship.ingest import read_manifest as _read_manifest
 from kinship.match.aggregate import ReferenceIndex, attribute
 from kinship.match.combine import combine
+from kinship.match.config import MatchConfig
 from kinship.match.result import MatchResult
 from kinship.match.sample_signals import sample_signals
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
@@ -520,10 +521,14 @@ def compare_samples(
             pair.rows, pair.identity = aligned_rows(left.binary, lf, right.binary, rf)
             pair.identity = round(pair.identity, 4)
         pairs.append(pair)
-    # similarity over the left sample's own code: library/runtime code is not kinship
-    total = sum(f.n_instructions for f in left.features if f.va not in library_vas) or 1
-    covered = sum(lfeat[p.left_va].n_instructions * p.score for p in pairs
-                  if p.left_va in lfeat and not p.is_library)
+    # similarity = the share of the left sample's own (non-library) instructions, in functions
+    # of >= min_instructions, that have a match in the right one: the definition of a family's
+    # coverage in `kinship match` (FamilyScore.coverage), so the two views agree
+    min_ins = MatchConfig().min_instructions
+    own = [f for f in left.features if f.va not in library_vas and f.n_instructions >= min_ins]
+    matched = {p.left_va for p in pairs}
+    total = sum(f.n_instructions for f in own) or 1
+    covered = sum(f.n_instructions for f in own if f.va in matched)
     return CompareResult(
         left=_ref(left), right=_ref(right), pairs=pairs,
         similarity=round(covered / total, 4), seconds=round(time.perf_counter() - t0, 3),

@@ -196,10 +196,8 @@ def match_coverage(res: MatchResult, query: AnalysedSample) -> list[dict[str, An
         for m in res.function_matches:
             if m.family == fam.family:
                 best[m.query_va] = max(best.get(m.query_va, 0.0), m.score)
-        own = [f for f in feats if f.va not in lib_vas]  # library code is not coverage
-        covered = sum(f.n_instructions for f in own if f.va in best)
-        total = sum(f.n_instructions for f in own) or 1
-        out.append({"family": fam.family, "covered": round(covered / total, 4),
+        # the number is the result's own (match/aggregate.py), so every view shows the same
+        out.append({"family": fam.family, "covered": round(fam.coverage, 4),
                     "segments": [[f.va, f.n_instructions, best.get(f.va), f.va in lib_vas]
                                  for f in feats]})
     return out

@@ -575,10 +575,13 @@ def attribute(
 
     n_f = len(index.families)
     fam_score = np.bincount(fam[qf], weights=contrib[qf], minlength=n_f) * inv
-    fam_cov = np.bincount(fam[qf], weights=weight[pq[qf]], minlength=n_f) * inv
     fam_n = np.bincount(fam[qf], minlength=n_f)
     fam_instr = np.bincount(fam[qf], weights=qrows.n_instructions[pq[qf]].astype(np.float64),
                             minlength=n_f)
+    # coverage: the share of the sample's own (non-library) instructions in functions matched
+    # in the family; the same definition in compare, the HTML pages and the report
+    own_instr = float(qrows.n_instructions[~lib_q].sum())
+    fam_cov = fam_instr / own_instr if own_instr > 0 else np.zeros(n_f)
 
     ssel = np.flatnonzero(own_code)
     samp = index.sample_index[pr]

@@ -105,7 +105,7 @@ class FamilyScore:
     actor: str | None
     score: float  # weighted fraction of the sample's non-library code explained (0..1)
     n_functions_matched: int  # query functions with a match in this family
-    coverage: float  # size-weighted fraction of non-library query code with a match (0..1)
+    coverage: float  # share of the query's non-library instructions in matched functions (0..1)
     code_score: float | None = None  # code-reuse score when ``score`` combines strings too
     string_score: float = 0.0  # string-reuse score (strings/similarity.py), 0..1
     n_strings_shared: int = 0  # distinctive strings shared with the family
