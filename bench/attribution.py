@@ -180,6 +180,7 @@ class Query:
     # matched non-library functions + shared strings of the top family
     runner_score: float = 0.0
     n_evidence: int = 0
+    matched_instructions: int = 0  # of the top family's matched non-library functions
 
 
 @dataclass
@@ -283,7 +284,8 @@ def _query(index: Any, s: Sample, experiment: str, config: Any | None) -> Query:
                  str(getattr(status, "value", status or "")),
                  r.families[1].score if len(r.families) > 1 else 0.0,
                  r.families[0].n_functions_matched + r.families[0].n_strings_shared
-                 if r.families else 0)
+                 if r.families else 0,
+                 r.families[0].matched_instructions if r.families else 0)
 
 
 # ---- the peer: MCRIT on the same binaries, splits and queries ---------------------------------

@@ -34,6 +34,7 @@ from kinship.match.result import (
     VerdictStatus,
 )
 from kinship.match.score import SketchRows, score_candidates, score_function_pair
+from kinship.match.verdict import decide
 from kinship.store.model import SampleRecord
 from test_features import netsh_like
 
@@ -367,3 +368,44 @@ def test_sketch_bits_16_scores_like_32() -> None:
     ]
     with pytest.raises(UsageError):
         IndexConfig(sketch_bits=8)
+
+
+@pytest.mark.parametrize(("n_fn", "n_instr", "n_str", "status"), [
+    (1, 5000, 0, VerdictStatus.WEAK),  # one function is never enough on its own
+    (2, 239, 0, VerdictStatus.WEAK),  # two small functions
+    (2, 240, 0, VerdictStatus.ATTRIBUTED),  # two functions with twice the code
+    (3, 119, 0, VerdictStatus.WEAK),
+    (3, 120, 0, VerdictStatus.ATTRIBUTED),
+    (0, 0, 3, VerdictStatus.ATTRIBUTED),  # three distinctive strings
+    (1, 50, 2, VerdictStatus.WEAK),
+])
+def test_verdict_evidence_rule(n_fn: int, n_instr: int, n_str: int,
+                               status: VerdictStatus) -> None:
+    cfg = MatchConfig()
+    top = FamilyScore("F", "Actor", 0.6, n_fn, 0.5, n_strings_shared=n_str,
+                      matched_instructions=n_instr)
+    v = decide([top], cfg)
+    assert v.status is status
+    if status is VerdictStatus.ATTRIBUTED:
+        assert v.family == "F" and v.confidence is not None and 0.5 < v.confidence < 1.0
+    else:
+        assert v.family is None and v.confidence is None and v.candidate == "F"
+        assert "thin evidence" in v.reason
+
+
+def test_ties_are_never_a_verdict_unless_one_actor() -> None:
+    cfg = MatchConfig()
+    a = FamilyScore("A", "Actor 1", 0.60, 10, 0.5, matched_instructions=900)
+    b = FamilyScore("B", "Actor 2", 0.59, 10, 0.5, matched_instructions=900)
+    same = FamilyScore("B", "Actor 1", 0.59, 10, 0.5, matched_instructions=900)
+    far = FamilyScore("B", "Actor 2", 0.40, 10, 0.5, matched_instructions=900)
+    tie = decide([a, b], cfg)
+    assert tie.status is VerdictStatus.UNKNOWN and tie.family is None and "tie" in tie.reason
+    assert tie.confidence is None
+    one_actor = decide([a, same], cfg)
+    assert one_actor.family == "A" and one_actor.actor == "Actor 1"
+    assert "same actor" in one_actor.reason
+    clear = decide([a, far], cfg)
+    assert clear.family == "A" and clear.confidence is not None
+    # a bigger margin over the runner-up means more confidence
+    assert clear.confidence > one_actor.confidence  # type: ignore[operator]

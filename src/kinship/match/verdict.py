@@ -7,10 +7,11 @@ The rule, in order (knobs in :class:`kinship.match.config.MatchConfig`):
    of the top (relative)                                             -> unknown ("tie");
    (a tie between two families of the *same* actor names the actor and says in ``reason``
    that the family is uncertain);
-3. the top family's distinctive evidence is thin: fewer than ``min_evidence_functions``
-   non-library functions or fewer than ``min_evidence_instructions`` instructions matched,
-   and fewer than ``min_evidence_strings`` distinctive strings shared -> weak (the leading
-   family is named as ``candidate``, never as the verdict);
+3. the top family's distinctive evidence is thin -> weak (the leading family is named as
+   ``candidate``, never as the verdict): fewer than ``min_evidence_strings`` distinctive
+   strings shared, and the non-library functions matched are one, or fewer than
+   ``min_evidence_functions`` without proportionally more code (:func:`needed_instructions`:
+   3 functions need 120 instructions, 2 need 240, 1 is never enough);
 4. otherwise                                                          -> attributed, with
 
        confidence = 1 / (1 + exp(-z)),
@@ -46,6 +47,16 @@ def confidence(score: float, runner_up: float, n_evidence: int, cfg: MatchConfig
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
+def needed_instructions(n_functions: int, cfg: MatchConfig) -> int | None:
+    """Matched instructions that make ``n_functions`` matched functions enough evidence:
+    ``min_evidence_instructions`` from ``min_evidence_functions`` functions on, twice that
+    with one function fewer, and so on; never for a single function (None)."""
+    if n_functions < 2:
+        return None
+    short = max(0, cfg.min_evidence_functions - n_functions)
+    return cfg.min_evidence_instructions * (1 + short)
+
+
 def decide(families: Sequence[FamilyScore], cfg: MatchConfig) -> Verdict:
     """The verdict for ``families`` (ranked best first, library code already excluded)."""
     if not families:
@@ -70,15 +81,17 @@ def decide(families: Sequence[FamilyScore], cfg: MatchConfig) -> Verdict:
             top.family, top.actor,
         )
     n_fn, n_instr, n_str = top.n_functions_matched, top.matched_instructions, top.n_strings_shared
-    code_ok = n_fn >= cfg.min_evidence_functions and n_instr >= cfg.min_evidence_instructions
+    need = needed_instructions(n_fn, cfg)
+    code_ok = need is not None and n_instr >= need
     strings_ok = n_str >= cfg.min_evidence_strings
     if not (code_ok or strings_ok):
         return Verdict(
             None, None, None, top.score, VerdictStatus.WEAK,
             f"thin evidence for {top.family}: {n_fn} non-library function(s), {n_instr} "
             f"instructions and {n_str} distinctive string(s) shared (needs "
-            f"{cfg.min_evidence_functions} functions and {cfg.min_evidence_instructions} "
-            f"instructions, or {cfg.min_evidence_strings} strings)",
+            f"{cfg.min_evidence_functions} functions of {cfg.min_evidence_instructions}+ "
+            f"instructions, 2 of {2 * cfg.min_evidence_instructions}+, or "
+            f"{cfg.min_evidence_strings} strings)",
             top.family, top.actor,
         )
     conf = confidence(top.score, runner_score, n_fn + n_str, cfg)
