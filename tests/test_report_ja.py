@@ -160,6 +160,8 @@ def _engine_reasons() -> list[str]:
         [fam("netsh", hi, 1, 12, 0)],
         [fam("netsh", hi, 40, 4000, 7)],
         [fam("netsh", hi, 40, 4000, 0)],
+        [fam("netsh", hi, 40, 4000, 0, "Lazarus Group"),
+         fam("other", hi * 0.99, 40, 4000, 0, "Lazarus Group")],
     ]
     return [decide(c, cfg).reason for c in cases]
 
@@ -168,7 +170,7 @@ def test_engine_reasons_read_in_japanese() -> None:
     from kinship.report.verdict import reason_text
 
     reasons = _engine_reasons()
-    assert len(set(reasons)) == len(reasons)  # six different sentences
+    assert len(set(reasons)) == len(reasons)  # seven different sentences
     for reason in reasons:
         ja = reason_text(reason, "ja")
         assert ja != reason, reason  # the engine's wording changed: update _REASONS_JA

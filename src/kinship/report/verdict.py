@@ -82,10 +82,17 @@ _REASONS_JA: tuple[tuple[re.Pattern[str], str], ...] = (
      "同点：{a}（{sa}）と {b}（{sb}）が同程度に検体を説明しています"),
     (re.compile(r"thin evidence for (?P<f>.+): (?P<n>\d+) non-library function\(s\), "
                 r"(?P<i>\d+) instructions and (?P<s>\d+) distinctive string\(s\) shared "
-                r"\(needs (?P<nf>\d+) functions and (?P<ni>\d+) instructions, or "
-                r"(?P<ns>\d+) strings\)"),
+                r"\(needs (?P<nf>\d+) functions of (?P<ni>\d+)\+ instructions, 2 of "
+                r"(?P<ni2>\d+)\+, or (?P<ns>\d+) strings\)"),
      "{f} の根拠が不十分です：共有しているのは非ライブラリ関数 {n} 個（{i} 命令）と特徴的な"
-     "文字列 {s} 個です（必要なのは関数 {nf} 個かつ {ni} 命令、または文字列 {ns} 個）"),
+     "文字列 {s} 個です（必要なのは関数 {nf} 個で {ni} 命令以上、関数 2 個で {ni2} 命令以上、"
+     "または文字列 {ns} 個）"),
+    (re.compile(rf"(?P<n>\d+) non-library function\(s\) \((?P<i>\d+) instructions\)"
+                rf"(?: and (?P<s>\d+) distinctive string\(s\))? shared with (?P<f>.+?); "
+                rf"(?P<r>.+), of the same actor, scores about the same \((?P<rs>{_NUM})\): "
+                r"the family is uncertain, the actor is not"),
+     "{f} と非ライブラリ関数 {n} 個（{i} 命令）を共有しています。同じアクターの {r} も同程度の"
+     "スコア（{rs}）です：ファミリーは不確かですが、アクターは確かです"),
     (re.compile(r"(?P<n>\d+) non-library function\(s\) \((?P<i>\d+) instructions\) and "
                 r"(?P<s>\d+) distinctive string\(s\) shared with (?P<f>.+)"),
      "{f} と非ライブラリ関数 {n} 個（{i} 命令）および特徴的な文字列 {s} 個を共有しています"),
