@@ -97,6 +97,7 @@ class BaselinePack:
     # texts of the runtime's strings (messages, format strings, locale names): never string
     # evidence for a family
     strings: list[str] = field(default_factory=list)
+    _digest: str = field(default="", repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.exact_hash.shape[0])
@@ -106,14 +107,18 @@ class BaselinePack:
         return int(self.code_sig.shape[1]) if self.code_sig.ndim == 2 else 0
 
     def digest(self) -> str:
-        """Content hash (hex, 16 chars): stamps saved indexes that include this pack."""
+        """Content hash (hex, 16 chars): stamps saved indexes that include this pack. Computed
+        once per object (packs are not modified after loading)."""
+        if self._digest:
+            return self._digest
         h = hashlib.blake2b(digest_size=8)
         h.update(self.name.encode())
         for a in (self.exact_hash, self.n_instructions, self.library, self.code_sig,
                   self.sem_sig, self.n_sem_tokens):
             h.update(np.ascontiguousarray(a).tobytes())
         h.update("\0".join(self.strings).encode("utf-8", "surrogatepass"))
-        return h.hexdigest()
+        self._digest = h.hexdigest()
+        return self._digest
 
     def compatible(self, params: dict[str, Any]) -> bool:
         """Whether the pack's sketches were made with these feature parameters."""
