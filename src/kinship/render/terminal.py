@@ -9,13 +9,15 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from kinship.evidence.compare import CompareResult, FunctionPair, Side
+from kinship.evidence.compare import CompareResult, FunctionPair, SampleRef, Side
 from kinship.info import InfoResult
 from kinship.ingest import AddReport
 from kinship.match.result import MatchResult, VerdictStatus
 from kinship.report.verdict import confidence_text
 from kinship.store.model import SampleRecord, StoreStats
 
+# How a function pair matched, for people (MatchKind values).
+KIND_LABEL = {"exact": "identical", "code": "similar code", "sem": "same APIs/strings"}
 KIND_STYLE = {"same": "green", "api": "bold cyan", "similar": "yellow", "diff": "red", "gap": "dim"}
 
 
@@ -148,22 +150,38 @@ def _pair_table(p: FunctionPair, left_title: str, right_title: str) -> Table:
 
 
 def render_compare(c: Console, r: CompareResult, listings: int = 3) -> None:
-    c.print(
-        f"[bold]{r.left.name}[/] ({r.left.format}/{r.left.arch}, {r.left.n_functions} functions)"
-        f"  vs  [bold]{r.right.name}[/] ({r.right.format}/{r.right.arch}, "
-        f"{r.right.n_functions} functions)"
-    )
-    c.print(f"code similarity (share of the left sample's code matched): {r.similarity:.1%}, "
-            f"{len(r.pairs)} matched pairs, {r.seconds:.2f} s")
-    t = Table(title="matched function pairs (library code last, marked L)")
-    for col in ("left", "right", "score", "kind", "insns", "identity", "shared APIs"):
+    def side(x: SampleRef) -> Text:
+        t = Text(x.name, style="bold")
+        t.append(f" ({x.format}/{x.arch}, {x.n_functions} functions)")
+        labels = [v for v in (x.family, x.actor, x.source,
+                              f"first seen {x.first_seen}" if x.first_seen else None) if v]
+        if labels:
+            t.append(f" [stored: {', '.join(labels)}]", style="cyan")
+        return t
+
+    head = side(r.left)
+    head.append("  vs  ")
+    head.append_text(side(r.right))
+    c.print(head)
+    n_lib = sum(1 for p in r.pairs if p.is_library)
+    c.print(f"code similarity (share of the left sample's own code matched, library code "
+            f"excluded): {r.similarity:.1%}, {len(r.pairs)} matched pairs ({n_lib} library), "
+            f"{r.seconds:.2f} s")
+    t = Table(title="matched function pairs (library/runtime code last, greyed)")
+    for col in ("left", "right", "score", "match", "insns", "identity",
+                "shared APIs, strings / library"):
         t.add_column(col, overflow="fold")
     for p in r.pairs[:40]:
+        style = "dim" if p.is_library else ""
         t.add_row(
-            ("L " if p.is_library else "") + f"{_hx(p.left_va)} {p.left_name or ''}".strip(),
-            f"{_hx(p.right_va)} {p.right_name or ''}".strip(),
-            f"{p.score:.3f}", p.kind, f"{p.left_instructions}/{p.right_instructions}",
-            f"{p.identity:.0%}" if p.rows else "", ", ".join(p.apis[:6]),
+            Text(f"{_hx(p.left_va)} {p.left_name or ''}".strip(), style=style),
+            Text(f"{_hx(p.right_va)} {p.right_name or ''}".strip(), style=style),
+            Text(f"{p.score:.2f}", style=style), Text(KIND_LABEL.get(p.kind, p.kind), style=style),
+            Text(f"{p.left_instructions}/{p.right_instructions}", style=style),
+            Text(f"{p.identity:.0%}" if p.rows else "", style=style),
+            Text(f"library: {p.library or 'library code'}" if p.is_library
+                 else ", ".join([*p.apis[:6], *(repr(x)[:50] for x in p.strings[:2])]),
+                 style=style),
         )
     c.print(t)
     for p in [p for p in r.pairs if p.rows][:listings]:
