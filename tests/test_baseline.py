@@ -328,3 +328,14 @@ def test_hostile_pack_labels_are_shown_inert(case: dict[str, Path], tmp_path: Pa
     r = CliRunner().invoke(main, ["baseline", "list"])
     assert r.exit_code == 0, r.output
     assert "\x1b" not in r.output and "\\x1b" in r.output and "[red]lib[/]" in r.output
+
+
+def test_compare_terminal_names_provenance_and_runtime(store: Path,
+                                                       case: dict[str, Path]) -> None:
+    r = CliRunner().invoke(main, ["compare", str(case["netsh_v2_x64.exe"]),
+                                  str(case["netsh_x86.exe"]), "--db", str(store),
+                                  "--listings", "0"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "netsh-backdoor" in r.output and "Vendor report 2016" in r.output
+    assert "first seen 2016" in r.output and "library: MinGW-w64" in r.output
+    assert "MatchKind" not in r.output
