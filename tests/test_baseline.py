@@ -162,6 +162,9 @@ def test_pack_build_roundtrip_and_reproducible(case: dict[str, Path], tmp_path: 
     assert loaded.digest() == first.digest() and len(loaded) == len(first) > 10
     assert loaded.libraries == [lib] and loaded.compatible(feature_params())
     assert int(loaded.n_instructions.min()) >= 8
+    rows = {(int(n), c.tobytes(), m.tobytes()) for n, c, m in
+            zip(loaded.n_instructions, loaded.code_sig, loaded.sem_sig, strict=True)}
+    assert len(rows) == len(loaded)  # no two rows a query could not tell apart
 
 
 def test_min_programs_keeps_only_shared_code(case: dict[str, Path]) -> None:
