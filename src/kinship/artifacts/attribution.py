@@ -58,6 +58,6 @@ def open_attributor(db: str | Path | None) -> Iterator[Attributor]:
             v = r.verdict
             return Attribution("matched" if v.family else "unknown",
                                "" if v.family else v.reason,
-                               v.family, v.actor, v.confidence or 0.0, v.score)
+                               v.family, v.actor, v.confidence, v.score)
 
         yield attribute

@@ -213,19 +213,21 @@ class ArchiveInfo:
 @dataclass(frozen=True, slots=True)
 class Attribution:
     """Code-reuse attribution of an executable. ``status``: "matched" (a family), "unknown"
-    (no family passed the thresholds), "skipped" (no store / empty store), "error"."""
+    (no family named: the match verdict was unknown or weak, ``reason`` says which and why),
+    "skipped" (no store / empty store), "error". ``confidence`` only when matched."""
 
     status: str
     reason: str = ""
     family: str | None = None
     actor: str | None = None
-    confidence: float = 0.0
+    confidence: float | None = None
     score: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Attribution:
+        conf = d.get("confidence")
         return cls(d["status"], d.get("reason", ""), d.get("family"), d.get("actor"),
-                   float(d.get("confidence", 0.0)), float(d.get("score", 0.0)))
+                   None if conf is None else float(conf), float(d.get("score", 0.0)))
 
 
 @dataclass

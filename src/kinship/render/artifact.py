@@ -13,6 +13,7 @@ from rich.tree import Tree
 
 from kinship.artifacts.filenames import printable
 from kinship.artifacts.model import ArchiveInfo, ArtifactResult
+from kinship.report.verdict import confidence_text
 
 # IOCs listed per node in the terminal view (--json has them all).
 MAX_IOCS_SHOWN = 20
@@ -85,7 +86,8 @@ def _fill(tree: Tree, n: ArtifactResult) -> None:
         a = n.attribution
         if a.status == "matched":
             tree.add(f"[green]attributed:[/] {_s(a.family or '')} "
-                     f"(actor {_s(a.actor or '-')}, confidence {a.confidence:.2f})")
+                     f"(actor {_s(a.actor or '-')}, confidence "
+                     f"{confidence_text(a.confidence) if a.confidence is not None else 'n/a'})")
         else:
             tree.add(f"attribution {a.status}: {_s(a.reason)}")
     for ioc in n.iocs[:MAX_IOCS_SHOWN]:
