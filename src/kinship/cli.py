@@ -223,7 +223,10 @@ def match(file: Path, base: str | None, arch: str | None, top: int, include_self
       kinship match suspicious.dll
       kinship match implant_dump_0x10000000 --json | jq .verdict
       kinship match suspicious.dll --html evidence.html
-    A null family in the JSON verdict means "unknown".
+    A null family in the JSON verdict means no attribution: verdict.status is
+    "unknown" (too little shared, or a tie) or "weak" (a candidate family on too
+    little distinctive evidence); verdict.reason says why. Compiler runtime
+    code (kinship baseline list) never counts as evidence.
     """
     arch_ = Arch(arch) if arch else None
     with Kinship(db) as k:
