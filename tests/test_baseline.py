@@ -125,6 +125,10 @@ def test_library_hits_name_the_runtime(store: Path, case: dict[str, Path]) -> No
     res = _match(store, case["netsh_v2_x64.exe"])
     labels = {h.library for h in res.library_functions}
     assert any("MinGW-w64" in x and "x64" in x for x in labels), labels
+    # one CRT function is in several releases' packs: the sample's own release names it
+    # (the fixtures are built with Debian 12's mingw-w64)
+    bookworm = [h for h in res.library_functions if "bookworm" in h.library]
+    assert len(bookworm) >= 0.9 * len(res.library_functions)
     d = json.loads(json.dumps(res.to_dict()))
     assert MatchResult.from_dict(d) == res
     assert d["library_functions"] and d["verdict"]["status"] == "attributed"

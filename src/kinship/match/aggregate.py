@@ -671,14 +671,19 @@ def _exact_library_labels(index: ReferenceIndex, exact_hash: I64, which: BoolArr
     """Library label of each query row in ``which`` (known by exact hash): the first library
     sample that has the hash, else "shared by N families"."""
     rows = np.flatnonzero(which)
-    found: dict[int, str] = {}
+    options: dict[int, set[str]] = {}
     if len(rows):
         pairs = index.exact.query_batch(exact_hash[rows])
         for q, r in zip(rows[pairs.query].tolist(), pairs.row.tolist(), strict=True):
-            if q not in found and index.is_library[r]:
-                found[q] = _library_label(index, r)
+            if index.is_library[r]:
+                options.setdefault(q, set()).add(_library_label(index, r))
+    # The same runtime function is often in several libraries (one CRT in two releases'
+    # packs): each function gets, of its libraries, the one most of the sample's functions
+    # have, so a bookworm build is not labelled half bullseye.
+    votes = Counter(label for labels in options.values() for label in labels)
     common = f"code shared by >= {cfg.common_families} families"
-    return {int(q): found.get(int(q), common) for q in rows}
+    return {int(q): max(sorted(options[int(q)]), key=lambda lab: votes[lab])
+            if int(q) in options else common for q in rows}
 
 
 def _stack_stored(code_sig: U32, sem_sig: U32, bits: int) -> U16 | U32:

@@ -90,13 +90,15 @@ def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
         f"{r.n_query_functions} functions in the query, {r.n_library_functions} recognised as "
         f"library/runtime code and left out{': ' + libs if libs else ''}; {r.seconds:.2f} s",
         style="dim"))
-    t = Table(title="families", show_lines=False)
-    for col in ("family", "actor", "score", "functions", "coverage"):
-        t.add_column(col, justify="right" if col in ("score", "functions", "coverage") else "left")
-    for f in r.families[:top]:
-        t.add_row(f.family or "(unlabelled)", f.actor or "", f"{f.score:.2f}",
-                  str(f.n_functions_matched), f"{f.coverage:.1%}")
-    c.print(t)
+    if r.families:
+        t = Table(title="families", show_lines=False)
+        for col in ("family", "actor", "score", "functions", "coverage"):
+            t.add_column(col, justify="right" if col in ("score", "functions", "coverage")
+                         else "left")
+        for f in r.families[:top]:
+            t.add_row(Text(f.family or "(unlabelled)"), Text(f.actor or ""), f"{f.score:.2f}",
+                      str(f.n_functions_matched), f"{f.coverage:.1%}")
+        c.print(t)
     if r.samples:
         t = Table(title="most similar samples")
         for col in ("sha256", "name", "family", "score", "functions"):
