@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.calibration import Calibration, calibrate, plot_reliability
+from bench.suite import git_head
 
 logger = logging.getLogger(__name__)
 
@@ -601,14 +602,6 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _git() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
-                              capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "?"
-
-
 def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -654,10 +647,10 @@ def run_small(cfg: SmallConfig, progress: Callable[[str], None] = _progress) -> 
                    + (f" --tag {cfg.tag}" if cfg.tag else ""),
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
         "date": date.today().isoformat(),
-        "git": _git(),
+        "git": git_head(),
         "kinship": kversion,
         "kinship_path": kpath,  # the engine measured (another checkout than git's: say so)
-        "engine": cfg.engine or f"git {_git()} working tree",
+        "engine": cfg.engine or f"git {git_head()} working tree",
         "protocol": {
             "folds": [list(f) for f in folds],
             "families": {f.name: {"actor": f.actor, "kind": f.kind} for f in FAMILIES},

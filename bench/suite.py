@@ -19,7 +19,8 @@ def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _git() -> str:
+def git_head() -> str:
+    """Short hash of the checkout's HEAD, "?" without git (recorded in every result)."""
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
                               capture_output=True, text=True, check=False).stdout.strip()
@@ -46,7 +47,7 @@ def run_suite(command: str, *, quick: bool, with_peer: bool,
         "command": "python -m bench " + command + (" --quick" if quick else ""),
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
         "date": date.today().isoformat(),
-        "git": _git(),
+        "git": git_head(),
         "mcrit": available(),
     }
     if command in ("all", "matching"):
