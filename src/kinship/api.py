@@ -144,6 +144,7 @@ class Kinship:
         )
         self._index: ReferenceIndex | None = None
         self._index_key: tuple[int, str] = (-1, "")
+        self._runtime: frozenset[str] = frozenset()  # the index's packs' runtime strings
         # Compiler-runtime baseline packs (kinship.baseline) join the index as library code
         # unless turned off here or by $KINSHIP_BASELINE=off.
         self.use_baseline = baseline
@@ -243,6 +244,7 @@ class Kinship:
         key = (gen, packs_digest(packs))
         if self._index is not None and key == self._index_key:
             return self._index
+        self._runtime = runtime_strings(packs)
         stored = self.store.feature_params()
         if stored is not None and stored != feature_params():
             raise StoreError(
@@ -267,11 +269,6 @@ class Kinship:
                 _save_index(index, cache, stamp)
         self._index, self._index_key = index, key
         return index
-
-    def _runtime_strings(self) -> frozenset[str]:
-        if not self.use_baseline:
-            return frozenset()
-        return runtime_strings(active_packs(feature_params()))
 
     def _index_cache_dir(self) -> Path | None:
         """``<db>.index/`` for a file store, ``<data dir>/index/`` for PostgreSQL."""
@@ -317,7 +314,7 @@ class Kinship:
         result.warnings.extend(_match_warnings(index, result, record))
         if strings is not None:
             strings = without_library_strings(strings, result.library_vas,
-                                              self._runtime_strings())
+                                              self._runtime)
             reuse = string_reuse(strings, self.store.string_postings,
                                  sample_sha256=record.sha256, sample_name=record.name,
                                  exclude_sha256=exclude)

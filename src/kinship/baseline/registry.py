@@ -120,12 +120,12 @@ def with_baseline(arrays: FunctionArrays, packs: list[BaselinePack]
                   ) -> tuple[FunctionArrays, dict[int, str]]:
     """``arrays`` plus every pack's functions as library rows, and the names of those rows
     (function id -> name). Packs whose sketch width differs from the store's are skipped."""
-    width = arrays.code_sig.shape[1] if arrays.code_sig.ndim == 2 and len(arrays) else 0
-    packs = [p for p in packs if len(p) and (width == 0 or p.num_perm == width)]
+    packs = [p for p in packs if len(p)]
+    width = (arrays.code_sig.shape[1] if arrays.code_sig.ndim == 2 and len(arrays)
+             else packs[0].num_perm if packs else 0)
+    packs = [p for p in packs if p.num_perm == width]
     if not packs:
         return arrays, {}
-    width = width or packs[0].num_perm
-    packs = [p for p in packs if p.num_perm == width]
     samples = dict(arrays.samples)
     names: dict[int, str] = {}
     parts: dict[str, list[Any]] = {k: [] for k in (
