@@ -346,3 +346,23 @@ def test_compare_terminal_names_provenance_and_runtime(store: Path,
     assert "netsh-backdoor" in r.output and "Vendor report 2016" in r.output
     assert "first seen 2016" in r.output and "library: MinGW-w64" in r.output
     assert "MatchKind" not in r.output
+
+
+def test_compare_and_match_show_hostile_names_inert(case: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    """A stored name/label with markup and terminal escapes is printed literally and with
+    its control characters visible, never raw."""
+    evil = tmp_path / "[red]evil[x]\x1b]0;t\x07.exe"
+    shutil.copyfile(case["netsh_x86.exe"], evil)
+    db = tmp_path / "k.db"
+    with Kinship(db) as k:
+        k.add([evil], Labels(family="[bold]fam\x1b[2J", actor="Hidden Cobra"))
+    runner = CliRunner()
+    for args in (["compare", str(case["netsh_v2_x64.exe"]), str(evil), "--listings", "0"],
+                 ["match", str(case["netsh_v2_x64.exe"])]):
+        r = runner.invoke(main, [*args, "--db", str(db)], env={"COLUMNS": "200"})
+        assert r.exit_code == 0, r.output
+        assert "\x1b" not in r.output and "\x07" not in r.output
+        assert "[bold]fam\\x1b[2J" in r.output
+        if args[0] == "compare":
+            assert "[red]evil[x]\\x1b]0;t\\x07.exe" in r.output

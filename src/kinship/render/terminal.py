@@ -9,6 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from kinship.artifacts.filenames import printable
 from kinship.evidence.compare import CompareResult, FunctionPair, SampleRef, Side
 from kinship.info import InfoResult
 from kinship.ingest import AddReport
@@ -44,22 +45,28 @@ def render_add(c: Console, r: AddReport) -> None:
         c.print(f"[red]skipped[/] {escape(f.name)}: {escape(f.reason)}")
 
 
+def _inert(text: str | None) -> Text:
+    """A sample- or user-controlled string for a table cell: no markup, escapes visible."""
+    return Text(printable(text or ""))
+
+
 def verdict_text(r: MatchResult) -> Text:
     """The verdict line: attributed (with confidence), weak (a candidate, not a verdict) or
     unknown; numbers rounded for people (JSON keeps full precision)."""
     v = r.verdict
     if v.attributed and v.family:
-        head = Text(f"verdict: {v.family}", style="bold green")
+        head = Text(f"verdict: {printable(v.family)}", style="bold green")
         if v.actor:
-            head.append(f"  actor: {v.actor}", style="bold")
+            head.append(f"  actor: {printable(v.actor)}", style="bold")
         if v.confidence is not None:
             head.append(f"  confidence {confidence_text(v.confidence)}")
         head.append(f"  score {v.score:.2f}")
     elif v.status is VerdictStatus.WEAK:
         head = Text("verdict: weak evidence, not attributed", style="bold yellow")
         if v.candidate:
-            head.append(f"  (leading candidate {v.candidate}"
-                        + (f", actor {v.candidate_actor}" if v.candidate_actor else "")
+            head.append(f"  (leading candidate {printable(v.candidate)}"
+                        + (f", actor {printable(v.candidate_actor)}" if v.candidate_actor
+                           else "")
                         + f", score {v.score:.2f})", style="yellow")
     else:
         head = Text("verdict: unknown", style="bold yellow")
@@ -82,9 +89,9 @@ def library_summary(r: MatchResult, top: int = 3) -> str:
 def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
     c.print(verdict_text(r))
     if r.verdict.reason:
-        c.print(Text(f"  {r.verdict.reason}", style="dim"))
+        c.print(Text(f"  {printable(r.verdict.reason)}", style="dim"))
     for w in r.warnings:
-        c.print(Text(f"warning: {w}", style="yellow"))
+        c.print(Text(f"warning: {printable(w)}", style="yellow"))
     libs = library_summary(r)
     c.print(Text(
         f"{r.n_query_functions} functions in the query, {r.n_library_functions} recognised as "
@@ -96,7 +103,7 @@ def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
             t.add_column(col, justify="right" if col in ("score", "functions", "coverage")
                          else "left")
         for f in r.families[:top]:
-            t.add_row(Text(f.family or "(unlabelled)"), Text(f.actor or ""), f"{f.score:.2f}",
+            t.add_row(_inert(f.family or "(unlabelled)"), _inert(f.actor), f"{f.score:.2f}",
                       str(f.n_functions_matched), f"{f.coverage:.1%}")
         c.print(t)
     if r.samples:
@@ -104,7 +111,7 @@ def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
         for col in ("sha256", "name", "family", "score", "functions"):
             t.add_column(col)
         for s in r.samples[:top]:
-            t.add_row(s.sha256[:16], s.name, s.family or "", f"{s.score:.3f}",
+            t.add_row(s.sha256[:16], _inert(s.name), _inert(s.family), f"{s.score:.3f}",
                       str(s.n_functions_matched))
         c.print(t)
     if r.sample_signals:
@@ -113,7 +120,8 @@ def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
             t.add_column(col, overflow="fold")
         for sig in r.sample_signals[:top]:
             value = sig.value if sig.distance is None else f"distance {sig.distance}"
-            t.add_row(sig.sha256[:16], sig.name, sig.family or "", sig.signal, value[:80])
+            t.add_row(sig.sha256[:16], _inert(sig.name), _inert(sig.family), sig.signal,
+                      _inert(value[:80]))
         c.print(t)
     shown = [m for m in r.function_matches if not m.is_library][:top]
     if shown:
@@ -122,9 +130,10 @@ def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
             t.add_column(col)
         for m in shown:
             t.add_row(
-                f"{_hx(m.query_va)} {m.query_name or ''}".strip(),
-                f"{_hx(m.ref_va)} {m.ref_name or ''}".strip(),
-                m.ref_sample_sha256[:12], m.family or "", f"{m.score:.3f}", m.kind,
+                _inert(f"{_hx(m.query_va)} {m.query_name or ''}".strip()),
+                _inert(f"{_hx(m.ref_va)} {m.ref_name or ''}".strip()),
+                m.ref_sample_sha256[:12], _inert(m.family), f"{m.score:.3f}",
+                KIND_LABEL.get(m.kind.value, m.kind.value),
             )
         c.print(t)
 
@@ -153,12 +162,12 @@ def _pair_table(p: FunctionPair, left_title: str, right_title: str) -> Table:
 
 def render_compare(c: Console, r: CompareResult, listings: int = 3) -> None:
     def side(x: SampleRef) -> Text:
-        t = Text(x.name, style="bold")
+        t = Text(printable(x.name), style="bold")
         t.append(f" ({x.format}/{x.arch}, {x.n_functions} functions)")
         labels = [v for v in (x.family, x.actor, x.source,
                               f"first seen {x.first_seen}" if x.first_seen else None) if v]
         if labels:
-            t.append(f" [stored: {', '.join(labels)}]", style="cyan")
+            t.append(f" [stored: {printable(', '.join(labels))}]", style="cyan")
         return t
 
     head = side(r.left)
@@ -176,13 +185,13 @@ def render_compare(c: Console, r: CompareResult, listings: int = 3) -> None:
     for p in r.pairs[:40]:
         style = "dim" if p.is_library else ""
         t.add_row(
-            Text(f"{_hx(p.left_va)} {p.left_name or ''}".strip(), style=style),
-            Text(f"{_hx(p.right_va)} {p.right_name or ''}".strip(), style=style),
+            Text(printable(f"{_hx(p.left_va)} {p.left_name or ''}".strip()), style=style),
+            Text(printable(f"{_hx(p.right_va)} {p.right_name or ''}".strip()), style=style),
             Text(f"{p.score:.2f}", style=style), Text(KIND_LABEL.get(p.kind, p.kind), style=style),
             Text(f"{p.left_instructions}/{p.right_instructions}", style=style),
             Text(f"{p.identity:.0%}" if p.rows else "", style=style),
-            Text(f"library: {p.library or 'library code'}" if p.is_library
-                 else ", ".join([*p.apis[:6], *(repr(x)[:50] for x in p.strings[:2])]),
+            Text(printable(f"library: {p.library or 'library code'}" if p.is_library
+                           else ", ".join([*p.apis[:6], *(repr(x)[:50] for x in p.strings[:2])])),
                  style=style),
         )
     c.print(t)
