@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,21 @@ def test_runtime_recognised_on_a_fresh_install(bins: dict[str, Path], capa_rules
     assert "T1129" not in ids and {"T1562.004", "T1106"} <= ids
     assert doc["n_library_functions"] > 40 and doc["library_note"] is None
     assert not (tmp_path / "none.db").exists()
+
+
+def test_rule_sets_counted_by_name_not_cached_path(tmp_path: Path) -> None:
+    """capa's rule cache is keyed by content: a cache filled from a copy of kinship's rules
+    remembers the copy's paths. kinship's rules must still be counted as kinship's."""
+    from kinship.intel.capabilities import _count_rules, _load
+
+    copy = tmp_path / "copy"
+    shutil.copytree(BUILTIN_RULES, copy)
+    cache = tmp_path / "cache"
+    _load.cache_clear()
+    try:
+        _load((str(copy),), False, str(cache))
+        _load.cache_clear()
+        ruleset = _load((str(BUILTIN_RULES),), False, str(cache))
+        assert _count_rules(ruleset) == {"kinship": len(list(BUILTIN_RULES.glob("*.yml")))}
+    finally:
+        _load.cache_clear()

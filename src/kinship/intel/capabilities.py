@@ -279,9 +279,28 @@ def capa_rules_status(option: str | Path | None) -> RuleSetStatus:
     return RuleSetStatus(CAPA_RULE_SET, str(path), True)
 
 
+@lru_cache(maxsize=1)
+def _builtin_rule_names() -> frozenset[str]:
+    """Names of the rules kinship ships.
+
+    By name, not by ``capa/path``: capa's rule cache is keyed by the rules' content, so a
+    cached rule set remembers the directory it was first loaded from (a copy, another
+    checkout), not the one it is loaded from now.
+    """
+    import yaml
+
+    names: set[str] = set()
+    for f in sorted(BUILTIN_RULES.glob("*.yml")):
+        doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+        name = ((doc.get("rule") or {}).get("meta") or {}).get("name")
+        if name:
+            names.add(str(name))
+    return frozenset(names)
+
+
 def _rule_set_of(rule: Any) -> str:
-    path = Path(str(rule.meta.get("capa/path", ""))).resolve()
-    return KINSHIP_RULE_SET if path.is_relative_to(BUILTIN_RULES.resolve()) else CAPA_RULE_SET
+    name = str(rule.meta.get("name") or getattr(rule, "name", ""))
+    return KINSHIP_RULE_SET if name in _builtin_rule_names() else CAPA_RULE_SET
 
 
 def _count_rules(ruleset: Any) -> dict[str, int]:
