@@ -60,7 +60,7 @@ from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, featu
 from kinship.store.base import Store
 from kinship.store.files import SAMPLES_DIR_NAME, SampleFiles
 from kinship.store.model import SampleRecord, StoreStats
-from kinship.store.paths import default_db, is_postgres_url, pg_data_dir
+from kinship.store.paths import PRIVATE_DIR_MODE, default_db, is_postgres_url, pg_data_dir
 from kinship.store.sqlite import SQLiteStore
 from kinship.strings.extract import StringTable
 from kinship.strings.similarity import string_reuse
@@ -437,6 +437,7 @@ def _save_index(index: ReferenceIndex, cache: Path, stamp: str) -> None:
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         index.save(tmp)
+        os.chmod(tmp, PRIVATE_DIR_MODE)
         (tmp / "GENERATION").write_text(stamp + "\n", encoding="ascii")
         old = cache.with_name(f"{cache.name}.old{os.getpid()}")
         if cache.exists():

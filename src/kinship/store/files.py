@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLES_DIR_NAME = "samples"
 FILE_MODE = 0o600  # readable by the analyst only, never executable
+DIR_MODE = 0o700  # the samples folder: the analyst only
 
 
 def sha256_file(path: Path) -> str:
@@ -52,7 +53,7 @@ class SampleFiles:
         digest = sha256_file(path)
         dest = self.root / digest
         if not dest.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
             tmp = dest.with_suffix(".part")
             shutil.copyfile(path, tmp)
             os.chmod(tmp, FILE_MODE)
@@ -64,7 +65,7 @@ class SampleFiles:
         digest = hashlib.sha256(data).hexdigest()
         dest = self.root / digest
         if not dest.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
             tmp = dest.with_suffix(".part")
             tmp.write_bytes(data)
             os.chmod(tmp, FILE_MODE)

@@ -15,6 +15,8 @@ from kinship.exceptions import StoreError
 HOME_ENV = "KINSHIP_HOME"  # environment variable that overrides the data directory
 DB_FILE_NAME = "kinship.db"
 DB_ENV = "KINSHIP_DB"  # environment variable: the store (file or URL) when --db is not given
+PRIVATE_DIR_MODE = 0o700  # folders kinship creates: samples are malware, names are case data
+PRIVATE_FILE_MODE = 0o600  # the store file it creates
 
 
 def default_home() -> Path:
@@ -22,7 +24,7 @@ def default_home() -> Path:
     env = os.environ.get(HOME_ENV, "").strip()
     home = Path(env).expanduser() if env else Path(platformdirs.user_data_dir("kinship"))
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
     except OSError as e:
         raise StoreError(f"cannot create the kinship data directory {home}: {e}") from e
     return home

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ from kinship.store.base import (
     encode_info,
 )
 from kinship.store.model import SampleRecord, StoreStats
+from kinship.store.paths import PRIVATE_FILE_MODE
 from kinship.store.sqlcommon import (
     ACTORS_COUNT_SQL,
     FUNCTION_COLUMNS,
@@ -173,6 +175,7 @@ class SQLiteStore(SQLStore):
         self.where = str(self.path)  # for messages
         self.config = config or StoreConfig()
         self._conn: sqlite3.Connection | None = None
+        _create_private(self.path)
         try:
             conn = sqlite3.connect(
                 str(self.path), timeout=self.config.busy_timeout_s, isolation_level=None
@@ -440,3 +443,16 @@ class SQLiteStore(SQLStore):
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
 
+
+def _create_private(path: Path) -> None:
+    """Create a new store file readable by its owner only (SQLite gives its -wal and -shm
+    files the database file's mode); an existing file keeps the mode its owner chose."""
+    if str(path) == ":memory:" or path.exists():
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise StoreError(f"{path}: cannot create the store: {e.strerror or e}") from e
+    os.close(fd)
