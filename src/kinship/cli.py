@@ -32,6 +32,7 @@ from kinship.exceptions import EXIT_CODES, KinshipError, NotFoundError, UsageErr
 from kinship.ingest import AddReport, ProgressFn
 from kinship.pipeline import Labels
 from kinship.render import terminal
+from kinship.render.safe import inert, markup, plain, plain_lines
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -56,20 +57,26 @@ def _progress(enabled: bool, label: str) -> Iterator[ProgressFn | None]:
         yield None
         return
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=err, transient=True) as bar:
+                  TextColumn("{task.description}", markup=False), console=err,
+                  transient=True) as bar:
         task = bar.add_task("", total=None)
 
         def update(done: int, total: int, name: str) -> None:
-            bar.update(task, completed=done, total=total, description=Path(name).name[:40])
+            bar.update(task, completed=done, total=total,
+                       description=plain(Path(name).name)[:40])
 
         yield update
 
 
 def _fail(e: KinshipError, as_json: bool) -> None:
+    """One line for ``e`` (its message quotes names from samples: printed inert, see
+    :mod:`kinship.render.safe`), then exit with its code."""
     if as_json:
         _emit({"error": type(e).__name__, "message": str(e), "exit_code": e.exit_code})
     else:
-        err.print(f"[red]error:[/] {escape(str(e))}", markup=True, highlight=False)
+        line = inert("error:", style="red")
+        line.append(" ").append_text(inert(str(e)))
+        err.print(line, highlight=False)
     sys.exit(e.exit_code)
 
 
@@ -87,8 +94,10 @@ class KinshipGroup(click.Group):
             return super().invoke(ctx)
         except KinshipError as e:
             _fail(e, as_json)
-        except (click.exceptions.ClickException, click.exceptions.Exit,
-                click.exceptions.Abort):
+        except click.exceptions.ClickException as e:
+            e.message = plain_lines(e.message)  # may quote a path or value given
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as e:
             # A bug (ours or a parser's) on hostile input: one line, a stable code, and the
@@ -192,7 +201,7 @@ def _canonical_actor(actor: str | None, as_json: bool = False) -> str | None:
 
     name = canonical_actor(actor)
     if name != actor.strip() and not as_json:
-        err.print(escape(f"actor {actor!r} is stored as {name!r} (its MISP galaxy name)"))
+        err.print(inert(f"actor {actor!r} is stored as {name!r} (its MISP galaxy name)"))
     return name
 
 
@@ -315,7 +324,7 @@ def db_stats(db: str | Path | None, as_json: bool) -> None:
     if as_json:
         _emit({"backend": backend, **s.__dict__})
     else:
-        out.print(f"[bold]backend[/bold] {backend}")
+        out.print(f"[bold]backend[/bold] {markup(backend)}")
         terminal.render_stats(out, s)
 
 
@@ -375,8 +384,8 @@ def db_label(sample: str, family: str | None, actor: str | None, source: str | N
     if as_json:
         _emit({k: v for k, v in rec.__dict__.items() if k != "info"})
     else:
-        out.print(escape(f"{rec.sha256}: family={rec.family} actor={rec.actor} "
-                         f"source={rec.source}"))
+        out.print(inert(f"{rec.sha256}: family={rec.family} actor={rec.actor} "
+                        f"source={rec.source}"))
 
 
 @db.command("remove")
@@ -394,7 +403,7 @@ def db_remove(sample: str, db: str | Path | None, as_json: bool) -> None:
     if as_json:
         _emit({"removed": rec.sha256})
     else:
-        out.print(escape(f"removed {rec.sha256} ({rec.name})"))
+        out.print(inert(f"removed {rec.sha256} ({rec.name})"))
 
 
 register_evidence(main)

@@ -1,4 +1,9 @@
-"""Terminal renderers (rich) for every result model. JSON goes through ``to_dict`` instead."""
+"""Terminal renderers (rich) for every result model. JSON goes through ``to_dict`` instead.
+
+Names, labels, symbols, strings and paths come from samples and stores: they reach rich only
+as :func:`kinship.render.safe.inert` text (never parsed as markup, control characters shown
+as ``\x1b``), never inside a markup string or as a plain ``str`` cell, title or header.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from kinship.artifacts.filenames import printable
 from kinship.evidence.compare import CompareResult, FunctionPair, SampleRef, Side
 from kinship.info import InfoResult
 from kinship.ingest import AddReport
 from kinship.match.result import MatchResult, VerdictStatus
+from kinship.render.safe import inert, plain
 from kinship.report.verdict import confidence_text
 from kinship.store.model import SampleRecord, StoreStats
 
@@ -45,9 +50,7 @@ def render_add(c: Console, r: AddReport) -> None:
         c.print(f"[red]skipped[/] {escape(f.name)}: {escape(f.reason)}")
 
 
-def _inert(text: str | None) -> Text:
-    """A sample- or user-controlled string for a table cell: no markup, escapes visible."""
-    return Text(printable(text or ""))
+_inert = inert  # a sample- or user-controlled string for a table cell
 
 
 def verdict_text(r: MatchResult) -> Text:
@@ -55,17 +58,17 @@ def verdict_text(r: MatchResult) -> Text:
     unknown; numbers rounded for people (JSON keeps full precision)."""
     v = r.verdict
     if v.attributed and v.family:
-        head = Text(f"verdict: {printable(v.family)}", style="bold green")
+        head = Text(f"verdict: {plain(v.family)}", style="bold green")
         if v.actor:
-            head.append(f"  actor: {printable(v.actor)}", style="bold")
+            head.append(f"  actor: {plain(v.actor)}", style="bold")
         if v.confidence is not None:
             head.append(f"  confidence {confidence_text(v.confidence)}")
         head.append(f"  score {v.score:.2f}")
     elif v.status is VerdictStatus.WEAK:
         head = Text("verdict: weak evidence, not attributed", style="bold yellow")
         if v.candidate:
-            head.append(f"  (leading candidate {printable(v.candidate)}"
-                        + (f", actor {printable(v.candidate_actor)}" if v.candidate_actor
+            head.append(f"  (leading candidate {plain(v.candidate)}"
+                        + (f", actor {plain(v.candidate_actor)}" if v.candidate_actor
                            else "")
                         + f", score {v.score:.2f})", style="yellow")
     else:
@@ -80,7 +83,7 @@ def library_summary(r: MatchResult, top: int = 3) -> str:
     for h in r.library_functions:
         counts[h.library] = counts.get(h.library, 0) + 1
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    parts = [f"{name} {n}" for name, n in ranked[:top]]
+    parts = [f"{plain(name)} {n}" for name, n in ranked[:top]]
     if len(ranked) > top:
         parts.append(f"{len(ranked) - top} more")
     return ", ".join(parts)
@@ -89,9 +92,9 @@ def library_summary(r: MatchResult, top: int = 3) -> str:
 def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
     c.print(verdict_text(r))
     if r.verdict.reason:
-        c.print(Text(f"  {printable(r.verdict.reason)}", style="dim"))
+        c.print(Text(f"  {plain(r.verdict.reason)}", style="dim"))
     for w in r.warnings:
-        c.print(Text(f"warning: {printable(w)}", style="yellow"))
+        c.print(Text(f"warning: {plain(w)}", style="yellow"))
     libs = library_summary(r)
     c.print(Text(
         f"{r.n_query_functions} functions in the query, {r.n_library_functions} recognised as "
@@ -141,17 +144,17 @@ def render_match(c: Console, r: MatchResult, top: int = 10) -> None:
 def _side_text(side: Side | None) -> str:
     if side is None or side.va is None:
         return ""
-    text = f"{side.va:08x}  {side.text}"
-    if side.string and side.string not in text:
-        text += f'  ; "{side.string[:40]}"'
+    text = f"{side.va:08x}  {plain(side.text)}"
+    if side.string and side.string not in side.text:
+        text += f'  ; "{plain(side.string[:40])}"'
     return text
 
 
 def _pair_table(p: FunctionPair, left_title: str, right_title: str) -> Table:
     t = Table(show_header=True, box=None, pad_edge=False, expand=False)
-    t.add_column(left_title, overflow="fold")
+    t.add_column(inert(left_title), overflow="fold")
     t.add_column("", width=1)
-    t.add_column(right_title, overflow="fold")
+    t.add_column(inert(right_title), overflow="fold")
     marks = {"same": "=", "api": "=", "similar": "~", "diff": "!", "gap": " "}
     for row in p.rows:
         style = KIND_STYLE.get(row.kind, "")
@@ -162,12 +165,12 @@ def _pair_table(p: FunctionPair, left_title: str, right_title: str) -> Table:
 
 def render_compare(c: Console, r: CompareResult, listings: int = 3) -> None:
     def side(x: SampleRef) -> Text:
-        t = Text(printable(x.name), style="bold")
+        t = Text(plain(x.name), style="bold")
         t.append(f" ({x.format}/{x.arch}, {x.n_functions} functions)")
         labels = [v for v in (x.family, x.actor, x.source,
                               f"first seen {x.first_seen}" if x.first_seen else None) if v]
         if labels:
-            t.append(f" [stored: {printable(', '.join(labels))}]", style="cyan")
+            t.append(f" [stored: {plain(', '.join(labels))}]", style="cyan")
         return t
 
     head = side(r.left)
@@ -185,19 +188,19 @@ def render_compare(c: Console, r: CompareResult, listings: int = 3) -> None:
     for p in r.pairs[:40]:
         style = "dim" if p.is_library else ""
         t.add_row(
-            Text(printable(f"{_hx(p.left_va)} {p.left_name or ''}".strip()), style=style),
-            Text(printable(f"{_hx(p.right_va)} {p.right_name or ''}".strip()), style=style),
+            Text(plain(f"{_hx(p.left_va)} {p.left_name or ''}".strip()), style=style),
+            Text(plain(f"{_hx(p.right_va)} {p.right_name or ''}".strip()), style=style),
             Text(f"{p.score:.2f}", style=style), Text(KIND_LABEL.get(p.kind, p.kind), style=style),
             Text(f"{p.left_instructions}/{p.right_instructions}", style=style),
             Text(f"{p.identity:.0%}" if p.rows else "", style=style),
-            Text(printable(f"library: {p.library or 'library code'}" if p.is_library
+            Text(plain(f"library: {p.library or 'library code'}" if p.is_library
                            else ", ".join([*p.apis[:6], *(repr(x)[:50] for x in p.strings[:2])])),
                  style=style),
         )
     c.print(t)
     for p in [p for p in r.pairs if p.rows][:listings]:
-        title = (f"{_hx(p.left_va)} {p.left_name or ''} <-> {_hx(p.right_va)} "
-                 f"{p.right_name or ''}  score {p.score:.3f}, identity {p.identity:.0%}")
+        title = inert(f"{_hx(p.left_va)} {p.left_name or ''} <-> {_hx(p.right_va)} "
+                      f"{p.right_name or ''}  score {p.score:.3f}, identity {p.identity:.0%}")
         c.print(Panel(_pair_table(p, f"{r.left.name} ({r.left.arch})",
                                   f"{r.right.name} ({r.right.arch})"), title=title))
 
@@ -218,14 +221,14 @@ def render_info(c: Console, r: InfoResult, functions: bool = False) -> None:
         ("functions", f"{r.n_functions} ({found_by})"),
         ("instructions", str(r.n_instructions)),
     ):
-        t.add_row(k, v)
+        t.add_row(k, inert(v))
     c.print(t)
     st = Table(title="sections")
     for col in ("name", "va", "vsize", "offset", "raw", "flags", "entropy"):
         st.add_column(col)
     for s in r.sections:
         flags = ("x" if s["executable"] else "-") + ("w" if s["writable"] else "-")
-        st.add_row(s["name"], _hx(s["va"]), _hx(s["virtual_size"]), _hx(s["offset"]),
+        st.add_row(inert(s["name"]), _hx(s["va"]), _hx(s["virtual_size"]), _hx(s["offset"]),
                    _hx(s["raw_size"]), flags, f"{s['entropy']:.2f}")
     c.print(st)
     if r.imports:
@@ -233,20 +236,23 @@ def render_info(c: Console, r: InfoResult, functions: bool = False) -> None:
         it.add_column("library")
         it.add_column("functions", overflow="fold")
         for lib, names in r.imports.items():
-            it.add_row(lib or "(unknown)", ", ".join(names))
+            it.add_row(inert(lib or "(unknown)"), inert(", ".join(names)))
         c.print(it)
     if r.exports:
-        c.print(f"exports ({len(r.exports)}): " + ", ".join(e["name"] for e in r.exports[:40]))
+        c.print(inert(f"exports ({len(r.exports)}): "
+                      + ", ".join(str(e["name"]) for e in r.exports[:40])))
     if functions:
         ft = Table(title="functions")
         for col in ("va", "name", "insns", "blocks", "found by", "APIs"):
             ft.add_column(col)
         for f in r.functions:
-            ft.add_row(_hx(f.va), f.name or "", str(f.n_instructions), str(f.n_blocks),
-                       f.discovery, ", ".join(f.apis[:8]))
+            ft.add_row(_hx(f.va), inert(f.name), str(f.n_instructions), str(f.n_blocks),
+                       f.discovery, inert(", ".join(f.apis[:8])))
         c.print(ft)
     for w in r.warnings:
-        c.print(f"[yellow]warning:[/] {w}")
+        line = Text("warning:", style="yellow")
+        line.append(" ").append_text(inert(w))
+        c.print(line)
 
 
 def render_stats(c: Console, s: StoreStats) -> None:
@@ -259,7 +265,7 @@ def render_stats(c: Console, s: StoreStats) -> None:
                  ("functions", str(s.functions)), ("size on disk", _size(s.size_bytes)),
                  ("bytes per function",
                   f"{s.size_bytes / s.functions:.0f}" if s.functions else "-")):
-        t.add_row(k, v)
+        t.add_row(k, inert(v))
     c.print(t)
 
 
@@ -317,13 +323,13 @@ def render_samples(c: Console, samples: list[SampleRecord]) -> None:
         t.add_column("fmt", no_wrap=True)
         t.add_column("functions", no_wrap=True, justify="right")
         for s in samples:
-            t.add_row(Text(s.sha256[:16]), Text(s.name), Text(s.family or ""),
-                      Text(s.actor or ""), Text(s.version or ""), Text(s.first_seen or ""),
-                      Text(s.source or ""), Text(_sample_fmt(s)), Text(str(s.n_functions)))
+            t.add_row(Text(s.sha256[:16]), inert(s.name), inert(s.family),
+                      inert(s.actor), inert(s.version), inert(s.first_seen),
+                      inert(s.source), inert(_sample_fmt(s)), Text(str(s.n_functions)))
         c.print(t)
         return
-    rows = [((s.name, f"{_sample_fmt(s)} · {s.n_functions} fns"),
-             (s.family or "", s.version or ""), (s.actor or "", s.source or ""))
+    rows = [((plain(s.name), plain(f"{_sample_fmt(s)} · {s.n_functions} fns")),
+             (plain(s.family), plain(s.version)), (plain(s.actor), plain(s.source)))
             for s in samples]
     heads = (("sample", "format, functions"), ("family", "version"), ("actor", "source"))
     needs = [max(len(x) for r in [heads[i], *(row[i] for row in rows)] for x in r)
@@ -338,7 +344,7 @@ def render_samples(c: Console, samples: list[SampleRecord]) -> None:
     t.add_column("\n".join(heads[2]), overflow="fold", width=widths[2])
     for s, row in zip(samples, rows, strict=True):
         head = Text(s.sha256[:SAMPLES_HASH_CHARS])
-        head.append("\n" + (s.first_seen or ""), style="dim")
+        head.append("\n" + plain(s.first_seen), style="dim")
         cells = [head]
         for i, (first, second) in enumerate(row):
             cell = _cut(first, widths[i]) if i == 0 else Text(first)

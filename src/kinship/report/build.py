@@ -199,16 +199,37 @@ def side_by_side_text(pair: dict[str, Any]) -> str:
                      for r in pair["rows"])
 
 
-def _env(lang: str) -> Any:
+def _md_finalize(value: Any) -> Any:
+    """Every ``{{ ... }}`` of the Markdown template: data becomes inert Markdown text
+    (:func:`kinship.render.safe.md`); what the template marks as Markdown it wrote itself
+    (``|safe`` macros, ``md_code`` spans, ``md_fence`` blocks: :class:`Markup`) is kept."""
+    from markupsafe import Markup
+
+    from kinship.render.safe import md
+
+    return value if isinstance(value, Markup) else md(value)
+
+
+def _env(lang: str, kind: str = "html") -> Any:
+    """The Jinja environment of a ``kind`` ("html": autoescaped; "md": every value through
+    :func:`_md_finalize`, code through the ``code``/``block`` filters and ``fence``)."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     from kinship.evidence.html import coverage_svg, hexlines, segments_of
     from kinship.intel.attack import tactic_name
+    from kinship.render.safe import md_block, md_code, md_fence
     from kinship.report.verdict import confidence_text, reason_text, verdict_view
 
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
-                      autoescape=select_autoescape(["html", "j2"]),
-                      trim_blocks=True, lstrip_blocks=True)
+    if kind == "md":
+        env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=False,
+                          finalize=_md_finalize, trim_blocks=True, lstrip_blocks=True)
+        env.filters["code"] = md_code
+        env.filters["block"] = md_block
+        env.globals["fence"] = md_fence
+    else:
+        env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
+                          autoescape=select_autoescape(["html", "j2"]),
+                          trim_blocks=True, lstrip_blocks=True)
     env.filters["hex"] = lambda v: f"0x{v:x}" if isinstance(v, int) else "-"
     env.filters["tactic"] = lambda v: tactic_name(str(v), lang)
     env.filters["conf"] = confidence_text
@@ -225,11 +246,9 @@ def _env(lang: str) -> Any:
 def render(report: IntelReport, kind: str) -> str:
     """``kind`` "html" or "md"; the language is ``report.lang``."""
     lang = report.lang if report.lang in LANGUAGES else "en"
-    env = _env(lang)
+    env = _env(lang, kind)
     with (TEMPLATES / f"strings_{lang}.json").open(encoding="utf-8") as fh:
         text = json.load(fh)
-    if kind == "md":
-        env.autoescape = False
     tmpl = env.get_template(f"report.{kind}.j2")
     return str(tmpl.render(r=report, d=report.to_dict(), t=text, lang=lang))
 
