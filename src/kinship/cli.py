@@ -34,8 +34,8 @@ from kinship.pipeline import Labels
 from kinship.render import terminal
 from kinship.render.safe import inert, markup, plain, plain_lines
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _int(value: str | None) -> int | None:

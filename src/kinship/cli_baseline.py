@@ -18,6 +18,7 @@ from kinship.baseline.pack import PACK_SUFFIX, BaselinePack, LibraryInfo
 from kinship.baseline.registry import BASELINES_ENV, discover, enabled, user_dirs
 from kinship.cli_common import emit
 from kinship.exceptions import UsageError
+from kinship.render.safe import inert, plain
 
 
 def _entry_dict(e: Any) -> dict[str, Any]:
@@ -62,14 +63,14 @@ def list_cmd(as_json: bool) -> None:
         t.add_column(col, overflow="fold")
     for e in entries:
         if e.pack is None:
-            t.add_row(Text(e.path.name), Text(f"not used: {e.error}", style="red"), "", "")
+            t.add_row(inert(e.path.name), inert(f"not used: {e.error}", style="red"), "", "")
             continue
         origin = "built-in" if e.builtin else str(e.path.parent)
         for lib, n in zip(e.pack.libraries, e.pack.library_counts().values(), strict=True):
-            t.add_row(Text(e.pack.name), Text(lib.label), str(n), Text(origin))
+            t.add_row(inert(e.pack.name), inert(lib.label), str(n), inert(origin))
     c.print(t)
-    c.print(Text(f"user packs: {', '.join(str(d) for d in user_dirs())} (${BASELINES_ENV})",
-                 style="dim"))
+    c.print(inert(f"user packs: {', '.join(str(d) for d in user_dirs())} (${BASELINES_ENV})",
+                  style="dim"))
 
 
 @click.command("build")
@@ -113,10 +114,10 @@ def build_cmd(files: tuple[Path, ...], name: str, library: str, toolchain: str,
         emit(doc)
         return
     c = Console()
-    c.print(Text(f"{dest}: {len(rep.pack)} runtime functions from {rep.n_files} file(s)"))
+    c.print(inert(f"{dest}: {len(rep.pack)} runtime functions from {rep.n_files} file(s)"))
     for f, r in rep.failed:
-        c.print(Text(f"skipped {f}: {r}", style="red"))
-    c.print(Text(f"use it in every store: kinship baseline add {dest}", style="dim"))
+        c.print(inert(f"skipped {f}: {r}", style="red"))
+    c.print(inert(f"use it in every store: kinship baseline add {dest}", style="dim"))
 
 
 @click.command("add")
@@ -148,7 +149,7 @@ def add_cmd(packs: tuple[Path, ...], as_json: bool) -> None:
         emit({"added": added})
         return
     for a in added:
-        click.echo(f"added {a['name']} ({a['functions']} functions) -> {a['path']}")
+        click.echo(plain(f"added {a['name']} ({a['functions']} functions) -> {a['path']}"))
 
 
 def register(main: click.Group) -> None:

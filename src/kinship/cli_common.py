@@ -119,5 +119,9 @@ def store_backend(store: object) -> str:
 
 
 def emit(obj: Any) -> None:
-    """Print ``obj`` as indented JSON (non-ASCII kept, unknown types via ``str``)."""
-    click.echo(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
+    """Print ``obj`` as indented JSON (non-ASCII kept, unknown types via ``str``; C1
+    controls, bidi overrides and other invisible characters written ``\\uXXXX``: the same
+    values, nothing raw for a terminal)."""
+    from kinship.render.safe import json_text
+
+    click.echo(json_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False)))

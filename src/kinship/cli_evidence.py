@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from kinship.api import Kinship, sample_input
 from kinship.binary.model import Arch
@@ -23,8 +23,9 @@ from kinship.evidence.shared_strings import SharedStringsResult, shared_strings
 from kinship.exceptions import UsageError
 from kinship.match.result import MatchResult
 from kinship.pipeline import analyse
+from kinship.render.safe import inert
 
-out = Console(highlight=False, soft_wrap=False)
+out = Console(highlight=False, soft_wrap=False, emoji=False)
 
 
 def write_compare_html(k: Kinship, a: Path, b: Path, html: Path, *, max_listed: int = 50
@@ -58,26 +59,30 @@ def shared_strings_of(k: Kinship | None, files: list[Path], min_samples: int | N
 
 
 def render_shared_strings(c: Console, r: SharedStringsResult) -> None:
+    """The shared strings, where each sample holds them, and hex dumps. Names, sections,
+    symbols and the strings come from the samples: printed inert (:mod:`kinship.render.safe`)."""
     names = {s.sha256: s for s in r.samples}
-    c.print(f"[bold]{len(r.strings)} distinctive strings shared by at least {r.min_samples} of "
-            f"{len(r.samples)} samples[/]")
+    c.print(Text(f"{len(r.strings)} distinctive strings shared by at least {r.min_samples} "
+                 f"of {len(r.samples)} samples", style="bold"))
     for s in r.samples:
-        c.print(f"  {s.sha256[:16]}  {escape(s.name)}  {s.format}/{s.arch}"
-                + (f"  source: {escape(s.source)}" if s.source else ""))
+        c.print(inert(f"  {s.sha256[:16]}  {s.name}  {s.format}/{s.arch}"
+                      + (f"  source: {s.source}" if s.source else "")))
     for row in r.strings:
         c.print()
         same = "  (same offset in every sample)" if row.same_offset else ""
-        c.print(f"[bold yellow]{escape(repr(row.text))}[/]  weight {row.weight:.2f}{same}")
+        line = inert(repr(row.text), style="bold yellow")
+        line.append(f"  weight {row.weight:.2f}{same}")
+        c.print(line)
         for o in row.occurrences:
             fns = ", ".join(f"{f.va:#x}" + (f" ({f.name})" if f.name else "")
                             for f in o.functions)
             off = f"{o.offset:#x}" if o.offset is not None else "-"
             va = f"{o.va:#x}" if o.va is not None else "-"
-            c.print(f"  {escape(names[o.sha256].name)} offset {off} va {va} "
-                    f"{o.section or ''} {o.encoding}" + (f"  <- {fns}" if fns else ""))
+            c.print(inert(f"  {names[o.sha256].name} offset {off} va {va} "
+                          f"{o.section or ''} {o.encoding}" + (f"  <- {fns}" if fns else "")))
             if o.hexdump is not None:
-                for line in o.hexdump.lines():
-                    c.print("    " + escape(line.text()))
+                for hex_line in o.hexdump.lines():
+                    c.print(inert("    " + hex_line.text()))
 
 
 def register(main: click.Group) -> None:

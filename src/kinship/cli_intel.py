@@ -14,6 +14,7 @@ import click
 from kinship.cli_common import InputPath, common, common_with, family_option, pick_family
 from kinship.cli_common import emit as _emit
 from kinship.exceptions import NotFoundError, UsageError
+from kinship.render.safe import json_text, plain, plain_lines
 
 _CAPA_HELP = ("capa rules directory (default: $KINSHIP_CAPA_RULES; neither: kinship's own "
               "rules only).")
@@ -57,8 +58,15 @@ def stored_labels(db: str | Path | None, sha256s: list[str]) -> dict[str, dict[s
 def _label_line(labels: dict[str, Any] | None) -> str:
     if not labels:
         return "not in the store"
-    return "stored as " + ", ".join(f"{k}={v}" for k, v in labels.items()
+    return "stored as " + ", ".join(f"{k}={plain(v)}" for k, v in labels.items()
                                     if v not in (None, False))
+
+
+def _echo(line: object, err: bool = False) -> None:
+    """One line of terminal output: names, labels, rule names and paths in it come from
+    samples, stores and rule folders, so control characters are shown (``\\x1b``), never
+    sent (see :mod:`kinship.render.safe`)."""
+    click.echo(plain(line), err=err)
 
 
 def _report_for(samples: tuple[Path, ...], db: str | Path | None, capa_rules: Path | None,
@@ -107,19 +115,19 @@ def actor_cmd(name: str, db: str | Path | None, as_json: bool) -> None:
     if as_json:
         _emit({**p.to_dict(), "stored_samples": stored})
         return
-    click.echo(f"{p.name}  (query: {p.query}; ATT&CK {p.attack_id or '-'}; "
-               f"country {p.country or '-'})")
-    click.echo(f"aliases: {', '.join(p.aliases)}")
-    click.echo(f"techniques ({len(p.techniques)}): {', '.join(t.id for t in p.techniques)}")
-    click.echo(f"software ({len(p.software)}): {', '.join(s.name for s in p.software)}")
+    _echo(f"{p.name}  (query: {p.query}; ATT&CK {p.attack_id or '-'}; "
+          f"country {p.country or '-'})")
+    _echo(f"aliases: {', '.join(p.aliases)}")
+    _echo(f"techniques ({len(p.techniques)}): {', '.join(t.id for t in p.techniques)}")
+    _echo(f"software ({len(p.software)}): {', '.join(s.name for s in p.software)}")
     for ref in p.references[:10]:
-        click.echo(f"  {ref}")
-    click.echo(f"source: {p.provenance}")
+        _echo(f"  {ref}")
+    _echo(f"source: {p.provenance}")
     if stored:
-        click.echo(f"stored samples ({len(stored)}):")
+        _echo(f"stored samples ({len(stored)}):")
         for r in stored:
-            click.echo(f"  {r['sha256'][:16]}  {r['name']}  family={r['family']} "
-                       f"label={r['actor_label']!r} source={r['source']}")
+            _echo(f"  {r['sha256'][:16]}  {r['name']}  family={r['family']} "
+                  f"label={r['actor_label']!r} source={r['source']}")
 
 
 def capabilities_cmd(file: Path, capa_rules: Path | None, db: str | Path | None,
@@ -160,20 +168,20 @@ def capabilities_cmd(file: Path, capa_rules: Path | None, db: str | Path | None,
     if as_json:
         _emit({**res.to_dict(), "sha256": a.record.sha256, "stored_labels": labels})
         return
-    click.echo(f"{file}  {a.record.sha256[:16]}  ({_label_line(labels)})")
+    _echo(f"{file}  {a.record.sha256[:16]}  ({_label_line(labels)})")
     for t in res.techniques:
         where = ", ".join(f"0x{v:x}" for v in t.function_vas)
-        click.echo(f"{t.id:<10} {t.name or '':<55} {where}  [{', '.join(t.rules)}]")
-    click.echo(f"-- {len(res.capabilities)} capabilities, {res.n_rules} rules, "
-               f"{res.seconds:.2f} s")
+        _echo(f"{t.id:<10} {t.name or '':<55} {where}  [{', '.join(t.rules)}]")
+    _echo(f"-- {len(res.capabilities)} capabilities, {res.n_rules} rules, "
+          f"{res.seconds:.2f} s")
     for c in res.capabilities:
-        click.echo(f"  {c.rule}  " + " ".join(f"0x{e.va:x}" for e in c.evidence[:5]))
-    click.echo("rule sets:")
+        _echo(f"  {c.rule}  " + " ".join(f"0x{e.va:x}" for e in c.evidence[:5]))
+    _echo("rule sets:")
     for rs in res.rule_sets:
-        click.echo(f"  {rs.describe()}")
-    click.echo(f"library code: {res.n_library_functions} of {res.n_functions} functions "
-               "recognised as library code (compiler runtime, library corpus), not searched"
-               + (f"; {res.library_note}" if res.library_note else ""))
+        _echo(f"  {rs.describe()}")
+    _echo(f"library code: {res.n_library_functions} of {res.n_functions} functions "
+          "recognised as library code (compiler runtime, library corpus), not searched"
+          + (f"; {res.library_note}" if res.library_note else ""))
 
 
 def iocs_cmd(files: tuple[Path, ...], text: bool, no_filter: bool, db: str | Path | None,
@@ -208,13 +216,13 @@ def iocs_cmd(files: tuple[Path, ...], text: bool, no_filter: bool, db: str | Pat
                          for f, h, r in zip(files, hashes, out, strict=True)]})
         return
     for f, h, r in zip(files, hashes, out, strict=True):
-        click.echo(f"{f}:" + (f"  ({_label_line(labels.get(h))})" if h else ""))
+        _echo(f"{f}:" + (f"  ({_label_line(labels.get(h))})" if h else ""))
         for i in r.iocs:
             src = i.sources[0]
             at = f" offset 0x{src.offset:x}" if src.offset is not None else ""
-            click.echo(f"  {i.type:<13} {i.defanged}  ({src.kind}{at})")
+            _echo(f"  {i.type:<13} {i.defanged}  ({src.kind}{at})")
         if r.filtered:
-            click.echo(f"  filtered: {', '.join(i.defanged for i in r.filtered)}")
+            _echo(f"  filtered: {', '.join(i.defanged for i in r.filtered)}")
 
 
 def yara_cmd(family: str, samples: tuple[Path, ...], out: Path | None,
@@ -259,9 +267,9 @@ def yara_cmd(family: str, samples: tuple[Path, ...], out: Path | None,
     if as_json:
         _emit(rule.to_dict())
     else:
-        click.echo(rule.text)
+        click.echo(plain_lines(rule.text))
         for line in rule.summary(len(others)):
-            click.echo(f"// {line}")
+            _echo(f"// {line}")
 
 
 def _yara_command(family_arg: str | None, family: str | None, samples: tuple[Path, ...],
@@ -289,7 +297,7 @@ def keep_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool) -> N
         _emit({"kept": kept, "root": str(store.root)})
     else:
         for f, h in kept.items():
-            click.echo(f"{h}  {f}")
+            _echo(f"{h}  {f}")
 
 
 def export_cmd(fmt: str, samples: tuple[Path, ...], db: str | Path | None, capa_rules: Path | None,
@@ -321,8 +329,10 @@ def export_cmd(fmt: str, samples: tuple[Path, ...], db: str | Path | None, capa_
         text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     if out is not None:
         out.write_text(text, encoding="utf-8")
+    elif fmt == "csv" and not as_json:
+        click.echo(plain_lines(text))  # CSV fields hold sample names and strings
     else:
-        click.echo(text)
+        click.echo(json_text(text))
 
 
 def report_cmd(samples: tuple[Path, ...], out: Path, db: str | Path | None, capa_rules: Path | None,
@@ -343,13 +353,13 @@ def report_cmd(samples: tuple[Path, ...], out: Path, db: str | Path | None, capa
                "rule_sets": report.rule_sets})
     else:
         for k, v in files.items():
-            click.echo(f"{k:<10} {v}")
+            _echo(f"{k:<10} {v}")
         for rs in report.rule_sets:
             used = (f"{rs['n_rules']} rules from {rs['path']}" if rs["used"]
                     else f"not used: {rs['reason']}")
-            click.echo(f"rule set {rs['name']}: {used}", err=True)
+            _echo(f"rule set {rs['name']}: {used}", err=True)
         for w in report.warnings:
-            click.echo(f"warning: {w}", err=True)
+            _echo(f"warning: {w}", err=True)
 
 
 _EXPORT_EXAMPLES = {

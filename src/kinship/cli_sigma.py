@@ -13,6 +13,7 @@ import click
 from kinship.cli_common import common, family_option, pick_family
 from kinship.cli_common import emit as _emit
 from kinship.exceptions import NotFoundError
+from kinship.render.safe import plain, plain_lines
 
 
 def sigma_cmd(family: str, out: Path | None, min_share: float | None, db: str | Path | None,
@@ -45,17 +46,17 @@ def sigma_cmd(family: str, out: Path | None, min_share: float | None, db: str | 
     if as_json:
         _emit(res.to_dict())
         return
-    click.echo(res.yaml(), nl=False)
+    click.echo(plain_lines(res.yaml()), nl=False)  # strings from samples, inert
     for r in res.rules:
         v = r.validation
         if v is not None:
-            click.echo(f"# {r.id}: TP {len(v.true_positives)}/{res.n_members} "
-                       f"FP {len(v.false_positives)}/{res.n_other_samples}")
+            click.echo(plain(f"# {r.id}: TP {len(v.true_positives)}/{res.n_members} "
+                             f"FP {len(v.false_positives)}/{res.n_other_samples}"))
     for r in res.dropped:
         v = r.validation
         why = (f"FP {len(v.false_positives)}" if v and v.false_positives
                else "; ".join(v.issues) if v and v.issues else "no TP")
-        click.echo(f"# dropped {' '.join(r.tokens)!r}: {why}")
+        click.echo(plain(f"# dropped {' '.join(r.tokens)!r}: {why}"))
 
 
 def _sigma_command(family_arg: str | None, family: str | None, out: Path | None,

@@ -1,18 +1,18 @@
 """Terminal view (rich) of an :class:`~kinship.artifacts.model.ArtifactResult` tree, beside the
 other renderers in :mod:`kinship.render.terminal`. JSON goes through ``to_dict`` instead.
 
-Every string from the artifact is hostile: it goes through :func:`_s` (control and format
-characters such as ESC and RTLO shown escaped, then rich markup escaped), never raw.
+Every string from the artifact is hostile: it goes through :func:`_s`
+(:func:`kinship.render.safe.markup`: control and format characters such as ESC and RTLO
+shown escaped, then rich markup escaped), never raw, header names and kinds included.
 """
 
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.tree import Tree
 
-from kinship.artifacts.filenames import printable
 from kinship.artifacts.model import ArchiveInfo, ArtifactResult
+from kinship.render.safe import markup
 from kinship.report.verdict import confidence_text
 
 # IOCs listed per node in the terminal view (--json has them all).
@@ -21,9 +21,9 @@ MAX_IOCS_SHOWN = 20
 MAX_MEMBERS_SHOWN = 50
 
 
-def _s(text: str) -> str:
+def _s(text: object) -> str:
     """A hostile string made safe for rich markup and the terminal."""
-    return escape(printable(text))
+    return markup(text)
 
 
 def render_artifact(console: Console, result: ArtifactResult) -> None:
@@ -34,14 +34,14 @@ def render_artifact(console: Console, result: ArtifactResult) -> None:
     if techniques:
         console.print("[bold]ATT&CK[/]")
         for t in techniques:
-            console.print(f"  {t.id} {_s(t.name)}")
+            console.print(f"  {_s(t.id)} {_s(t.name)}")
             for e in t.evidence:
                 console.print(f"    - {_s(e)}")
 
 
 def _label(n: ArtifactResult) -> str:
-    text = (f"[bold]{_s(n.name)}[/] [dim]{n.kind}, {n.location}, {n.size} bytes[/]\n"
-            f"sha256 {n.sha256}  md5 {n.md5}")
+    text = (f"[bold]{_s(n.name)}[/] [dim]{_s(n.kind)}, {_s(n.location)}, {n.size} bytes[/]\n"
+            f"sha256 {_s(n.sha256)}  md5 {_s(n.md5)}")
     if n.error:
         text += f"\n[red]error:[/] {_s(n.error)}"
     return text
@@ -57,7 +57,7 @@ def _fill(tree: Tree, n: ArtifactResult) -> None:
             if value:
                 tree.add(f"{key}: {_s(value)}")
         if e.auth:
-            tree.add("auth: " + ", ".join(f"{k}={v}" for k, v in sorted(e.auth.items())))
+            tree.add("auth: " + _s(", ".join(f"{k}={v}" for k, v in sorted(e.auth.items()))))
         if e.received:
             hops = tree.add(f"Received ({len(e.received)} hops, top = nearest recipient)")
             for h in e.received:
@@ -72,7 +72,7 @@ def _fill(tree: Tree, n: ArtifactResult) -> None:
     if n.office is not None:
         o = n.office
         for k, v in sorted(o.metadata.items()):
-            tree.add(f"{k}: {_s(v)}")
+            tree.add(f"{_s(k)}: {_s(v)}")
         for r in o.external_relationships:
             tree.add(f"[yellow]external {_s(r.kind)}[/] -> {_s(r.target)} "
                      f"[dim]({_s(r.part)})[/]")
@@ -89,10 +89,10 @@ def _fill(tree: Tree, n: ArtifactResult) -> None:
                      f"(actor {_s(a.actor or '-')}, confidence "
                      f"{confidence_text(a.confidence) if a.confidence is not None else 'n/a'})")
         else:
-            tree.add(f"attribution {a.status}: {_s(a.reason)}")
+            tree.add(f"attribution {_s(a.status)}: {_s(a.reason)}")
     for ioc in n.iocs[:MAX_IOCS_SHOWN]:
         where = ", ".join(dict.fromkeys(s.sample for s in ioc.sources))
-        tree.add(f"ioc {ioc.type} {_s(ioc.defanged)} [dim]({_s(where)})[/]")
+        tree.add(f"ioc {_s(ioc.type)} {_s(ioc.defanged)} [dim]({_s(where)})[/]")
     if len(n.iocs) > MAX_IOCS_SHOWN:
         tree.add(f"... {len(n.iocs) - MAX_IOCS_SHOWN} more IOCs (--json)")
     for w in n.warnings:
@@ -105,14 +105,14 @@ def _archive(tree: Tree, a: ArchiveInfo) -> None:
     if a.encrypted and a.password is not None:
         tree.add(f"[yellow]encrypted zip[/], opened with password "
                  f"{_s(repr(a.password.password))} "
-                 f"[dim](from {_s(a.password.source)}; {a.tried} tried)[/]")
+                 f"[dim](from {_s(a.password.source)}; {_s(a.tried)} tried)[/]")
     elif a.encrypted:
         tree.add(f"[red]encrypted zip: content could not be opened[/] - {_s(a.note)}")
     if a.opened:  # the members are the children below; --json has the listing
         return
     members = tree.add(f"members ({len(a.members)} listed from the central directory)")
     for m in a.members[:MAX_MEMBERS_SHOWN]:
-        lock = f", {m.encryption}" if m.encryption else ""
+        lock = f", {_s(m.encryption)}" if m.encryption else ""
         members.add(f"{_s(m.name)} [dim]({m.size} bytes{lock})[/]")
     if len(a.members) > MAX_MEMBERS_SHOWN:
         members.add(f"... {len(a.members) - MAX_MEMBERS_SHOWN} more (--json)")
