@@ -90,7 +90,8 @@ def json_text(text: str) -> str:
 # images, raw HTML, autolinks, table cells, strikethrough) or an entity (&lt; &#60;).
 _MD_INLINE = re.compile(r"[\\`*\[\]<>|~]|&(?=#?\w+;)|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 # ... and at the start of a line: headings, block quotes, list items, setext underlines.
-_MD_LEADING = re.compile(r"^(\s*\d{0,9})([#+-](?=\s|$)|[.)](?<=\d[.)])(?=\s|$)|[=-](?=[=-]*\s*$))")
+_MD_LEADING = re.compile(r"^(\s*\d{0,9})(#(?=\s|$)|[+-](?=\s)|[.)](?<=\d[.)])(?=\s|$)"
+                         r"|[=-](?=[=-]+\s*$))")
 
 
 def md(text: object) -> str:
