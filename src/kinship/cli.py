@@ -141,11 +141,14 @@ def main(verbose: int) -> None:
               help="Do not keep a copy of each sample next to the store (no reference listings "
                    "in match evidence, no YARA validation without --samples).")
 @click.option("-j", "--jobs", default=1, show_default=True, help="Parallel analysis processes.")
+@click.option("--follow-symlinks", is_flag=True,
+              help="In folders, also follow symbolic links that lead out of the folder "
+                   "(by default they are listed as skipped).")
 @common
 def add(paths: tuple[Path, ...], family: str | None, actor: str | None, source: str | None,
         first_seen: str | None, version_: str | None, library: bool, manifest: Path | None,
-        base: str | None, replace: bool, no_keep: bool, jobs: int, db: str | Path | None,
-        as_json: bool) -> None:
+        base: str | None, replace: bool, no_keep: bool, jobs: int, follow_symlinks: bool,
+        db: str | Path | None, as_json: bool) -> None:
     """Analyse samples and add them to the store with their labels.
 
     \b
@@ -166,28 +169,34 @@ def add(paths: tuple[Path, ...], family: str | None, actor: str | None, source: 
         raise NotFoundError(f"{', '.join(map(str, missing))}: no such file")
     labels = Labels(family, _canonical_actor(actor, as_json), source, first_seen, version_,
                     library)
+    from kinship.ingest import add_inputs, expand
+
     with Kinship(db, keep_files=not no_keep) as k, _progress(not as_json, "ingest") as progress:
         report = AddReport()
         if manifest:
             report = k.add_manifest(manifest, labels, jobs=jobs, replace=replace,
                                     progress=progress)
         if paths:
-            r2 = k.add(list(paths), labels, base=_int(base), jobs=jobs, replace=replace,
-                       progress=progress)
+            # Kinship.add without follow_symlinks (api.py): the same two calls.
+            items = expand(list(paths), labels, base=_int(base), follow_symlinks=follow_symlinks)
+            r2 = add_inputs(k.store, items, jobs=jobs, replace=replace, progress=progress,
+                            files=k.files)
             report.added += r2.added
             report.duplicates += r2.duplicates
             report.failed += r2.failed
+            report.warnings += r2.warnings
             report.seconds += r2.seconds
     if as_json:
         _emit(report.to_dict())
     else:
         terminal.render_add(out, report)
-    if report.failed:
-        single = len(paths) == 1 and not manifest and not report.added and not report.duplicates
+    if report.partial:
+        single = (len(paths) == 1 and not manifest and not report.added
+                  and not report.duplicates and not report.warnings)
         if single and len(report.failed) == 1:
             if not as_json:
-                err.print(f"[red]error:[/] {escape(report.failed[0].name)}: "
-                          f"{escape(report.failed[0].reason)}")
+                err.print(f"[red]error:[/] {escape(plain(report.failed[0].name))}: "
+                          f"{escape(plain(report.failed[0].reason))}")
             sys.exit(_exit_for(report.failed[0].error))
         sys.exit(EXIT_CODES["partial_batch"])
 

@@ -10,7 +10,18 @@ Inputs a user can give ``kinship add``:
   manifest's folder.
 
 Every sample is stored in its own transaction. A bad file is recorded in the report and skipped;
-the rest of the batch completes.
+the rest of the batch completes. Hostile inputs end as report entries, never as an aborted batch:
+
+    damaged zip, zip bomb          -> failed (the archive, or the one member)
+    FIFO, socket, device           -> failed ("not a regular file"), never opened
+    unreadable subfolder           -> failed (the folder, with the OS's reason)
+    unsafe zip member name         -> warnings (skipped)
+    symlink out of a folder        -> warnings (not followed unless follow_symlinks)
+    raw dump with no functions     -> failed (not stored)
+    stored by a concurrent run     -> duplicates + warnings (this run's labels not applied)
+
+Zip members travel as :class:`~kinship.binary.archive.MemberRef` (archive, member): the process
+that analyses a member reads it, so one member's bytes are in memory at a time.
 """
 
 from __future__ import annotations
@@ -20,7 +31,9 @@ import datetime
 import hashlib
 import json
 import logging
+import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -29,12 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from kinship.binary import limits
-from kinship.binary.archive import iter_archive
-from kinship.binary.load import is_archive
+from kinship.binary.archive import MemberRef, close_archives, list_archive, member_chunks
+from kinship.binary.load import file_kind, is_archive
 from kinship.exceptions import InputError, KinshipError, UsageError
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
 from kinship.store.base import Store
-from kinship.store.files import SampleFiles, sha256_file
+from kinship.store.files import SampleFiles
+from kinship.store.model import SampleRecord
 from kinship.strings.similarity import to_stored
 
 logger = logging.getLogger(__name__)
@@ -59,6 +73,24 @@ class Failure:
 
 
 @dataclass
+class Notice(Failure):
+    """Not a failure: something left out on purpose or worth a word, shown in the report's
+    ``warnings`` (an unsafe zip member name, a symlink out of the folder, a sample another run
+    stored first). ``error`` says which kind: :data:`NOTICE_KINDS`."""
+
+
+# Notice kinds that mean an input was left out (the batch is then partial, like a failure).
+SKIPPING_NOTICES = frozenset({"unsafe_name", "symlink"})
+
+NOTICE_KINDS = {
+    "unsafe_name": "zip member name is absolute or climbs out with '..'",
+    "symlink": "symbolic link not followed",
+    "other_run": "stored by another run first; this run's labels were not applied",
+    "no_functions": "stored with no functions found",
+}
+
+
+@dataclass
 class Added:
     sha256: str
     name: str
@@ -75,12 +107,18 @@ class AddReport:
     added: list[Added] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # names of samples already stored
     failed: list[Failure] = field(default_factory=list)
+    warnings: list[Notice] = field(default_factory=list)  # skipped on purpose, or a caveat
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # summed analysis time in workers
 
     @property
     def n_functions(self) -> int:
         return sum(a.n_functions for a in self.added)
+
+    @property
+    def partial(self) -> bool:
+        """Some input was not stored: it failed, or was skipped on purpose (exit code 7)."""
+        return bool(self.failed) or any(w.error in SKIPPING_NOTICES for w in self.warnings)
 
     @property
     def n_instructions(self) -> int:
@@ -94,6 +132,8 @@ class AddReport:
             "n_added": len(self.added),
             "n_duplicates": len(self.duplicates),
             "n_failed": len(self.failed),
+            "warnings": [w.to_dict() for w in self.warnings],
+            "n_warnings": len(self.warnings),
             "n_functions": self.n_functions,
             "n_instructions": self.n_instructions,
             "seconds": round(self.seconds, 3),
@@ -201,42 +241,148 @@ def dump_base_from_name(name: str) -> int | None:
 
 
 def expand(
-    paths: Sequence[Path], labels: Labels, *, base: int | None = None, use_tree: bool = True
+    paths: Sequence[Path],
+    labels: Labels,
+    *,
+    base: int | None = None,
+    use_tree: bool = True,
+    follow_symlinks: bool = False,
 ) -> Iterator[SampleInput | Failure]:
-    """Turn command-line paths into samples; unreadable entries become Failures."""
+    """Turn command-line paths into samples; unreadable entries become Failures, entries left
+    out on purpose :class:`Notice` s. Paths given are followed when they are symlinks; inside a
+    folder, a symlink that leads out of it is not, unless ``follow_symlinks``."""
     for p in paths:
-        if p.is_dir():
-            for f in sorted(x for x in p.rglob("*") if x.is_file()):
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            yield Failure(str(p), "no such file or directory", "InputError")
+            continue
+        except OSError as e:
+            yield Failure(str(p), f"cannot access: {e.strerror or e}", "InputError")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            files, problems = _walk(p, follow_symlinks)
+            yield from problems
+            for f in files:
                 tree = _tree_labels(p, f) if use_tree and not labels.family else Labels()
                 yield from _expand_file(f, labels.merged(tree), base)
-        elif p.exists():
-            yield from _expand_file(p, labels, base)
         else:
-            yield Failure(str(p), "no such file or directory", "InputError")
+            yield from _expand_file(p, labels, base)
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk(root: Path, follow_symlinks: bool) -> tuple[list[Path], list[Failure]]:
+    """Files under ``root`` (sorted) and what was not taken: unreadable folders (failures),
+    symlinks out of ``root`` (notices), FIFOs, sockets and devices (failures). A folder is
+    entered once, so symlink loops end."""
+    real_root = os.path.realpath(root)
+    files: list[Path] = []
+    problems: list[Failure] = []
+    try:
+        st = root.stat()
+        seen = {(st.st_dev, st.st_ino)}
+    except OSError:
+        seen = set()
+    todo = [root]
+    while todo:
+        folder = todo.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            problems.append(Failure(
+                str(folder), f"cannot read folder: {e.strerror or e}; nothing in it was added",
+                "InputError"))
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                if entry.is_symlink():
+                    target = os.path.realpath(path)
+                    if not follow_symlinks and not _within(target, real_root):
+                        problems.append(Notice(
+                            str(path), f"symbolic link to {target}, outside {root}: not followed"
+                            " (--follow-symlinks follows it)", "symlink"))
+                        continue
+                st = path.stat()
+            except OSError as e:
+                problems.append(Failure(str(path), f"cannot access: {e.strerror or e}",
+                                        "InputError"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    todo.append(path)
+            elif stat.S_ISREG(st.st_mode):
+                files.append(path)
+            else:
+                problems.append(Failure(
+                    str(path), f"not a regular file ({file_kind(st.st_mode)}): skipped",
+                    "InputError"))
+    return sorted(files), problems
 
 
 def _expand_file(path: Path, labels: Labels, base: int | None) -> Iterator[SampleInput | Failure]:
     try:
-        if is_archive(path):
-            for member, data in iter_archive(path):
-                yield SampleInput(name=f"{path}:{member}", data=data, labels=labels, base=base)
-            return
+        mode = path.stat().st_mode
+    except OSError as e:
+        yield Failure(str(path), f"cannot access: {e.strerror or e}", "InputError")
+        return
+    if not stat.S_ISREG(mode):
+        # A FIFO would block the open, /dev/zero would hash forever: refused unopened.
+        yield Failure(str(path), f"not a regular file ({file_kind(mode)}): refused",
+                      "InputError")
+        return
+    if not is_archive(path):
+        yield SampleInput(name=str(path), path=path, labels=labels, base=base)
+        return
+    try:
+        listing = list_archive(path)
     except InputError as e:
         yield Failure(str(path), e.reason, type(e).__name__)
         return
-    yield SampleInput(name=str(path), path=path, labels=labels, base=base)
+    for m in listing.members:
+        if m.name is None:
+            yield Notice(f"{path}:{m.filename}", "unsafe zip member name (absolute, or climbs"
+                         " out with '..'): skipped", "unsafe_name")
+            continue
+        name = f"{path}:{m.name}"
+        problem = listing.problems.get(m.index)
+        if problem is not None:
+            yield Failure(name, problem.reason, type(problem).__name__)
+            continue
+        yield SampleInput(name=name, data=MemberRef(str(path), m.index, m.filename),
+                          labels=labels, base=base)
 
 
 def _sha256_of(item: SampleInput) -> str | None:
     """SHA-256 of the input, streamed; None when unreadable or over the size limit (the
     analysis then reports the real error)."""
+    h = hashlib.sha256()
+    if isinstance(item.data, MemberRef):
+        try:
+            for chunk in member_chunks(item.data):
+                h.update(chunk)
+        except InputError:
+            return None
+        return h.hexdigest()
     if item.data is not None:
         return hashlib.sha256(item.data).hexdigest()
     assert item.path is not None
     try:
-        if item.path.stat().st_size > limits.MAX_FILE_SIZE:
-            return None
-        return sha256_file(item.path)
+        # O_NONBLOCK + fstat: only a regular file is hashed (a FIFO or /dev/zero put in its
+        # place since the listing would block or never end).
+        fd = os.open(item.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size > limits.MAX_FILE_SIZE:
+                return None
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
     except OSError:
         return None
 
@@ -275,12 +421,29 @@ def _results(
 
 def _keep(files: SampleFiles, item: SampleInput) -> None:
     try:
-        if item.data is not None:
+        if isinstance(item.data, MemberRef):
+            files.keep_bytes(b"".join(member_chunks(item.data)))
+        elif item.data is not None:
             files.keep_bytes(item.data)
         elif item.path is not None:
             files.keep(item.path)
     except (OSError, InputError) as e:  # the sample is stored; only the copy is missing
         logger.warning("%s: stored, but its file could not be kept: %s", item.name, e)
+
+
+_LABELS = ("family", "source", "first_seen", "version", "is_library")
+
+
+def _stored_elsewhere(store: Store, rec: SampleRecord) -> SampleRecord | None:
+    """The stored record when another run stored ``rec``'s sample first with other labels or
+    under another name (add_sample then keeps that one); None when the stored one is ours."""
+    try:
+        stored = store.get_sample(rec.sha256)
+    except KinshipError:
+        return None
+    mine = [getattr(rec, k) or None for k in _LABELS] + [rec.name]
+    theirs = [getattr(stored, k) or None for k in _LABELS] + [stored.name]
+    return stored if mine != theirs else None
 
 
 def add_inputs(
@@ -295,11 +458,31 @@ def add_inputs(
     """Analyse and store every input; one transaction per sample.
 
     With ``files``, each stored sample's bytes are also kept there (for evidence and rules).
+    :class:`Notice` inputs go to the report's warnings, other Failures to ``failed``.
     """
+    try:
+        return _add_inputs(store, inputs, jobs=jobs, replace=replace, progress=progress,
+                           files=files)
+    finally:
+        close_archives()
+
+
+def _add_inputs(
+    store: Store,
+    inputs: Iterable[SampleInput | Failure],
+    *,
+    jobs: int,
+    replace: bool,
+    progress: ProgressFn | None,
+    files: SampleFiles | None,
+) -> AddReport:
     t0 = time.perf_counter()
     report = AddReport()
     todo: list[SampleInput] = []
     for item in inputs:
+        if isinstance(item, Notice):
+            report.warnings.append(item)
+            continue
         if isinstance(item, Failure):
             report.failed.append(item)
             continue
@@ -309,7 +492,7 @@ def add_inputs(
             continue
         todo.append(item)
     total = len(todo)
-    if total == 0 and not report.failed and not report.duplicates:
+    if total == 0 and not report.failed and not report.duplicates and not report.warnings:
         raise UsageError("nothing to add: no files found")
     if todo:
         store.bind_feature_params(feature_params())
@@ -321,18 +504,36 @@ def add_inputs(
             report.failed.append(res)
             continue
         report.cpu_seconds += sum(res.seconds.values())
-        if not replace and store.has_sample(res.record.sha256):
+        r = res.record
+        if r.format == "dump" and r.n_functions == 0:
+            # A raw dump where no code was found is noise in the store (wrong base, or data).
+            report.failed.append(Failure(
+                item.name, f"raw memory dump (base {r.info.get('image_base') or 0:#x}):"
+                " no functions found, not stored (is it code? is the base right?)",
+                "CorruptFileError"))
+            continue
+        if not replace and store.has_sample(r.sha256):
             report.duplicates.append(item.name)  # same bytes twice in one batch
             continue
         try:
-            store.add_sample(res.record, res.features, replace=replace,
+            store.add_sample(r, res.features, replace=replace,
                              strings=to_stored(res.strings.strings))
         except KinshipError as e:
             report.failed.append(Failure(item.name, str(e), type(e).__name__))
             continue
-        r = res.record
+        other = None if replace else _stored_elsewhere(store, r)
+        if other is not None:
+            # A concurrent run stored the same bytes between our check and our write.
+            report.duplicates.append(item.name)
+            report.warnings.append(Notice(
+                item.name, f"stored by another run first (as {other.name!r}, family"
+                f" {other.family or '-'}): this run's labels were not applied", "other_run"))
+            continue
         if files is not None:
             _keep(files, item)
+        if r.n_functions == 0:
+            report.warnings.append(Notice(item.name, "stored, but no functions were found",
+                                          "no_functions"))
         report.added.append(Added(r.sha256, r.name, r.family, r.n_functions, r.n_instructions))
     report.seconds = time.perf_counter() - t0
     return report

@@ -1,21 +1,44 @@
 """Reading samples out of zip archives, the way malware is exchanged.
 
 Archives are tried without a password, then with the customary ``infected`` (ZipCrypto and AES
-via pyzipper). Nothing is written to disk: members are returned as bytes, so path traversal in
-member names cannot escape anywhere, but unsafe names are still skipped so they never reach
-reports. Zip bombs are stopped by a member count, a per-member size, a total size and a
-compression-ratio limit (see :mod:`kinship.binary.limits`); sizes are enforced on the bytes
-actually inflated, not on what the headers claim.
+via pyzipper). Nothing is written to disk: members are read as bytes, so path traversal in
+member names cannot escape anywhere, but unsafe names are still reported and skipped so they
+never reach analysis.
+
+A zip is hostile until proven otherwise. :func:`list_archive` checks its layout before any
+member is inflated::
+
+    end record      entries <= MAX_ZIP_MEMBERS, central directory <= MAX_ZIP_DIRECTORY bytes
+                    (checked before the directory is parsed: a million-entry directory never
+                    becomes a million objects)
+    local headers   every entry's [local header + data] span is disjoint from the others and
+                    ends before the central directory (David Fifield's "better zip bomb"
+                    makes thousands of entries share one deflate stream)
+    declared sizes  sum <= MAX_ZIP_TOTAL; each member <= MAX_FILE_SIZE and, once over
+                    MAX_ZIP_RATIO_MIN_SIZE, inflating <= MAX_ZIP_RATIO times its stored size
+
+Members are then read one at a time (:func:`member_chunks`, :func:`read_member`), the limits
+enforced again on the bytes actually inflated. :class:`MemberRef` is a lazy reference to one
+member that a worker process resolves itself, so a batch never holds more than the member being
+analysed. Any decompression error (``zlib.error``, ``EOFError``, a bad CRC ...) becomes a
+:class:`CorruptFileError` naming the archive and the member.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import lzma
+import os
 import posixpath
+import stat
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pyzipper
 
@@ -26,6 +49,96 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PASSWORDS: tuple[bytes, ...] = (b"infected",)
 _CHUNK = 1024 * 1024
+
+# What zipfile / pyzipper and the decompressors raise on a damaged or hostile archive. Every
+# one of them becomes a CorruptFileError; none may end a batch.
+_DAMAGE: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    pyzipper.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    OSError,  # bz2 and zipfile's own "corrupt" errors, short reads
+    ValueError,  # bad CRC / HMAC, UnicodeDecodeError in names
+    struct.error,
+    IndexError,
+    KeyError,
+    OverflowError,
+)
+
+# End of central directory record, its zip64 locator and the zip64 record; a local file header.
+_EOCD = struct.Struct("<4s4H2LH")  # sig, disk, cd disk, entries here, entries, size, offset, ...
+_EOCD64_LOCATOR = struct.Struct("<4sLQL")  # sig, disk, offset of the zip64 record, disks
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")  # sig, size, versions, disks, entries here, entries, ...
+_LOCAL = struct.Struct("<4s2B4HL2L2H")  # ..., name length, extra length
+_FIFO_SAFE = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file in a zip, as its central directory lists it."""
+
+    index: int  # position in the central directory (names may repeat; positions do not)
+    filename: str  # as stored: sample-controlled, possibly unsafe
+    name: str | None  # normalised safe name; None when absolute or climbing out with ".."
+    file_size: int  # declared, inflated
+    compress_size: int  # declared, stored
+    encrypted: bool
+
+
+@dataclass
+class ArchiveListing:
+    """What :func:`list_archive` found: the files, and per member the reason it cannot be
+    read (over a size limit, a zip bomb, no local header)."""
+
+    path: str
+    members: list[Member] = field(default_factory=list)  # files only, central-directory order
+    problems: dict[int, InputError] = field(default_factory=dict)  # by Member.index
+
+    @property
+    def unsafe(self) -> list[Member]:
+        return [m for m in self.members if m.name is None]
+
+
+class MemberRef(bytes):
+    """A lazy reference to one zip member, standing in for its bytes in ``SampleInput.data``.
+
+    As bytes it is empty; :func:`kinship.binary.load.load_bytes` recognises the type and reads
+    the member itself (:func:`read_member`), so only the member being analysed is in memory,
+    and a worker process of ``add -j N`` receives a few bytes (it pickles as archive path,
+    entry number and name) and reads its own member.
+    """
+
+    archive: str
+    entry: int
+    filename: str
+
+    def __new__(cls, archive: str, entry: int, filename: str) -> MemberRef:
+        self = super().__new__(cls, b"")
+        self.archive = archive
+        self.entry = entry
+        self.filename = filename
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (MemberRef, (self.archive, self.entry, self.filename))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MemberRef):
+            return NotImplemented
+        return (self.archive, self.entry, self.filename) == (
+            other.archive, other.entry, other.filename)
+
+    def __hash__(self) -> int:
+        return hash((self.archive, self.entry, self.filename))
+
+    def __repr__(self) -> str:
+        return f"MemberRef({self.archive!r}, {self.entry}, {self.filename!r})"
+
+    @property
+    def where(self) -> str:
+        """``archive.zip:member``, the name errors use."""
+        return f"{self.archive}:{self.filename}"
 
 
 def _safe_name(name: str) -> str | None:
@@ -39,54 +152,199 @@ def _safe_name(name: str) -> str | None:
     return norm
 
 
-def iter_archive(
-    path: str | Path, *, passwords: Sequence[bytes] = DEFAULT_PASSWORDS
-) -> Iterator[tuple[str, bytes]]:
-    """Yield ``(member name, bytes)`` for each file in the zip at ``path``.
-
-    Directories and unsafe names are skipped (logged); a member over ``MAX_FILE_SIZE`` is
-    skipped with a warning. An archive over ``MAX_ZIP_MEMBERS`` members, over ``MAX_ZIP_TOTAL``
-    bytes in all, or with a member inflating beyond ``MAX_ZIP_RATIO`` raises
-    :class:`FileTooLargeError`; a damaged archive raises :class:`CorruptFileError`; an unknown
-    password raises :class:`InputError`.
-    """
-    where = str(path)
+def _open_regular(path: str) -> IO[bytes]:
+    """``path`` opened for reading if it is a regular file. O_NONBLOCK: a FIFO swapped in
+    after a stat cannot block the open; fstat then refuses it."""
     try:
-        zf = pyzipper.AESZipFile(where)
-    except (pyzipper.BadZipFile, OSError, EOFError) as e:
-        raise CorruptFileError(where, f"not a readable zip archive: {e}") from e
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > limits.MAX_ZIP_MEMBERS:
+        fd = os.open(path, _FIFO_SAFE)
+    except FileNotFoundError as e:
+        raise InputError(path, "no such file") from e
+    except OSError as e:
+        raise InputError(path, f"cannot open: {e.strerror or e}") from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(path, "not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _directory_size(fh: IO[bytes]) -> tuple[int, int] | None:
+    """``(entries, central directory bytes)`` from the end record (zip64 when present), or
+    None when there is no end record (pyzipper then says what is wrong)."""
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    tail_len = min(size, _EOCD.size + 0xFFFF)  # the record, then a comment of <= 64 KiB
+    fh.seek(size - tail_len)
+    tail = fh.read(tail_len)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _EOCD.size:
+        return None
+    fields = _EOCD.unpack_from(tail, at)
+    entries, cd_size = int(fields[4]), int(fields[5])
+    record = size - tail_len + at
+    if record >= _EOCD64_LOCATOR.size:
+        fh.seek(record - _EOCD64_LOCATOR.size)
+        locator = fh.read(_EOCD64_LOCATOR.size)
+        if locator[:4] == b"PK\x06\x07":
+            fh.seek(int(_EOCD64_LOCATOR.unpack(locator)[2]))
+            rec64 = fh.read(_EOCD64.size)
+            if len(rec64) == _EOCD64.size and rec64[:4] == b"PK\x06\x06":
+                f64 = _EOCD64.unpack(rec64)
+                entries, cd_size = max(entries, int(f64[7])), max(cd_size, int(f64[8]))
+    return entries, cd_size
+
+
+def _check_directory(fh: IO[bytes], where: str) -> None:
+    found = _directory_size(fh)
+    if found is None:
+        return
+    entries, cd_size = found
+    if entries > limits.MAX_ZIP_MEMBERS:
+        raise FileTooLargeError(
+            where, f"zip has {entries} members, limit is {limits.MAX_ZIP_MEMBERS}")
+    if cd_size > limits.MAX_ZIP_DIRECTORY:
+        raise FileTooLargeError(
+            where, f"zip central directory is {cd_size} bytes, over MAX_ZIP_DIRECTORY"
+                   f" ({limits.MAX_ZIP_DIRECTORY} bytes): too many members")
+
+
+def _spans(
+    fh: IO[bytes], infos: Sequence[zipfile.ZipInfo], listing: ArchiveListing, end: int
+) -> None:
+    """Refuse overlapping entries: each entry's local header and data must lie in its own
+    byte range, before the central directory at ``end``. An entry without a local header is
+    a problem of that member only."""
+    spans: list[tuple[int, int, str]] = []
+    for i, info in enumerate(infos):
+        fh.seek(info.header_offset)
+        head = fh.read(_LOCAL.size)
+        if len(head) < _LOCAL.size or head[:4] != b"PK\x03\x04":
+            listing.problems[i] = CorruptFileError(
+                f"{listing.path}:{info.filename}",
+                f"damaged zip member: no local header at offset {info.header_offset}")
+            continue
+        fields = _LOCAL.unpack(head)
+        stop = info.header_offset + _LOCAL.size + fields[10] + fields[11] + info.compress_size
+        spans.append((info.header_offset, stop, info.filename))
+    spans.sort()
+    for (_, stop, first), (start, _, second) in itertools.pairwise(spans):
+        if stop > start:
             raise FileTooLargeError(
-                where, f"zip has {len(infos)} members, limit is {limits.MAX_ZIP_MEMBERS}"
-            )
-        password: bytes | None = None
-        total = 0
-        for info in infos:
-            name = _safe_name(info.filename)
-            if name is None:
-                if not info.is_dir():
-                    logger.warning(
-                        "%s: skipping zip member with unsafe name %r", where, info.filename
-                    )
+                listing.path,
+                f"rejected as a zip bomb: members {first!r} and {second!r} overlap"
+                " (entries sharing compressed data)")
+    if spans and spans[-1][1] > end:
+        raise FileTooLargeError(
+            listing.path,
+            f"rejected as a zip bomb: member {spans[-1][2]!r} overlaps the central directory")
+
+
+def _member_problem(where: str, info: zipfile.ZipInfo) -> InputError | None:
+    """Why the member cannot be read, judged from its declared sizes."""
+    size, stored = info.file_size, max(info.compress_size, 1)
+    if size > limits.MAX_ZIP_RATIO_MIN_SIZE and size / stored > limits.MAX_ZIP_RATIO:
+        return FileTooLargeError(
+            where, f"rejected as a zip bomb: inflates {stored} -> {size} bytes"
+                   f" ({size // stored}:1, limit {limits.MAX_ZIP_RATIO}:1)")
+    if size > limits.MAX_FILE_SIZE:
+        return FileTooLargeError(
+            where, f"{size} bytes inflated, over MAX_FILE_SIZE ({limits.MAX_FILE_SIZE} bytes)")
+    return None
+
+
+class _Opened:
+    """An archive opened and checked once per process (see :func:`_open`)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fh = _open_regular(path)
+        st = os.fstat(self.fh.fileno())
+        self.key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        self.password: bytes | None = None
+        try:
+            _check_directory(self.fh, path)
+            self.fh.seek(0)
+            try:
+                self.zf = pyzipper.AESZipFile(self.fh)
+            except _DAMAGE as e:
+                raise CorruptFileError(path, f"not a readable zip archive: {e}") from e
+            self.infos: list[zipfile.ZipInfo] = list(self.zf.infolist())
+            self.listing = self._list()
+        except BaseException:
+            self.close()
+            raise
+
+    def _list(self) -> ArchiveListing:
+        where = self.path
+        if len(self.infos) > limits.MAX_ZIP_MEMBERS:
+            raise FileTooLargeError(
+                where, f"zip has {len(self.infos)} members, limit is {limits.MAX_ZIP_MEMBERS}")
+        listing = ArchiveListing(where)
+        try:
+            _spans(self.fh, self.infos, listing, int(self.zf.start_dir))
+        except _DAMAGE as e:
+            raise CorruptFileError(where, f"damaged zip archive: {e}") from e
+        total = sum(i.file_size for i in self.infos)
+        if total > limits.MAX_ZIP_TOTAL:
+            raise FileTooLargeError(
+                where, f"rejected as a zip bomb: members inflate to {total} bytes in all,"
+                       f" over MAX_ZIP_TOTAL ({limits.MAX_ZIP_TOTAL} bytes)")
+        for i, info in enumerate(self.infos):
+            if info.is_dir():
                 continue
-            if info.file_size > limits.MAX_FILE_SIZE:
-                logger.warning(
-                    "%s: skipping %s: %d bytes, over MAX_FILE_SIZE", where, name, info.file_size
-                )
-                continue
-            if info.flag_bits & 0x1 and password is None:
-                password = _find_password(zf, info, where, passwords)
-            data = _read_member(zf, info, name, where, password)
-            if data is None:
-                continue
-            total += len(data)
-            if total > limits.MAX_ZIP_TOTAL:
-                raise FileTooLargeError(
-                    where, f"zip inflates past MAX_ZIP_TOTAL ({limits.MAX_ZIP_TOTAL} bytes)"
-                )
-            yield name, data
+            listing.members.append(Member(i, info.filename, _safe_name(info.filename),
+                                          info.file_size, info.compress_size,
+                                          bool(info.flag_bits & 0x1)))
+            problem = _member_problem(f"{where}:{info.filename}", info)
+            if problem is not None and i not in listing.problems:
+                listing.problems[i] = problem
+        return listing
+
+    def close(self) -> None:
+        zf = getattr(self, "zf", None)
+        if zf is not None:
+            zf.close()
+        self.fh.close()
+
+
+_current: _Opened | None = None  # the archive this process read last (one open file at most)
+
+
+def _open(path: str) -> _Opened:
+    """The checked archive at ``path``, reusing this process's last one while the file is
+    unchanged: a worker reading the members of one archive in turn parses it once."""
+    global _current
+    if _current is not None and _current.path == path:
+        try:
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == _current.key:
+                return _current
+        except OSError:
+            pass
+    close_archives()
+    _current = _Opened(path)
+    return _current
+
+
+def close_archives() -> None:
+    """Close the archive kept open by this process, if any."""
+    global _current
+    if _current is not None:
+        _current.close()
+        _current = None
+
+
+def list_archive(path: str | Path) -> ArchiveListing:
+    """Check the zip at ``path`` (see the module docstring) and list its files.
+
+    Raises :class:`FileTooLargeError` for too many members, overlapping entries or a total past
+    ``MAX_ZIP_TOTAL`` (each "rejected as a zip bomb" where it is one) and
+    :class:`CorruptFileError` for an unreadable archive. Members over a limit are listed with
+    their problem in :attr:`ArchiveListing.problems`.
+    """
+    return _open(str(path)).listing
 
 
 def _find_password(
@@ -99,7 +357,7 @@ def _find_password(
             return pw
         except RuntimeError:
             continue  # bad password
-        except (pyzipper.BadZipFile, ValueError) as e:
+        except _DAMAGE as e:
             # ZipCrypto checks only one byte of the password: a wrong one may pass the check
             # and then fail the CRC; keep trying the others.
             logger.debug("%s: password %r failed: %s", where, pw, e)
@@ -107,45 +365,82 @@ def _find_password(
     raise InputError(where, "zip is encrypted with an unknown password")
 
 
-def _read_member(
-    zf: pyzipper.AESZipFile,
-    info: zipfile.ZipInfo,
-    name: str,
-    where: str,
-    password: bytes | None,
-) -> bytes | None:
-    """The member's bytes, inflating at most MAX_FILE_SIZE + 1 bytes and checking the ratio."""
+def _chunks(opened: _Opened, info: zipfile.ZipInfo, where: str,
+            passwords: Sequence[bytes]) -> Iterator[bytes]:
     limit = limits.MAX_FILE_SIZE
-    try:
-        with zf.open(info, pwd=password) as fh:
-            data = _bounded_read(fh, limit + 1, info, name, where)
-    except RuntimeError as e:
-        raise InputError(where, f"cannot decrypt {name}: {e}") from e
-    except NotImplementedError as e:
-        logger.warning("%s: skipping %s: %s", where, name, e)
-        return None
-    except (pyzipper.BadZipFile, EOFError, ValueError, OSError) as e:
-        raise CorruptFileError(where, f"damaged zip member {name}: {e}") from e
-    if len(data) > limit:
-        logger.warning("%s: skipping %s: over MAX_FILE_SIZE (%d bytes)", where, name, limit)
-        return None
-    return data
-
-
-def _bounded_read(fh: IO[bytes], limit: int, info: zipfile.ZipInfo, name: str, where: str) -> bytes:
-    parts: list[bytes] = []
-    size = 0
     compressed = max(info.compress_size, 1)
-    while size < limit:
-        chunk = fh.read(min(_CHUNK, limit - size))
-        if not chunk:
-            break
-        parts.append(chunk)
-        size += len(chunk)
-        if size > limits.MAX_ZIP_RATIO_MIN_SIZE and size / compressed > limits.MAX_ZIP_RATIO:
-            raise FileTooLargeError(
-                where,
-                f"zip member {name} inflates more than {limits.MAX_ZIP_RATIO}:1"
-                f" ({compressed} -> {size}+ bytes): zip bomb?",
-            )
-    return b"".join(parts)
+    password: bytes | None = None
+    if info.flag_bits & 0x1:
+        if opened.password is None or opened.password not in passwords:
+            opened.password = _find_password(opened.zf, info, where, passwords)
+        password = opened.password
+    size = 0
+    try:
+        with opened.zf.open(info, pwd=password) as fh:
+            while True:
+                chunk = fh.read(_CHUNK)
+                if not chunk:
+                    return
+                size += len(chunk)
+                if size > limit:
+                    raise FileTooLargeError(
+                        where, f"over MAX_FILE_SIZE ({limit} bytes) once inflated")
+                ratio = size / compressed
+                if size > limits.MAX_ZIP_RATIO_MIN_SIZE and ratio > limits.MAX_ZIP_RATIO:
+                    raise FileTooLargeError(
+                        where,
+                        f"rejected as a zip bomb: inflates more than {limits.MAX_ZIP_RATIO}:1"
+                        f" ({compressed} -> {size}+ bytes)")
+                yield chunk
+    except RuntimeError as e:
+        raise InputError(where, f"cannot decrypt: {e}") from e
+    except NotImplementedError as e:
+        raise CorruptFileError(where, f"cannot read zip member: {e}") from e
+    except _DAMAGE as e:
+        raise CorruptFileError(where, f"damaged zip member: {type(e).__name__}: {e}") from e
+
+
+def member_chunks(ref: MemberRef, *,
+                  passwords: Sequence[bytes] = DEFAULT_PASSWORDS) -> Iterator[bytes]:
+    """The bytes of the member ``ref`` names, in chunks of at most 1 MiB, every limit checked
+    on the bytes as they are inflated. Raises :class:`InputError` subclasses only."""
+    opened = _open(ref.archive)
+    if not 0 <= ref.entry < len(opened.infos) or opened.infos[ref.entry].filename != ref.filename:
+        raise CorruptFileError(ref.where, "the archive changed while it was being read")
+    problem = opened.listing.problems.get(ref.entry)
+    if problem is not None:
+        raise problem
+    yield from _chunks(opened, opened.infos[ref.entry], ref.where, passwords)
+
+
+def read_member(ref: MemberRef, *, passwords: Sequence[bytes] = DEFAULT_PASSWORDS) -> bytes:
+    """The bytes of the member ``ref`` names (see :func:`member_chunks`)."""
+    return b"".join(member_chunks(ref, passwords=passwords))
+
+
+def iter_archive(
+    path: str | Path, *, passwords: Sequence[bytes] = DEFAULT_PASSWORDS
+) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(member name, bytes)`` for each file in the zip at ``path``, one at a time.
+
+    Directories and unsafe names are skipped (logged); a member over ``MAX_FILE_SIZE`` is
+    skipped with a warning. An archive over ``MAX_ZIP_MEMBERS`` members, over ``MAX_ZIP_TOTAL``
+    bytes in all, with overlapping entries or with a member inflating beyond ``MAX_ZIP_RATIO``
+    raises :class:`FileTooLargeError`; a damaged archive or member raises
+    :class:`CorruptFileError`; an unknown password raises :class:`InputError`.
+    """
+    where = str(path)
+    listing = list_archive(where)
+    for m in listing.members:
+        if m.name is None:
+            logger.warning("%s: skipping zip member with unsafe name %r", where, m.filename)
+            continue
+        problem = listing.problems.get(m.index)
+        if isinstance(problem, FileTooLargeError) and "zip bomb" not in problem.reason:
+            logger.warning("%s: skipping %s: %s", where, m.name, problem.reason)
+            continue
+        try:
+            data = read_member(MemberRef(where, m.index, m.filename), passwords=passwords)
+        except InputError as e:
+            raise type(e)(where, f"zip member {m.name}: {e.reason}") from e
+        yield m.name, data

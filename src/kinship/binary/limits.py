@@ -38,10 +38,12 @@ MAX_WARNINGS = 50
 # Bytes of a PLT section decoded to resolve stubs (16 bytes a stub -> 65,536 stubs).
 MAX_PLT_BYTES = 1024 * 1024
 
-# Members read from one zip archive. Sample bundles hold a handful to a few thousand files.
+# Entries (files and folders) in one zip archive. Sample bundles hold a handful to a few
+# thousand files; checked on the end record before the central directory is parsed.
 MAX_ZIP_MEMBERS = 10_000
 
-# Total uncompressed bytes read from one zip archive (zip-bomb guard): 4 GiB.
+# Total uncompressed bytes one zip archive may declare (zip-bomb guard): 4 GiB. Checked on the
+# central directory before reading; each member is read only up to its declared size.
 MAX_ZIP_TOTAL = 4 * 1024 * 1024 * 1024
 
 # Largest compression ratio accepted for a member once it is bigger than MAX_ZIP_RATIO_MIN_SIZE.
@@ -52,3 +54,8 @@ MAX_ZIP_RATIO = 200
 # Members smaller than this (bytes, uncompressed) are exempt from the ratio check: small files of
 # zeros compress extremely well but cannot hurt.
 MAX_ZIP_RATIO_MIN_SIZE = 1024 * 1024
+
+# Bytes of a zip's central directory (from its end record, checked before it is parsed). Each
+# entry takes 46 bytes plus its name and extra fields: 10,000 members with long names fit in
+# 4 MiB, and parsing 4 MiB costs at most ~90,000 small objects (a few tens of MiB).
+MAX_ZIP_DIRECTORY = 4 * 1024 * 1024

@@ -5,6 +5,11 @@
     anything else       -> dump.parse_dump    only with base= or a "_0x<hex>" file-name suffix;
                            otherwise UnsupportedFormatError
 
+A file that starts with MZ but has no usable PE header is a damaged executable, not a raw dump:
+a "_0x<hex>" name does not turn a truncated PE into a headerless dump (only an explicit base=
+does, with a warning). Files are opened only when they are regular files, with O_NONBLOCK (a
+FIFO, a socket or /dev/zero is refused before a byte is read).
+
 Nothing is ever executed. Every problem a file can cause surfaces as an
 :class:`~kinship.exceptions.InputError` subclass with a one-line reason.
 """
@@ -12,11 +17,13 @@ Nothing is ever executed. Every problem a file can cause surfaces as an
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import struct
 from pathlib import Path
 
 from kinship.binary import limits
+from kinship.binary.archive import MemberRef, read_member
 from kinship.binary.dump import base_from_name, parse_dump
 from kinship.binary.elf import parse_elf
 from kinship.binary.model import Arch, Binary
@@ -31,6 +38,7 @@ from kinship.exceptions import (
 logger = logging.getLogger(__name__)
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_NONBLOCKING_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 def load_file(path: str | Path, *, base: int | None = None, arch: Arch | None = None) -> Binary:
@@ -45,7 +53,13 @@ def load_file(path: str | Path, *, base: int | None = None, arch: Arch | None = 
 def load_bytes(
     data: bytes, name: str, *, base: int | None = None, arch: Arch | None = None
 ) -> Binary:
-    """Load a sample already in memory; ``name`` is used as ``Binary.path`` and in errors."""
+    """Load a sample already in memory; ``name`` is used as ``Binary.path`` and in errors.
+
+    ``data`` may be a :class:`~kinship.binary.archive.MemberRef`: the zip member is read here
+    (in the worker process that analyses it), one member at a time.
+    """
+    if isinstance(data, MemberRef):
+        data = read_member(data)
     if len(data) > limits.MAX_FILE_SIZE:
         raise FileTooLargeError(
             name, f"{len(data)} bytes is over MAX_FILE_SIZE ({limits.MAX_FILE_SIZE} bytes)"
@@ -59,13 +73,19 @@ def load_bytes(
             if dump_base is not None:
                 return parse_dump(data, name, base=dump_base, arch=arch)
             return parse_pe(data, name)
-        if dump_base is None:
+        if base is None:
+            # A "_0x<hex>" name does not make a damaged PE a raw dump: it would be stored
+            # as a dump of 0 functions.
             raise _bad_mz(data, name)
     elif data[:4] == b"\x7fELF":
         return parse_elf(data, name)
 
     if dump_base is not None:
-        return parse_dump(data, name, base=dump_base, arch=arch)
+        binary = parse_dump(data, name, base=dump_base, arch=arch)
+        if data[:2] == b"MZ":
+            binary.warnings.append("starts with MZ but has no usable PE header: a damaged PE?"
+                                   " loaded as a raw dump because a base was given")
+        return binary
     raise UnsupportedFormatError(
         name,
         f"not a PE or ELF executable ({_describe(data)});"
@@ -74,12 +94,32 @@ def load_bytes(
 
 
 def is_archive(path: str | Path) -> bool:
-    """True when ``path`` is a regular file that starts like a zip archive."""
+    """True when ``path`` is a regular file that starts like a zip archive (a FIFO or a
+    device is never opened)."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(4) in _ZIP_MAGICS
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        fd = os.open(path, _NONBLOCKING_READ)
     except OSError:
         return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return os.read(fd, 4) in _ZIP_MAGICS
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for error messages ("a FIFO", "a character device" ...)."""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def _read_file(path: Path) -> bytes:
@@ -94,17 +134,26 @@ def _read_file(path: Path) -> bytes:
         raise InputError(where, "is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
         # FIFOs and devices could block forever or never end.
-        raise InputError(where, "not a regular file")
+        raise InputError(where, f"not a regular file ({file_kind(st.st_mode)}): refused")
     if st.st_size > limits.MAX_FILE_SIZE:
         raise FileTooLargeError(
             where, f"{st.st_size} bytes is over MAX_FILE_SIZE ({limits.MAX_FILE_SIZE} bytes)"
         )
     try:
-        with open(path, "rb") as fh:
-            # Read one byte more than the limit: the file may grow between stat and read.
-            data = fh.read(limits.MAX_FILE_SIZE + 1)
+        # O_NONBLOCK and fstat: a FIFO put in the file's place after the stat is refused,
+        # not waited on.
+        fd = os.open(path, _NONBLOCKING_READ)
     except OSError as e:
         raise InputError(where, f"cannot read: {e.strerror or e}") from e
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fh.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputError(where, f"not a regular file ({file_kind(mode)}): refused")
+        try:
+            # Read one byte more than the limit: the file may grow between stat and read.
+            data = fh.read(limits.MAX_FILE_SIZE + 1)
+        except OSError as e:
+            raise InputError(where, f"cannot read: {e.strerror or e}") from e
     return data
 
 

@@ -45,9 +45,13 @@ def render_add(c: Console, r: AddReport) -> None:
         f"added [bold]{len(r.added)}[/] sample(s), {r.n_functions} functions, "
         f"{r.n_instructions} instructions in {r.seconds:.2f} s; "
         f"{len(r.duplicates)} already stored; {len(r.failed)} failed"
+        + (f"; {len(r.warnings)} warning(s)" if r.warnings else "")
     )
+    # Names and reasons quote file and member names: sample-controlled, shown inert.
     for f in r.failed:
-        c.print(f"[red]skipped[/] {escape(f.name)}: {escape(f.reason)}")
+        c.print(f"[red]skipped[/] {escape(plain(f.name))}: {escape(plain(f.reason))}")
+    for w in r.warnings:
+        c.print(f"[yellow]warning[/] {escape(plain(w.name))}: {escape(plain(w.reason))}")
 
 
 _inert = inert  # a sample- or user-controlled string for a table cell
