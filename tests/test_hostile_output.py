@@ -207,6 +207,17 @@ def test_markdown_helpers_render_data_as_text() -> None:
     assert md_fence("```\nx\x1b") == "````\n```\nx\\x1b\n````"
 
 
+def test_log_lines_are_inert() -> None:
+    import logging
+
+    from kinship.render.safe import InertFormatter
+
+    record = logging.LogRecord("kinship.ingest", logging.WARNING, __file__, 1,
+                               "unsafe member name %s skipped", (HOSTILE,), None)
+    line = InertFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert not any(raw in line for raw in RAW) and "\\x1b]0;pwned\\x07" in line
+
+
 def test_artifact_email_headers_inert(tmp_path: Path) -> None:
     mail = tmp_path / f"mail{FILE_PART}.eml"
     evil = HOSTILE.replace("\\", "")

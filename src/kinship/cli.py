@@ -32,7 +32,7 @@ from kinship.exceptions import EXIT_CODES, KinshipError, NotFoundError, UsageErr
 from kinship.ingest import AddReport, ProgressFn
 from kinship.pipeline import Labels
 from kinship.render import terminal
-from kinship.render.safe import inert, markup, plain, plain_lines
+from kinship.render.safe import InertFormatter, inert, markup, plain, plain_lines
 
 out = Console(highlight=False, soft_wrap=False, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
@@ -120,8 +120,9 @@ def main(verbose: int) -> None:
       kinship match suspicious.dll
       kinship compare old_x86.exe new_x64.exe
     """
-    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2),
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()  # stderr; log messages quote names from samples
+    handler.setFormatter(InertFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), handlers=[handler])
 
 
 @main.command()

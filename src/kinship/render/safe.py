@@ -26,6 +26,7 @@ JSON output keeps its values exactly: :func:`json_text` only changes how they ar
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
 
@@ -126,3 +127,12 @@ def md_block(text: object) -> Markup:
     """``text`` for inside a fenced code block the template writes itself (one line of a
     hex dump): control characters visible, no Markdown escapes (they would show)."""
     return Markup(plain_lines(text))
+
+
+class InertFormatter(logging.Formatter):
+    """Log lines for a terminal: messages quote member names, paths and headers from
+    samples, so the formatted record goes through :func:`plain_lines` (a traceback keeps its
+    lines)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return plain_lines(super().format(record))
