@@ -116,12 +116,14 @@ def _tables(cols: CodeColumns, cfg: FeatureConfig) -> _Tables:
     spans = list(cols.blocks.values())
     nb = len(spans)
     block_index = dict(zip(cols.blocks, range(nb), strict=True))
-    b_va = np.fromiter(map(_GET_VA, spans), dtype=np.int64, count=nb)
+    # Addresses as uint64: x64 kernel images and dumps live at 0xffff8000_00000000 and above,
+    # past int64 (the loaders reject anything beyond 2**64).
+    b_va = np.fromiter(map(_GET_VA, spans), dtype=np.uint64, count=nb)
     b_start = np.fromiter(map(_GET_START, spans), dtype=np.int64, count=nb)
     b_len = np.fromiter(map(_GET_END, spans), dtype=np.int64, count=nb) - b_start
     succs = list(map(_GET_SUCC, spans))
     b_succ = np.fromiter(map(len, succs), dtype=np.int64, count=nb)
-    flat = np.fromiter(itertools.chain.from_iterable(succs), dtype=np.int64,
+    flat = np.fromiter(itertools.chain.from_iterable(succs), dtype=np.uint64,
                        count=int(b_succ.sum()))
     back = flat <= np.repeat(b_va, b_succ)
     b_back = np.bincount(
