@@ -4,16 +4,19 @@ its item, which is retried once in a fresh worker; workers exit with their paren
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from kinship.exceptions import KinshipError
 from kinship.workers import lost_reason, map_resilient
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -91,6 +94,7 @@ def test_same_results_as_serial_map_in_order() -> None:
     items = list(range(40))
     out = list(map_resilient(_square, items, 3, on_lost=_lost))
     assert out == [(x, _square(x)) for x in items]
+    assert multiprocessing.active_children() == []  # all joined on normal exit
 
 
 def test_unordered_has_the_same_contents() -> None:
@@ -146,40 +150,92 @@ def test_consumer_stopping_early_leaves_no_worker() -> None:
     gen.close()
     assert time.monotonic() - t0 < 5  # the busy worker was killed, not waited for
     assert _wait_gone([pid], 5) == []
-    import multiprocessing
-
     assert multiprocessing.active_children() == []
 
 
-def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+def test_exception_in_consumer_leaves_no_worker() -> None:
+    pids: list[int] = []
+    with pytest.raises(RuntimeError, match="consumer failed"), \
+            closing(map_resilient(_pid_then_sleep, range(4), 2, on_lost=_lost)) as results:
+        for _, pid in results:
+            pids.append(pid)
+            raise RuntimeError("consumer failed")
+    assert _wait_gone(pids, 5) == []
+    assert multiprocessing.active_children() == []
+
+
+_POOL_SCRIPT = """
+import os, sys, time
+from kinship.workers import map_resilient
+
+def slow(x):
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+    return x
+
+if __name__ == "__main__":
+    for _ in map_resilient(slow, range(4), 2, on_lost=lambda i, r: None):
+        pass
+"""
+
+
+def _start_pool_process(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """A process running a pool on two slow items; its two workers' pids."""
     script = tmp_path / "pool.py"
-    script.write_text(textwrap.dedent("""
-        import os, sys, time
-        from kinship.workers import map_resilient
+    script.write_text(_POOL_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert parent.stdout is not None
+    pids = [int(parent.stdout.readline()) for _ in range(2)]
+    assert all(_alive(p) for p in pids)
+    return parent, pids
 
-        def slow(x):
-            print(os.getpid(), flush=True)
-            time.sleep(60)
-            return x
 
-        if __name__ == "__main__":
-            for _ in map_resilient(slow, range(4), 2, on_lost=lambda i, r: None):
-                pass
-    """))
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+def _reap(parent: subprocess.Popen[str]) -> None:
+    if parent.poll() is None:
+        parent.kill()
+    parent.communicate()
+
+
+def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    parent, pids = _start_pool_process(tmp_path)
     try:
-        assert parent.stdout is not None
-        pids = [int(parent.stdout.readline()) for _ in range(2)]
-        assert all(_alive(p) for p in pids)
         parent.kill()  # kill -9: no cleanup code runs in the parent
         parent.wait()
         assert _wait_gone(pids, 5) == []
     finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
-        if parent.stdout is not None:
-            parent.stdout.close()
+        _reap(parent)
+
+
+def test_ctrl_c_stops_parent_and_workers(tmp_path: Path) -> None:
+    """SIGINT to the whole process group, as Ctrl-C in a terminal: the parent ends with
+    KeyboardInterrupt at once (busy workers are killed, not waited for) and no worker
+    prints a traceback."""
+    parent, pids = _start_pool_process(tmp_path)
+    try:
+        os.killpg(parent.pid, signal.SIGINT)
+        _, err = parent.communicate(timeout=10)
+        assert parent.returncode != 0
+        assert err.count("Traceback") == 1 and "KeyboardInterrupt" in err, err
+        assert _wait_gone(pids, 5) == []
+    finally:
+        _reap(parent)
+
+
+def test_workers_that_cannot_start_end_the_iteration(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function whose module the workers cannot import: a KinshipError after a few starts,
+    not an endless loop of new workers, nor every item "lost"."""
+    (tmp_path / "vanishing_module.py").write_text("def f(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import vanishing_module
+
+    (tmp_path / "vanishing_module.py").unlink()
+    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+    with pytest.raises(KinshipError, match="could not start"):
+        list(map_resilient(vanishing_module.f, range(5), 2, on_lost=_lost))
+    assert multiprocessing.active_children() == []
+    monkeypatch.delitem(sys.modules, "vanishing_module")
 
 
 def test_lost_reason_wording() -> None:

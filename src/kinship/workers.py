@@ -52,8 +52,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-# A worker that dies before it has said it is ready did not fail on an item (it could not start:
-# an import error, no memory). After this many in a row the pool gives up instead of looping.
+# A worker that dies before it was given an item did not fail on one (it could not start: an
+# import error, no memory). After this many in a row, with no item finished between them, the
+# pool gives up instead of starting workers forever.
 MAX_START_FAILURES = 3
 # How often (seconds) a worker checks that its parent is still alive when PR_SET_PDEATHSIG is
 # not available; also bounds how long an orphaned worker outlives its parent there.
@@ -144,9 +145,10 @@ class _Task(Generic[T]):
 class _Worker(Generic[T]):
     process: BaseProcess
     conn: Connection
-    ready: bool = False  # said "ready": it started
+    ready: bool = False  # said "ready": it started and waits for its first task
     task: _Task[T] | None = None
     sent: bool = False  # the task went down the pipe: a death now is the task's doing
+    completed: int = 0  # tasks it finished
 
 
 def _death_cause(exitcode: int | None) -> str:
@@ -177,7 +179,7 @@ class _Pool(Generic[T, R]):
         self.jobs = jobs
         self.ctx = multiprocessing.get_context("spawn")
         self.workers: list[_Worker[T]] = []
-        self.start_failures = 0  # deaths before "ready", in a row
+        self.start_failures = 0  # deaths of workers never given a task, since the last result
 
     def start_worker(self) -> _Worker[T]:
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
@@ -201,7 +203,7 @@ class _Pool(Generic[T, R]):
             worker.process.join()
         cause = _death_cause(worker.process.exitcode)
         worker.process.close()
-        if not worker.ready:
+        if not worker.sent and worker.completed == 0:
             self.start_failures += 1
             if self.start_failures >= MAX_START_FAILURES:
                 raise KinshipError(f"worker processes could not start ({cause}, "
@@ -338,13 +340,14 @@ def _run(
                 continue
             if message == ("ready",):
                 w.ready = True
-                pool.start_failures = 0
                 _send_task(w)
                 continue
             seq, status, value = message
             task = w.task
             assert task is not None and task.seq == seq, "reply for a task the worker lacks"
             w.task, w.sent = None, False
+            w.completed += 1
+            pool.start_failures = 0
             if status == "raised":
                 raise value
             done(task, value)
@@ -360,6 +363,8 @@ def _run(
                     continue
                 seq, status, value = message
                 task, w.task, w.sent = w.task, None, False
+                w.completed += 1
+                pool.start_failures = 0
                 if status == "raised":
                     raise value
                 done(task, value)
@@ -371,11 +376,13 @@ def _run(
                 queue.appendleft(task)
                 continue
             task.deaths.append(cause)
-            logger.warning("a worker died (%s) while running item %d", cause, task.seq)
-            if len(task.deaths) > retries:
-                done(task, on_lost(task.item, lost_reason(task.deaths)))
-            else:
+            retry = len(task.deaths) <= retries
+            logger.warning("a worker died (%s) on input item %d; %s", cause, task.seq,
+                           "retrying it in a fresh worker" if retry else "giving it up")
+            if retry:
                 queue.appendleft(task)
+            else:
+                done(task, on_lost(task.item, lost_reason(task.deaths)))
 
 
 def _send_task(worker: _Worker[T]) -> None:
