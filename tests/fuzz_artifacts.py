@@ -220,7 +220,8 @@ class _Targets:
         terminal.render_add(Console(file=io.StringIO(), force_terminal=True, width=120),
                             report)
         json.dumps(report.to_dict())
-        return report.failed[0].error if report.failed else None
+        # a batch that stored something is a result (exit 7 lists the rest), not a rejection
+        return report.failed[0].error if report.failed and not report.added else None
 
     def artifact(self, path: Path) -> str | None:
         import io

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from unittest import mock
 
 import pyzipper
 
@@ -64,19 +65,42 @@ class FuzzInput:
 # ---- building blocks ------------------------------------------------------------------------
 def make_zip(members: Sequence[tuple[str, bytes]], *, method: int = zipfile.ZIP_DEFLATED,
              password: str | None = None) -> bytes:
-    """A zip of ``members``; with ``password``, WinZip AES (pyzipper)."""
+    """A zip of ``members``; with ``password``, WinZip AES (pyzipper). Same bytes every time:
+    fixed timestamps, and a fixed AES salt."""
     buf = io.BytesIO()
     if password is None:
         with zipfile.ZipFile(buf, "w", compression=method) as zf:
             for name, data in members:
-                zf.writestr(name, data)
+                zf.writestr(_zinfo(name, method), data)
     else:
-        with pyzipper.AESZipFile(buf, "w", compression=method,
-                                 encryption=pyzipper.WZ_AES) as azf:
+        with mock.patch.object(pyzipper.zipfile_aes, "Random", _FixedSalt), \
+                pyzipper.AESZipFile(buf, "w", compression=method,
+                                    encryption=pyzipper.WZ_AES) as azf:
             azf.setpassword(password.encode())
             for name, data in members:
                 azf.writestr(name, data)
+        # pyzipper stamps the current time: fixed afterwards (AES does not cover it)
+        out = bytearray(buf.getvalue())
+        for sig, at in ((b"PK\x03\x04", 10), (b"PK\x01\x02", 12)):
+            for hit in _find_all(bytes(out), sig):
+                _set_field(out, hit + at, 4, 0x58215000)
+        return bytes(out)
     return buf.getvalue()
+
+
+def _zinfo(name: str, method: int) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=(2024, 4, 1, 10, 0, 0))
+    info.compress_type = method
+    return info
+
+
+class _FixedSalt:
+    """Stands in for Cryptodome's ``Random`` in pyzipper: the salt of a test zip need not be
+    secret, only the same on every run."""
+
+    @staticmethod
+    def new() -> io.BytesIO:
+        return io.BytesIO(bytes(range(64)))
 
 
 @dataclass
@@ -302,6 +326,9 @@ def make_email(subject: str = "Invoice 2024", *, body: str = "Please see attache
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     for raw in nested:
         msg.add_attachment(message_from_bytes(raw, policy=policy.default))
+    for i, part in enumerate(msg.walk()):  # fixed boundaries: the same bytes every run
+        if part.is_multipart():
+            part.set_boundary(f"=_seed{i}_{len(subject)}")
     return msg.as_bytes(policy=policy.SMTP)
 
 
