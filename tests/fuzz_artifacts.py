@@ -471,6 +471,23 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:70]
 
 
+def classify(res: dict[str, Any], max_rss_mb: float) -> dict[str, Any]:
+    """``res`` with a finished input over ``max_rss_mb`` peak RSS turned into "memory"."""
+    rss = float(res.get("rss_mb", 0.0))
+    if res["outcome"] in ("ok", "rejected") and rss > max_rss_mb:
+        return {**res, "outcome": "memory", "error_type": "PeakRSS", "place": "",
+                "last_frame": "", "message": f"peak RSS {rss:.0f} MB > {max_rss_mb:.0f} MB"}
+    return res
+
+
+def signature(res: dict[str, Any], inp: FuzzInput, target: str) -> tuple[str, str]:
+    """("<error type> @ <place>", place): what makes two findings the same one."""
+    place = str(res.get("place") or res.get("last_frame") or "")
+    if res["outcome"] == "memory" and not place:
+        place = f"{inp.kind} via {target}"
+    return f"{res.get('error_type', '?')} @ {place or '?'}", place
+
+
 class _Recorder:
     """Counts outcomes and keeps the smallest input of each finding signature on disk."""
 
@@ -481,13 +498,10 @@ class _Recorder:
 
     def record(self, input_id: str, inp: FuzzInput, target: str, res: dict[str, Any]) -> str:
         s = self.summary
+        res = classify(res, self.max_rss_mb)
         outcome = str(res["outcome"])
         rss = float(res.get("rss_mb", 0.0))
         secs = float(res.get("seconds", 0.0))
-        if outcome in ("ok", "rejected") and rss > self.max_rss_mb:
-            outcome = "memory"
-            res = {**res, "error_type": "PeakRSS", "place": "", "last_frame": "",
-                   "message": f"peak RSS {rss:.0f} MB > {self.max_rss_mb:.0f} MB"}
         s.inputs += 1
         per = s.by_target.setdefault(target, dict.fromkeys(OUTCOMES, 0))
         per[outcome] += 1
@@ -513,10 +527,7 @@ class _Recorder:
 
     def _finding(self, input_id: str, inp: FuzzInput, target: str, outcome: str,
                  res: dict[str, Any]) -> None:
-        place = str(res.get("place") or res.get("last_frame") or "")
-        if outcome == "memory" and not place:
-            place = f"{inp.kind} via {target}"
-        sig = f"{res.get('error_type', '?')} @ {place or '?'}"
+        sig, place = signature(res, inp, target)
         f = self.by_sig.get(sig)
         if f is None:
             f = self.by_sig[sig] = Finding(sig, outcome, str(res.get("error_type", "")), place,
@@ -545,6 +556,33 @@ class _Recorder:
         (self.dir / "findings.json").write_text(json.dumps(self.summary.to_dict(), indent=1))
 
 
+class Session:
+    """A work folder and a child process that inputs are run in, one at a time."""
+
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT_S,
+                 memory_mb: int = DEFAULT_MEMORY_MB, db: str = "") -> None:
+        self.timeout = timeout
+        self._tmp = tempfile.TemporaryDirectory(prefix="kinship-fuzz-")
+        self.work = Path(self._tmp.name)
+        (self.work / "home").mkdir()
+        (self.work / "in").mkdir()
+        self.child = _Child(self.work, db, memory_mb)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.child.stop()
+        self._tmp.cleanup()
+
+    def run(self, input_id: str, inp: FuzzInput, target: str) -> dict[str, Any]:
+        for old in (self.work / "in").iterdir():
+            old.unlink()
+        path = self.work / "in" / _disk_name(inp.name)
+        path.write_bytes(inp.data)
+        return self.child.run(input_id, path, target, self.timeout)
+
+
 def run_inputs(inputs: Iterable[tuple[str, FuzzInput, str]], *, findings_dir: Path,
                timeout: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
                max_rss_mb: float = DEFAULT_MAX_RSS_MB, db: str = "",
@@ -556,32 +594,46 @@ def run_inputs(inputs: Iterable[tuple[str, FuzzInput, str]], *, findings_dir: Pa
     summary = Summary(seed=seed, findings_dir=str(findings_dir))
     recorder = _Recorder(summary, findings_dir, max_rss_mb)
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="kinship-fuzz-") as tmp:
-        work = Path(tmp)
-        (work / "home").mkdir()
-        child = _Child(work, db, memory_mb)
-        try:
-            for input_id, inp, target in inputs:
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-                in_dir = work / "in"
-                in_dir.mkdir(exist_ok=True)
-                for old in in_dir.iterdir():
-                    old.unlink()
-                path = in_dir / _disk_name(inp.name)
-                path.write_bytes(inp.data)
-                res = child.run(input_id, path, target, timeout)
-                outcome = recorder.record(input_id, inp, target, res)
-                if progress and outcome not in ("ok", "rejected"):
-                    progress(f"{input_id}: {outcome} {res.get('error_type')} "
-                             f"{res.get('place') or res.get('last_frame')}")
-        finally:
-            child.stop()
-            summary.child_starts, summary.rss_method = child.starts, child.rss_method
+    with Session(timeout=timeout, memory_mb=memory_mb, db=db) as session:
+        for input_id, inp, target in inputs:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            res = session.run(input_id, inp, target)
+            outcome = recorder.record(input_id, inp, target, res)
+            if progress and outcome not in ("ok", "rejected"):
+                progress(f"{input_id}: {outcome} {res.get('error_type')} "
+                         f"{res.get('place') or res.get('last_frame')}")
+        summary.child_starts = session.child.starts
+        summary.rss_method = session.child.rss_method
     summary.seconds = time.monotonic() - t0
     summary.inputs_per_second = summary.inputs / summary.seconds if summary.seconds else 0.0
     recorder.save()
     return summary
+
+
+def minimize(session: Session, inp: FuzzInput, target: str, *, seconds: float = 60.0,
+             max_rss_mb: float = DEFAULT_MAX_RSS_MB) -> tuple[FuzzInput, str]:
+    """The smallest input found by cutting chunks out of ``inp`` (halving their size) that
+    still fails with the same signature; with that signature ("" when ``inp`` is fine)."""
+    def sig_of(candidate: FuzzInput) -> str:
+        res = classify(session.run("minimize", candidate, target), max_rss_mb)
+        return signature(res, candidate, target)[0] if res["outcome"] in OUTCOMES[2:] else ""
+
+    wanted = sig_of(inp)
+    if not wanted:
+        return inp, ""
+    end = time.monotonic() + seconds
+    data, chunk = inp.data, max(1, len(inp.data) // 2)
+    while chunk >= 1 and time.monotonic() < end:
+        at = 0
+        while at < len(data) and time.monotonic() < end:
+            cut = inp.derive("minimized", data[:at] + data[at + chunk:])
+            if cut.data and sig_of(cut) == wanted:
+                data = cut.data
+            else:
+                at += chunk
+        chunk //= 2
+    return inp.derive("minimized", data), wanted
 
 
 # ---- fuzzing --------------------------------------------------------------------------------
@@ -658,20 +710,9 @@ def replay(files: Sequence[Path], target: str, *, findings_dir: Path,
            binaries: Sequence[Path] = ()) -> Summary:
     """Run saved inputs again (``target`` "auto": by their findings.json entry, else by
     their kind: zip-like to `add` and `artifact`, the rest to `artifact`)."""
-    known: dict[str, str] = {}
-    for f in files:
-        index = f.parent / "findings.json"
-        if index.is_file():
-            for entry in json.loads(index.read_text()).get("findings", []):
-                known[Path(entry["saved"]).name] = entry["target"]
 
     def inputs() -> Iterator[tuple[str, FuzzInput, str]]:
-        for f in files:
-            data = f.read_bytes()
-            inp = FuzzInput(f.name, data, "zip" if data.startswith(b"PK") else "file")
-            targets = [target] if target != "auto" else (
-                [known[f.name]] if f.name in known else
-                ["add", "artifact"] if inp.kind == "zip" else ["artifact"])
+        for f, inp, targets in _saved(files, target):
             for t in targets:
                 yield str(f), inp, t
 
@@ -679,6 +720,21 @@ def replay(files: Sequence[Path], target: str, *, findings_dir: Path,
         db = reference_store(binaries[0], Path(tmp)) if binaries else ""
         return run_inputs(inputs(), findings_dir=findings_dir, timeout=timeout,
                           memory_mb=memory_mb, db=db)
+
+
+def _saved(files: Sequence[Path], target: str
+           ) -> Iterator[tuple[Path, FuzzInput, list[str]]]:
+    """Saved inputs with the targets to run them through (see :func:`replay`)."""
+    known: dict[str, str] = {}
+    for index in {f.parent / "findings.json" for f in files}:
+        if index.is_file():
+            for entry in json.loads(index.read_text()).get("findings", []):
+                known[Path(entry["saved"]).name] = entry["target"]
+    for f in files:
+        data = f.read_bytes()
+        inp = FuzzInput(f.name, data, "zip" if data.startswith(b"PK") else "file")
+        yield f, inp, ([target] if target != "auto" else [known[f.name]] if f.name in known
+                       else ["add", "artifact"] if inp.kind == "zip" else ["artifact"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -700,6 +756,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--binary", type=Path, action="append",
                     help="executable to put in the seeds (default: tests/fixtures builds)")
     ap.add_argument("--replay", type=Path, nargs="+", help="run these saved inputs instead")
+    ap.add_argument("--minimize", type=float, metavar="SECONDS",
+                    help="with --replay: shrink each failing file, for SECONDS each")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--db", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -708,6 +766,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     binaries = args.binary if args.binary is not None else fixture_binaries()
     findings = args.findings or Path(tempfile.mkdtemp(prefix="kinship-fuzz-findings-"))
+    if args.replay and args.minimize:
+        return _minimize_files(args.replay, args.target, findings, args, binaries)
     if args.replay:
         summary = replay(args.replay, args.target, findings_dir=findings,
                          timeout=args.timeout, memory_mb=args.memory_mb, binaries=binaries)
@@ -719,6 +779,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                        lambda line: print(ascii(line), file=sys.stderr))
     print(json.dumps(summary.to_dict(), indent=1) if args.json else summary.report())
     return 0 if summary.clean else 1
+
+
+def _minimize_files(files: Sequence[Path], target: str, out_dir: Path, args: Any,
+                    binaries: Sequence[Path]) -> int:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kinship-fuzz-ref-") as tmp:
+        db = reference_store(binaries[0], Path(tmp)) if binaries else ""
+        with Session(timeout=args.timeout, memory_mb=args.memory_mb, db=db) as session:
+            for f, inp, targets in _saved(files, target):
+                small, sig = minimize(session, inp, targets[-1], seconds=args.minimize,
+                                      max_rss_mb=args.max_rss_mb)
+                dest = out_dir / f"min-{f.name}"
+                if sig:
+                    dest.write_bytes(small.data)
+                print(ascii(f"{f} via {targets[-1]}: {sig or 'no finding'}: {len(inp.data)} "
+                            f"-> {len(small.data)} bytes" + (f" {dest}" if sig else "")))
+    return 0
 
 
 if __name__ == "__main__":

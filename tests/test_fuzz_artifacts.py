@@ -91,3 +91,12 @@ def test_mutants_are_reproducible_and_varied(exes: list[Path]) -> None:
                    "cfb_field", "huge_size", "method"):
         assert wanted in ops
     assert all(len(m.data) <= fuzz_inputs.MAX_INPUT_BYTES for m in first)
+
+
+def test_minimize_keeps_the_failure_and_drops_the_rest(tmp_path: Path) -> None:
+    padded = fuzz_inputs.FuzzInput("x.bin", b"a" * 300 + b"CRASH" + b"b" * 200, "text")
+    with fuzz_artifacts.Session(timeout=5) as session:
+        small, sig = fuzz_artifacts.minimize(session, padded, "selftest", seconds=120)
+        assert sig.startswith("ValueError @ ") and small.data == b"CRASH"
+        fine = fuzz_inputs.FuzzInput("y.bin", b"fine", "text")
+        assert fuzz_artifacts.minimize(session, fine, "selftest") == (fine, "")
