@@ -12,6 +12,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from kinship.artifacts.filenames import printable
 from kinship.cli_common import InputPath, common_with
 from kinship.cli_common import emit as _emit
 from kinship.exceptions import EXIT_CODES, InputError, UsageError
@@ -30,6 +31,8 @@ def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool,
     Encrypted zips are tried with "infected", each --password, then every password the mail
     states ("The password is: ..."); the one that opened a zip is shown with the line it came
     from. Member names of a zip that stays locked are listed all the same.
+    A file that cannot be read is listed with its reason and the others are still analysed
+    (exit 7); a damaged or oversized part inside a file is a warning on that file.
     Examples:
       kinship artifact invoice.eml
       kinship artifact offer.docx report.xlsm --json
@@ -38,7 +41,7 @@ def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool,
     """
     from kinship.artifacts.analyze import analyze_file
     from kinship.artifacts.attribution import open_attributor
-    from kinship.render.artifact import render_artifact
+    from kinship.render.artifact import render_artifact  # every sample string escaped there
 
     if not files:
         raise UsageError("give .eml or Office files to analyse")
@@ -61,8 +64,8 @@ def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool,
         out = Console(highlight=False, soft_wrap=False)
         for r in results:
             render_artifact(out, r)
-        for d in failed:
-            click.echo(f"error: {d['path']}: {d['reason']}", err=True)
+        for d in failed:  # plain text (click, no markup); a name may hold ESC: shown as \x1b
+            click.echo(f"error: {printable(d['path'])}: {printable(d['reason'])}", err=True)
     if failed:
         sys.exit(EXIT_CODES["partial_batch"])
 

@@ -2,13 +2,16 @@
 
 The top-level file must parse (else :class:`kinship.exceptions.InputError`, one line naming
 the file); anything nested that does not parse is recorded in its node's ``error`` and the
-rest of the tree is still analysed (every sample is hostile).
+rest of the tree is still analysed (every sample is hostile). What the parsers below raise on
+damaged data besides kinship's errors (zlib.error, EOFError, RecursionError ...) is turned into
+a :class:`kinship.exceptions.CorruptFileError` the same way, never a traceback.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +24,12 @@ from kinship.artifacts.model import ArtifactResult, PasswordCandidate
 from kinship.artifacts.office import OLE_MAGIC, parse_ole, parse_ooxml
 from kinship.artifacts.passwords import candidates, mail_passwords, option_passwords
 from kinship.artifacts.zip_ import open_zip
-from kinship.exceptions import FileTooLargeError, InputError, UnsupportedFormatError
+from kinship.exceptions import (
+    CorruptFileError,
+    FileTooLargeError,
+    InputError,
+    UnsupportedFormatError,
+)
 from kinship.intel.iocs import IOC, FoundString, extract_iocs
 
 logger = logging.getLogger(__name__)
@@ -29,6 +37,11 @@ logger = logging.getLogger(__name__)
 _OOXML_EXT = frozenset({".docx", ".docm", ".dotx", ".dotm", ".xlsx", ".xlsm", ".xltx", ".xltm",
                         ".xlam", ".pptx", ".pptm", ".potm", ".ppsm"})
 _OLE_EXT = frozenset({".doc", ".dot", ".xls", ".xlt", ".ppt", ".pps", ".msg"})
+# What the standard library and the third-party parsers raise on damaged or crafted data:
+# inflating (zlib.error is no OSError), truncation, olefile's index errors, nesting that
+# recurses past Python's limit. Each becomes a CorruptFileError naming the file.
+_PARSER_ERRORS = (zlib.error, EOFError, OSError, ValueError, IndexError, KeyError, TypeError,
+                  NotImplementedError, RecursionError, UnicodeError, LookupError)
 
 
 def detect_kind(data: bytes, name: str) -> str:
@@ -72,7 +85,17 @@ def analyze_file(path: str | Path, *, attributor: Attributor | None = None,
         raise UnsupportedFormatError(str(p), "not an e-mail, Office document, zip or executable")
     ctx = _Context(attributor or skipped("no store given"), filter_benign,
                    option_passwords(passwords))
-    return ctx.analyze(str(p), data, kind, "file", 0)
+    try:
+        return ctx.analyze(str(p), data, kind, "file", 0)
+    except _PARSER_ERRORS as e:
+        raise CorruptFileError(str(p), _reason(e)) from e
+
+
+def _reason(e: BaseException) -> str:
+    """One line for a parser failure: ``damaged data (error: Error -3 while ...)``."""
+    text = " ".join(str(e).split())[:300]
+    return f"damaged data ({type(e).__name__}: {text})" if text else \
+        f"damaged data ({type(e).__name__})"
 
 
 def _hashes(data: bytes) -> tuple[str, str]:
@@ -85,6 +108,7 @@ class _Context:
         self.attributor = attributor
         self.filter_benign = filter_benign
         self.passwords = tuple(passwords)  # the analyst's (--password)
+        self.ioc_chars = limits.MAX_IOC_CHARS  # left to scan for IOCs in this file's tree
 
     def analyze(self, name: str, data: bytes, kind: str, location: str, depth: int,
                 content_type: str = "",
@@ -115,12 +139,12 @@ class _Context:
         elif kind == "zip":
             opened = open_zip(name, data, candidates(self.passwords, stated))
             node.archive = opened.info
-            node.warnings += opened.warnings
-            for member, blob in opened.members:
+            for member, blob in opened.members:  # one at a time: warnings grow meanwhile
                 self._child(node, member, blob, "zip member", depth, stated=stated)
+            node.warnings += opened.warnings
         elif kind in ("pe", "elf"):
             node.attribution = self.attributor(name, data)
-        node.iocs = self._iocs(texts, ids, _names_in(node))
+        node.iocs = self._iocs(texts, ids, _names_in(node), node)
         node.techniques = techniques_for(node)
         return node
 
@@ -132,7 +156,8 @@ class _Context:
             return
         kind = detect_kind(data, name)
         if depth + 1 > limits.MAX_DEPTH and kind != "other":
-            parent.warnings.append(f"{name}: nested deeper than MAX_DEPTH, not analysed")
+            parent.warnings.append(f"{name}: nested deeper than {limits.MAX_DEPTH} levels "
+                                   "(MAX_DEPTH): rest not analysed")
             kind = "other"
         try:
             if kind == "other":
@@ -142,23 +167,31 @@ class _Context:
             else:
                 child = self.analyze(name, data, kind, location, depth + 1, content_type,
                                      stated)
-        except InputError as e:
+        except (InputError, *_PARSER_ERRORS) as e:
+            reason = e.reason if isinstance(e, InputError) else _reason(e)
             sha256, md5 = _hashes(data)
             child = ArtifactResult(name, kind, location, len(data), sha256, md5, content_type,
-                                   error=e.reason)
-            parent.warnings.append(f"{name}: {e.reason}")
+                                   error=reason)
+            parent.warnings.append(f"{name}: {reason}")
         parent.children.append(child)
 
     def _iocs(self, texts: list[tuple[str, str]], ids: set[str],
-              names: set[str]) -> list[IOC]:
+              names: set[str], node: ArtifactResult) -> list[IOC]:
         """IOCs of every text, each source naming where it was (``sample`` = location).
         Message/Content-IDs (``ids`` and quoted headers) and the file names in the artifact
-        (``names``) are blanked first: they are not addresses or domains."""
+        (``names``) are blanked first: they are not addresses or domains. At most
+        MAX_IOC_CHARS characters are scanned per file given (the scan is the slow part);
+        past that a warning on ``node`` names the texts not scanned."""
         merged: dict[tuple[str, str], IOC] = {}
+        unscanned: list[str] = []
         for location, text in texts:
-            text = mask(text[: limits.MAX_TEXT_CHARS], ids, names)
+            if self.ioc_chars <= 0:
+                unscanned.append(location)
+                continue
+            text = mask(text[: min(limits.MAX_TEXT_CHARS, self.ioc_chars)], ids, names)
             lines = [FoundString(line[: limits.MAX_FIELD_CHARS], None, None)
                      for line in text.splitlines() if line.strip()]
+            self.ioc_chars -= sum(len(s.text) for s in lines)
             if not lines:
                 continue
             found = extract_iocs(lines, sample=location, kind="text",
@@ -170,6 +203,11 @@ class _Context:
                                                if s not in merged[key].sources)
                 else:
                     merged[key] = ioc
+        if unscanned:
+            node.warnings.append(
+                f"IOC scan stopped at MAX_IOC_CHARS ({limits.MAX_IOC_CHARS} characters): "
+                f"{len(unscanned)} text(s) not scanned: {', '.join(unscanned[:3])}"
+                + (", ..." if len(unscanned) > 3 else ""))
         # ioc-finder also takes "Rechnung.zip" out of ".../Rechnung.zip" (URL path, Windows
         # path) as a domain (.zip is a TLD): a domain that is a file name here is that file.
         lowered = {n.lower() for n in names}

@@ -3,6 +3,13 @@
 Parsed with the standard library (``email.policy.default``); nothing is decoded into files.
 A message is rejected (:class:`CorruptFileError`) when it has fewer than two of the headers
 every real message carries, or when a multipart boundary is never closed (truncated).
+
+The standard library's parser recurses once per MIME level (multipart in multipart,
+message/rfc822 in message/rfc822): :class:`_Part` counts the levels as the parser attaches
+them and, past MAX_MIME_DEPTH, says "text/plain" so that the rest stays unparsed text
+(a warning says so). A nested message is written back to bytes for its own analysis with
+its headers as they came (``refold_source="none"``): re-folding raw 8-bit header bytes
+raises UnicodeEncodeError.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import parseaddr
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import urlsplit
 
 from kinship.artifacts import limits
@@ -36,8 +44,33 @@ _HOSTLIKE_RE = re.compile(r"(?:https?://)?((?:[a-z0-9-]+\.)+[a-z]{2,63})\b", re.
 _IPV4_RE = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 _IPV6_RE = re.compile(r"\[IPv6:([0-9a-fA-F:.]+)\]")
 _AUTH_RE = re.compile(r"\b(spf|dkim|dmarc|arc)\s*=\s*([a-z]+)", re.I)
-_HEADER_ERRORS = (ValueError, TypeError, IndexError, AttributeError,
+# A header value the policy cannot parse (RecursionError: "((((...)))" comments nest).
+_HEADER_ERRORS = (ValueError, TypeError, IndexError, AttributeError, RecursionError,
                   email_errors.MessageError)
+# Writing a nested message back: its headers as they came, not re-folded.
+_AS_SENT = policy.default.clone(refold_source="none")
+
+
+class _Part(EmailMessage):
+    """An EmailMessage that knows how deep it is nested (``depth``, 0 for the message
+    itself). Past MAX_MIME_DEPTH it is ``capped``: it calls itself text/plain, so the
+    parser keeps its body as text instead of recursing into it."""
+
+    depth = 0
+
+    @property
+    def capped(self) -> bool:
+        return self.depth > limits.MAX_MIME_DEPTH
+
+    def attach(self, payload: Any) -> None:
+        # the parser attaches each part to its parent as soon as it is created, before
+        # reading the part's headers: the depth is known when get_content_type is asked
+        if isinstance(payload, _Part):
+            payload.depth = self.depth + 1
+        super().attach(payload)
+
+    def get_content_type(self) -> str:
+        return "text/plain" if self.capped else super().get_content_type()
 
 
 @dataclass
@@ -71,7 +104,10 @@ def parse_email(name: str, data: bytes) -> ParsedEmail:
     """Headers, links, attachments and texts of the message ``data`` (``name`` for errors)."""
     if len(data) > limits.MAX_ARTIFACT_SIZE:
         raise FileTooLargeError(name, f"{len(data)} bytes, over MAX_ARTIFACT_SIZE")
-    msg = BytesParser(policy=policy.default).parsebytes(data)
+    try:
+        msg = BytesParser(_Part, policy=policy.default).parsebytes(data)
+    except RecursionError as e:  # nesting the depth cap does not see (a header's structure)
+        raise CorruptFileError(name, "nested too deeply for the e-mail parser") from e
     present = [h for h in _CORE_HEADERS if h in msg]
     if len(present) < 2:
         raise CorruptFileError(name, "not an RFC 5322 message (fewer than two of "
@@ -167,6 +203,10 @@ def _leaves(part: Message) -> list[Message]:
 
 
 def _read_part(part: Message, out: ParsedEmail) -> None:
+    if isinstance(part, _Part) and part.capped:
+        out.warnings.append(f"nested deeper than {limits.MAX_MIME_DEPTH} MIME levels "
+                            "(MAX_MIME_DEPTH): rest not analysed")
+        return
     ctype = part.get_content_type()
     out.ids |= known_ids([_h(part, "Content-ID")])
     try:
@@ -179,8 +219,9 @@ def _read_part(part: Message, out: ParsedEmail) -> None:
         msgs = inner if isinstance(inner, list) else [inner]
         for m in msgs:
             if isinstance(m, Message):
-                out.attachments.append(
-                    Attachment(filename or "attached.eml", ctype, m.as_bytes()))
+                data = _as_bytes(m, out)
+                if data is not None:
+                    out.attachments.append(Attachment(filename or "attached.eml", ctype, data))
         return
     if disposition == "attachment" or filename or not ctype.startswith("text/"):
         raw = part.get_payload(decode=True)
@@ -205,6 +246,17 @@ def _read_part(part: Message, out: ParsedEmail) -> None:
         for m in _URL_RE.finditer(text):
             _add_link(out.info, m.group(0).rstrip(".,;:!?"), "", location)
         out.texts.append((location, text))
+
+
+def _as_bytes(m: Message, out: ParsedEmail) -> bytes | None:
+    """The nested message ``m`` as bytes, headers as sent; None (and a warning) when the
+    generator cannot write it."""
+    try:
+        return m.as_bytes(policy=_AS_SENT)
+    except (UnicodeError, LookupError, RecursionError, *_HEADER_ERRORS) as e:
+        out.warnings.append(f"nested message not analysed: cannot be written back "
+                            f"({type(e).__name__}: {e})")
+        return None
 
 
 def _text(part: Message) -> str:

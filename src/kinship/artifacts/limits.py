@@ -63,3 +63,42 @@ MAX_NAME_CHARS = 255
 # Occurrences of "password" (and its translations) examined per text: a real mail has a few;
 # 1,000 bounds the scan of a body that repeats the word to slow us down.
 MAX_PASSWORD_KEYWORDS = 1_000
+
+# MIME nesting levels parsed in one message (multipart in multipart, message/rfc822 in ...).
+# A real mail has 3-5, a chain of ten forwards ~30; the standard library's parser recurses
+# once per level (RecursionError near 300), so deeper parts are kept as unparsed text.
+MAX_MIME_DEPTH = 40
+
+# Bytes inflated from one OOXML package (all parts read: XML, text parts, embedded objects).
+# A 500-page report is ~10 MiB of XML plus its pictures (not read); 128 MiB keeps every real
+# document and bounds the memory and CPU of a package of highly compressible parts.
+MAX_DOCUMENT_INFLATED = 128 * 1024 * 1024
+
+# Compression ratio accepted for one part once it has inflated past MAX_PART_RATIO_MIN_SIZE:
+# XML compresses 5-20x, OLE objects with empty sectors up to ~100x; deflate tops out at
+# ~1032x, which is what bombs use. Smaller parts are exempt (a small run of zeros is harmless).
+MAX_PART_RATIO = 200
+MAX_PART_RATIO_MIN_SIZE = 1024 * 1024
+
+# Parts of one OOXML package whose content is read (metadata, .rels, text parts, embedded
+# objects, OLE probes for olevba). A large workbook has a few hundred; more is crafted.
+MAX_PARTS_READ = 2_000
+
+# Bytes handed to olevba per document (the OLE parts of an OOXML package, or the OLE file).
+# olevba reads what it is given whole and decompresses VBA streams in memory; a VBA project is
+# < 1 MiB, a large .xls ~30 MiB. Over this, macros are not analysed (a warning says so).
+MAX_OLEVBA_BYTES = 32 * 1024 * 1024
+
+# OLE / OOXML parts handed to olevba per document: one vbaProject.bin plus a few embedded
+# OLE objects in real documents.
+MAX_OLEVBA_PARTS = 16
+
+# Bytes of zip members analysed per zip (the rest is listed, not read). Members are read and
+# analysed one at a time; this bounds the CPU of a zip whose entries overlap or inflate to
+# the per-member limit many times over (binary.limits bounds one member).
+MAX_ZIP_INFLATED = 256 * 1024 * 1024
+
+# Characters handed to the IOC scan for one file given on the command line, nested parts
+# included. The scan (ioc-finder) runs at ~0.2-0.5 Mi characters a second: 1 Mi is ~500
+# pages and bounds a file built of IOC-dense text to seconds.
+MAX_IOC_CHARS = 1024 * 1024

@@ -9,15 +9,23 @@
 
 The candidate that opened the zip is kept with its source (a body line, the option, the
 default) as evidence. When none does, the listing and a note stand in for the content.
+
+Hostile zips: the central directory is counted before zipfile lists it (a 64 MiB zip may
+hold 1.4 million entries: a gigabyte of ZipInfo objects); iter_archive refuses entries whose
+data overlap (the non-recursive zip bomb); members are handed out one at a time
+(:attr:`OpenedZip.members` is an iterator) and stop at MAX_ZIP_INFLATED bytes; a member that
+fails to inflate midway is a warning, the members before it stay analysed.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import struct
 import tempfile
 import zipfile
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +39,51 @@ from kinship.exceptions import CorruptFileError, FileTooLargeError, InputError
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
+# What reading a damaged member raises besides kinship's errors (zlib.error is no OSError).
+_MEMBER_ERRORS = (pyzipper.BadZipFile, zipfile.BadZipFile, zlib.error, OSError, EOFError,
+                  ValueError, NotImplementedError, RuntimeError)
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record (22 bytes)
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory record (56 bytes)
+_EOCD64_LOCATOR_SIZE = 20
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # central directory file header (46 bytes)
 
 
 @dataclass
 class OpenedZip:
+    """``members`` yields ``(name, bytes)`` one at a time (read it once, after ``info``);
+    ``warnings`` grows while it is read."""
+
     info: ArchiveInfo
-    members: list[tuple[str, bytes]] = field(default_factory=list)
+    members: Iterator[tuple[str, bytes]] = field(default_factory=lambda: iter(()))
     warnings: list[str] = field(default_factory=list)
+
+
+def check_entry_count(name: str, data: bytes, limit: int, limit_name: str) -> None:
+    """Raise :class:`FileTooLargeError` when the central directory of the zip ``data`` holds
+    more than ``limit`` entries, counted by walking its records (as zipfile will) without
+    building them. A directory this walk cannot follow is left for zipfile to judge."""
+    tail = data[-(_EOCD.size + 0xFFFF):]
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _EOCD.size:
+        return
+    eocd = len(data) - len(tail) + at
+    size_cd = _EOCD.unpack_from(data, eocd)[6]
+    end = eocd
+    loc = eocd - _EOCD64_LOCATOR_SIZE - _EOCD64.size
+    if loc >= 0 and data[eocd - _EOCD64_LOCATOR_SIZE: eocd - 16] == b"PK\x06\x07" \
+            and data[loc: loc + 4] == b"PK\x06\x06":
+        size_cd = _EOCD64.unpack_from(data, loc)[8]
+        end = loc
+    pos, count = end - size_cd, 0
+    if pos < 0:
+        return
+    while pos + _CENTRAL.size <= end and data[pos: pos + 4] == b"PK\x01\x02":
+        count += 1
+        if count > limit:
+            raise FileTooLargeError(name, f"zip has more than {limit} entries "
+                                          f"(over {limit_name})")
+        fields = _CENTRAL.unpack_from(data, pos)
+        pos += _CENTRAL.size + fields[10] + fields[11] + fields[12]
 
 
 def _encryption(info: zipfile.ZipInfo) -> str:
@@ -88,7 +134,9 @@ def open_zip(name: str, data: bytes, candidates: Sequence[PasswordCandidate]) ->
 
     Raises :class:`CorruptFileError` when ``data`` is not a zip and :class:`FileTooLargeError`
     past the member-count limit; a password that opens nothing is a note, not an error.
+    Reading :attr:`OpenedZip.members` may raise as :func:`_read` says.
     """
+    check_entry_count(name, data, binary_limits.MAX_ZIP_MEMBERS, "MAX_ZIP_MEMBERS")
     try:
         zf = pyzipper.AESZipFile(io.BytesIO(data))
     except (pyzipper.BadZipFile, zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
@@ -115,35 +163,56 @@ def open_zip(name: str, data: bytes, candidates: Sequence[PasswordCandidate]) ->
                                  "opened it: content not analysed (members listed from the "
                                  "central directory)")
                 if len(locked) < len(infos):  # the unencrypted members before a locked one
-                    try:
-                        _read(name, data, None, out)
-                    except InputError as e:
-                        logger.debug("%s: plain members not read: %s", name, e)
+                    out.members = _read(name, data, None, out, quiet=True)
                 return out
             out.info.password = password
-    _read(name, data, password, out)
+    out.members = _read(name, data, password, out)
     return out
 
 
-def _read(name: str, data: bytes, password: PasswordCandidate | None, out: OpenedZip) -> None:
-    """Members via the shared reader (its bomb limits); a failure midway keeps what was read
-    and becomes a warning."""
+def _read(name: str, data: bytes, password: PasswordCandidate | None, out: OpenedZip,
+          quiet: bool = False) -> Iterator[tuple[str, bytes]]:
+    """Members via the shared reader (its bomb limits), one at a time, at most MAX_CHILDREN
+    of them and MAX_ZIP_INFLATED bytes in all.
+
+    A bomb limit raises :class:`FileTooLargeError`; a damaged archive or member (zlib.error
+    included) raises :class:`CorruptFileError` when nothing was read yet, else it ends the
+    reading with a warning in ``out`` and the members yielded before it stay analysed.
+    ``quiet`` (the plain members of a zip that stays locked): failures are only logged.
+    """
     from kinship.binary.archive import iter_archive
 
     passwords = (password.password.encode("utf-8"),) if password else ()
     with tempfile.TemporaryDirectory(prefix="kinship-artifact-") as tmp:
         path = Path(tmp) / "archive.zip"  # the archive, never its members
         path.write_bytes(data)
+        count = inflated = 0
+        error: InputError | None = None
+        cause: BaseException | None = None
         try:
             for member in iter_archive(path, passwords=passwords):
-                if len(out.members) >= limits.MAX_CHILDREN:
+                if count >= limits.MAX_CHILDREN:
                     out.warnings.append(f"over MAX_CHILDREN ({limits.MAX_CHILDREN}) members: "
                                         "rest not analysed")
-                    break
-                out.members.append(member)
-        except FileTooLargeError as e:
-            raise FileTooLargeError(name, e.reason) from e
+                    return
+                inflated += len(member[1])
+                if inflated > limits.MAX_ZIP_INFLATED:
+                    out.warnings.append(
+                        f"over MAX_ZIP_INFLATED ({limits.MAX_ZIP_INFLATED} bytes inflated): "
+                        f"{count} members analysed, rest not")
+                    return
+                count += 1
+                yield member
         except InputError as e:
-            if not out.members:
-                raise type(e)(name, e.reason.replace(str(path), name)) from e
-            out.warnings.append(f"zip read stopped: {e.reason.replace(str(path), name)}")
+            error, cause = type(e)(name, e.reason.replace(str(path), name)), e
+        except _MEMBER_ERRORS as e:
+            error = CorruptFileError(name, f"damaged zip member: {type(e).__name__}: {e}")
+            cause = e
+    if error is None:
+        return
+    if quiet:
+        logger.debug("%s: plain members of a locked zip not read: %s", name, error.reason)
+    elif count == 0 or isinstance(error, FileTooLargeError):
+        raise error from cause
+    else:
+        out.warnings.append(f"zip read stopped after {count} members: {error.reason}")
