@@ -49,10 +49,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-if __package__:
-    from . import fuzz_inputs
-else:  # run as a script, or imported by pytest with tests/ on sys.path
+try:  # pytest and `python tests/fuzz_artifacts.py` have tests/ on sys.path
     import fuzz_inputs
+except ModuleNotFoundError:  # python -m tests.fuzz_artifacts
+    from tests import fuzz_inputs  # type: ignore[no-redef]
 
 FuzzInput = fuzz_inputs.FuzzInput
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +175,7 @@ class _Targets:
         self._internal: list[BaseException] = []
         import kinship.ingest as ingest
 
-        real = ingest.analyse
+        real = ingest.analyse  # type: ignore[attr-defined]
 
         def recording(item: Any, **kw: Any) -> Any:
             # add_inputs turns a parser bug into a Failure ("internal error while analysing");
@@ -189,7 +189,7 @@ class _Targets:
                     self._internal.append(e)
                 raise
 
-        ingest.analyse = recording  # type: ignore[assignment]
+        ingest.analyse = recording  # type: ignore[attr-defined]
 
     def call(self, target: str, path: Path) -> str | None:
         """Run ``target`` on ``path``; the first rejection's type, or None when all was ok."""

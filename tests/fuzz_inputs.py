@@ -463,7 +463,8 @@ _EOCD = (b"PK\x05\x06", {4: 2, 6: 2, 8: 2, 10: 2, 12: 4, 16: 4, 20: 2})
 
 
 def _find_all(data: bytes, sig: bytes) -> list[int]:
-    out, at = [], data.find(sig)
+    out: list[int] = []
+    at = data.find(sig)
     while at >= 0 and len(out) < 10_000:
         out.append(at)
         at = data.find(sig, at + 1)
