@@ -67,7 +67,7 @@ def check_entry_count(name: str, data: bytes, limit: int, limit_name: str) -> No
     if at < 0 or len(tail) - at < _EOCD.size:
         return
     eocd = len(data) - len(tail) + at
-    size_cd = _EOCD.unpack_from(data, eocd)[6]
+    size_cd = _EOCD.unpack_from(data, eocd)[5]
     end = eocd
     loc = eocd - _EOCD64_LOCATOR_SIZE - _EOCD64.size
     if loc >= 0 and data[eocd - _EOCD64_LOCATOR_SIZE: eocd - 16] == b"PK\x06\x07" \
@@ -82,8 +82,8 @@ def check_entry_count(name: str, data: bytes, limit: int, limit_name: str) -> No
         if count > limit:
             raise FileTooLargeError(name, f"zip has more than {limit} entries "
                                           f"(over {limit_name})")
-        fields = _CENTRAL.unpack_from(data, pos)
-        pos += _CENTRAL.size + fields[10] + fields[11] + fields[12]
+        fields = _CENTRAL.unpack_from(data, pos)  # [12:15]: name, extra, comment lengths
+        pos += _CENTRAL.size + fields[12] + fields[13] + fields[14]
 
 
 def _encryption(info: zipfile.ZipInfo) -> str:
