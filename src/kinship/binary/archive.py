@@ -202,8 +202,9 @@ def _check_directory(fh: IO[bytes], where: str) -> None:
         return
     entries, cd_size = found
     if entries > limits.MAX_ZIP_MEMBERS:
+        at_least = "at least " if entries == 0xFFFF else ""  # a saturated 16-bit count
         raise FileTooLargeError(
-            where, f"zip has {entries} members, limit is {limits.MAX_ZIP_MEMBERS}")
+            where, f"zip has {at_least}{entries} members, limit is {limits.MAX_ZIP_MEMBERS}")
     if cd_size > limits.MAX_ZIP_DIRECTORY:
         raise FileTooLargeError(
             where, f"zip central directory is {cd_size} bytes, over MAX_ZIP_DIRECTORY"
@@ -216,7 +217,7 @@ def _spans(
     """Refuse overlapping entries: each entry's local header and data must lie in its own
     byte range, before the central directory at ``end``. An entry without a local header is
     a problem of that member only."""
-    spans: list[tuple[int, int, str]] = []
+    spans: list[tuple[int, int, int, str]] = []
     for i, info in enumerate(infos):
         fh.seek(info.header_offset)
         head = fh.read(_LOCAL.size)
@@ -227,18 +228,18 @@ def _spans(
             continue
         fields = _LOCAL.unpack(head)
         stop = info.header_offset + _LOCAL.size + fields[10] + fields[11] + info.compress_size
-        spans.append((info.header_offset, stop, info.filename))
+        spans.append((info.header_offset, stop, i, info.filename))
     spans.sort()
-    for (_, stop, first), (start, _, second) in itertools.pairwise(spans):
+    for (_, stop, i, first), (start, _, j, second) in itertools.pairwise(spans):
         if stop > start:
             raise FileTooLargeError(
                 listing.path,
-                f"rejected as a zip bomb: members {first!r} and {second!r} overlap"
-                " (entries sharing compressed data)")
+                f"rejected as a zip bomb: entries {i} ({first!r}) and {j} ({second!r}) overlap"
+                " in the file (entries sharing compressed data)")
     if spans and spans[-1][1] > end:
         raise FileTooLargeError(
-            listing.path,
-            f"rejected as a zip bomb: member {spans[-1][2]!r} overlaps the central directory")
+            listing.path, f"rejected as a zip bomb: entry {spans[-1][2]} ({spans[-1][3]!r})"
+                          " overlaps the central directory")
 
 
 def _member_problem(where: str, info: zipfile.ZipInfo) -> InputError | None:
