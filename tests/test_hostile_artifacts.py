@@ -87,6 +87,15 @@ def damaged_deflate_zip() -> bytes:
     return bytes(data)
 
 
+def damaged(data: bytes, member: bytes) -> bytes:
+    """``data`` with the deflate stream of ``member`` (its local header's copy) garbled."""
+    out = bytearray(data)
+    start = out.index(member) + len(member)
+    for k in range(start + 2, start + 30):
+        out[k] ^= 0x55
+    return bytes(out)
+
+
 def good_docx() -> bytes:
     return docx([])
 
@@ -161,13 +170,18 @@ def test_batch_lists_damaged_files_and_reports_the_others(tmp_path: Path) -> Non
     bad_zip.write_bytes(damaged_deflate_zip())
     truncated = tmp_path / "truncated.docx"
     truncated.write_bytes(good_docx()[:-40])
+    damaged_part = tmp_path / "damaged_part.docx"
+    damaged_part.write_bytes(damaged(docx([("word/header1.xml", NOISE)]), b"header1.xml"))
     good = tmp_path / "good.docx"
     good.write_bytes(good_docx())
-    code, out, err = run_cli("artifact", "--json", bad_zip, truncated, good)
+    code, out, err = run_cli("artifact", "--json", bad_zip, truncated, damaged_part, good)
     assert code == EXIT_CODES["partial_batch"], (out, err)
     doc = json.loads(out)
-    assert [a["name"] for a in doc["artifacts"]] == [str(good)]
-    assert "pay-invoice-portal.net" in json.dumps(doc["artifacts"][0]["iocs"])
+    assert [a["name"] for a in doc["artifacts"]] == [str(damaged_part), str(good)]
+    assert any("word/header1.xml: unreadable part" in w
+               for w in doc["artifacts"][0]["warnings"])
+    for a in doc["artifacts"]:
+        assert "pay-invoice-portal.net" in json.dumps(a["iocs"])
     failed = {Path(f["path"]).name: f for f in doc["failed"]}
     assert set(failed) == {"corrupt.zip", "truncated.docx"}
     assert failed["corrupt.zip"]["error"] == "CorruptFileError"
@@ -179,22 +193,16 @@ def test_damaged_member_inside_an_artifact_is_a_warning(tmp_path: Path) -> None:
     """A zip holding a good member then a damaged one, and a docx whose embedded object is
     damaged: the file is analysed, the good member kept, the damage a warning."""
     good_member = b"MZ" + bytes(200)
-    data = bytearray(raw_zip([("first.exe", good_member), ("second.txt", NOISE)]))
-    second = data.index(b"second.txt") + len("second.txt")
-    for k in range(second + 2, second + 30):
-        data[k] ^= 0x55
     path = tmp_path / "half.zip"
-    path.write_bytes(bytes(data))
+    path.write_bytes(damaged(raw_zip([("first.exe", good_member), ("second.txt", NOISE)]),
+                             b"second.txt"))
     res = analyze_file(path)
     assert [c.name for c in res.children] == ["first.exe"]
     assert any("Error -3" in w for w in res.warnings), res.warnings
 
-    embedded = bytearray(docx([("word/embeddings/oleObject1.bin", OLE_MAGIC + NOISE)]))
-    at = embedded.index(b"oleObject1.bin") + len("oleObject1.bin")
-    for k in range(at + 2, at + 30):
-        embedded[k] ^= 0x55
     path = tmp_path / "damaged_embedding.docx"
-    path.write_bytes(bytes(embedded))
+    path.write_bytes(damaged(docx([("word/embeddings/oleObject1.bin", OLE_MAGIC + NOISE)]),
+                             b"oleObject1.bin"))
     res = analyze_file(path)
     assert res.error is None and res.kind == "ooxml"
     assert any("oleObject1.bin" in w and "unreadable part" in w for w in res.warnings)
@@ -346,10 +354,10 @@ def test_multipart_nested_2000_levels_is_capped_in_the_parser(tmp_path: Path) ->
 
 
 def test_nested_mail_with_raw_8bit_headers(tmp_path: Path) -> None:
-    """A forwarded mail whose headers carry raw Latin-1 bytes (no encoded words), long enough
-    to be re-folded: as_bytes() raised UnicodeEncodeError."""
+    """A forwarded mail whose headers carry raw Latin-1 bytes (no encoded words) and a word
+    too long for one line: re-folding it, as_bytes() raised UnicodeEncodeError."""
     inner = (b"From: J\xf6rg M\xfcller <j@sender.example>\r\nTo: b@victim.example\r\n"
-             b"Subject: Gr\xfc\xdfe, Ihre Rechnung " + b"\xe4" * 90 + b"\r\n\r\n"
+             b"Subject: Ihre Rechnung, Gr\xfc\xdfe " + b"R" * 100 + b"\r\n\r\n"
              b"Bitte zahlen: http://pay-invoice-portal.net/r\r\n")
     outer = (b"From: a@b.example\r\nTo: c@d.example\r\nSubject: fwd\r\nMIME-Version: 1.0\r\n"
              b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\n"
