@@ -80,8 +80,8 @@ def check_entry_count(name: str, data: bytes, limit: int, limit_name: str) -> No
     while pos + _CENTRAL.size <= end and data[pos: pos + 4] == b"PK\x01\x02":
         count += 1
         if count > limit:
-            raise FileTooLargeError(name, f"zip has more than {limit} entries "
-                                          f"(over {limit_name})")
+            raise FileTooLargeError(name, f"zip has more than {limit} entries, limit is "
+                                          f"{limit} ({limit_name})")
         fields = _CENTRAL.unpack_from(data, pos)  # [12:15]: name, extra, comment lengths
         pos += _CENTRAL.size + fields[12] + fields[13] + fields[14]
 
@@ -178,7 +178,8 @@ def _read(name: str, data: bytes, password: PasswordCandidate | None, out: Opene
     A bomb limit raises :class:`FileTooLargeError`; a damaged archive or member (zlib.error
     included) raises :class:`CorruptFileError` when nothing was read yet, else it ends the
     reading with a warning in ``out`` and the members yielded before it stay analysed.
-    ``quiet`` (the plain members of a zip that stays locked): failures are only logged.
+    ``quiet`` (the plain members of a zip that stays locked): nothing is raised, a failure
+    before the first member is only logged.
     """
     from kinship.binary.archive import iter_archive
 
@@ -210,9 +211,9 @@ def _read(name: str, data: bytes, password: PasswordCandidate | None, out: Opene
             cause = e
     if error is None:
         return
-    if quiet:
+    if quiet and count == 0:
         logger.debug("%s: plain members of a locked zip not read: %s", name, error.reason)
-    elif count == 0 or isinstance(error, FileTooLargeError):
+    elif not quiet and (count == 0 or isinstance(error, FileTooLargeError)):
         raise error from cause
     else:
         out.warnings.append(f"zip read stopped after {count} members: {error.reason}")
