@@ -320,7 +320,7 @@ def _walk(root: Path, follow_symlinks: bool) -> tuple[list[Path], list[Failure]]
                 files.append(path)
             else:
                 problems.append(Failure(
-                    str(path), f"not a regular file ({file_kind(st.st_mode)}): skipped",
+                    str(path), f"not a regular file ({file_kind(st.st_mode)})",
                     "InputError"))
     return sorted(files), problems
 

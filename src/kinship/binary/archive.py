@@ -405,7 +405,11 @@ def member_chunks(ref: MemberRef, *,
                   passwords: Sequence[bytes] = DEFAULT_PASSWORDS) -> Iterator[bytes]:
     """The bytes of the member ``ref`` names, in chunks of at most 1 MiB, every limit checked
     on the bytes as they are inflated. Raises :class:`InputError` subclasses only."""
-    opened = _open(ref.archive)
+    yield from _member_chunks(_open(ref.archive), ref, passwords)
+
+
+def _member_chunks(opened: _Opened, ref: MemberRef, passwords: Sequence[bytes]
+                   ) -> Iterator[bytes]:
     if not 0 <= ref.entry < len(opened.infos) or opened.infos[ref.entry].filename != ref.filename:
         raise CorruptFileError(ref.where, "the archive changed while it was being read")
     problem = opened.listing.problems.get(ref.entry)
@@ -428,20 +432,25 @@ def iter_archive(
     skipped with a warning. An archive over ``MAX_ZIP_MEMBERS`` members, over ``MAX_ZIP_TOTAL``
     bytes in all, with overlapping entries or with a member inflating beyond ``MAX_ZIP_RATIO``
     raises :class:`FileTooLargeError`; a damaged archive or member raises
-    :class:`CorruptFileError`; an unknown password raises :class:`InputError`.
+    :class:`CorruptFileError`; an unknown password raises :class:`InputError`. The archive is
+    closed when the iteration ends (or the generator is closed).
     """
     where = str(path)
-    listing = list_archive(where)
-    for m in listing.members:
-        if m.name is None:
-            logger.warning("%s: skipping zip member with unsafe name %r", where, m.filename)
-            continue
-        problem = listing.problems.get(m.index)
-        if isinstance(problem, FileTooLargeError) and "zip bomb" not in problem.reason:
-            logger.warning("%s: skipping %s: %s", where, m.name, problem.reason)
-            continue
-        try:
-            data = read_member(MemberRef(where, m.index, m.filename), passwords=passwords)
-        except InputError as e:
-            raise type(e)(where, f"zip member {m.name}: {e.reason}") from e
-        yield m.name, data
+    opened = _Opened(where)
+    try:
+        for m in opened.listing.members:
+            if m.name is None:
+                logger.warning("%s: skipping zip member with unsafe name %r", where, m.filename)
+                continue
+            problem = opened.listing.problems.get(m.index)
+            if isinstance(problem, FileTooLargeError) and "zip bomb" not in problem.reason:
+                logger.warning("%s: skipping %s: %s", where, m.name, problem.reason)
+                continue
+            ref = MemberRef(where, m.index, m.filename)
+            try:
+                data = b"".join(_member_chunks(opened, ref, passwords))
+            except InputError as e:
+                raise type(e)(where, f"zip member {m.name}: {e.reason}") from e
+            yield m.name, data
+    finally:
+        opened.close()

@@ -113,13 +113,13 @@ def is_archive(path: str | Path) -> bool:
 
 
 def file_kind(mode: int) -> str:
-    """What a non-regular file is, for error messages ("a FIFO", "a character device" ...)."""
-    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a symbolic link")):
+    """What a non-regular file is, for error messages ("FIFO", "character device" ...)."""
+    for test, kind in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO, a named pipe"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISLNK, "symbolic link")):
         if test(mode):
             return kind
-    return "not a regular file"
+    return "special file"
 
 
 def _read_file(path: Path) -> bytes:
