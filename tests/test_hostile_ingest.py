@@ -25,11 +25,11 @@ from click.testing import CliRunner
 
 from kinship.binary import archive, limits
 from kinship.binary.archive import MemberRef, iter_archive, list_archive, read_member
-from kinship.binary.load import load_bytes, load_file
+from kinship.binary.load import load_file
 from kinship.cli import main
 from kinship.exceptions import CorruptFileError, FileTooLargeError, InputError
 from kinship.ingest import AddReport, Failure, Notice, add_inputs, expand
-from kinship.pipeline import Labels, SampleInput
+from kinship.pipeline import Labels, SampleInput, load_input
 from kinship.store.memory import MemoryStore
 
 # ---- building hostile zips ----------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_every_decompression_error_is_a_corrupt_file_error(tmp_path: Path) -> No
         list(iter_archive(z))
     ref = MemberRef(str(z), 0, "x.bin")
     with pytest.raises(CorruptFileError) as info:
-        load_bytes(ref, f"{z}:x.bin")
+        load_input(SampleInput(name=f"{z}:x.bin", member=ref))
     assert "zlib" in info.value.reason or "Error" in info.value.reason
 
 
@@ -191,13 +191,14 @@ def test_members_are_lazy_references(tmp_path: Path, good: dict[str, bytes]) -> 
     items = [i for i in expand([z], Labels()) if isinstance(i, SampleInput)]
     assert len(items) == 2
     for item in items:
-        assert isinstance(item.data, MemberRef) and len(item.data) == 0  # no bytes held
-        ref = pickle.loads(pickle.dumps(item.data))  # what a -j N worker receives
-        assert isinstance(ref, MemberRef) and ref == item.data
+        assert isinstance(item.member, MemberRef) and item.data is None  # no bytes held
+        ref = pickle.loads(pickle.dumps(item.member))  # what a -j N worker receives
+        assert isinstance(ref, MemberRef) and ref == item.member
         assert len(pickle.dumps(item)) < 1024
     by_name = {i.name.rsplit(":", 1)[1]: i for i in items}
-    assert read_member(by_name["a/netsh_x86.exe"].data) == good["a/netsh_x86.exe"]  # type: ignore[arg-type]
-    assert load_bytes(by_name["other_elf64"].data, "x").format.value == "elf"  # type: ignore[arg-type]
+    ref = by_name["a/netsh_x86.exe"].member
+    assert ref is not None and read_member(ref) == good["a/netsh_x86.exe"]
+    assert load_input(by_name["other_elf64"]).format.value == "elf"
 
 
 def test_members_read_by_worker_processes(tmp_path: Path, good: dict[str, bytes]) -> None:
@@ -299,10 +300,10 @@ def test_ratio_enforced_on_inflated_bytes(tmp_path: Path) -> None:
     z.write_bytes(bytes(raw))
     [item] = list(expand([z], Labels()))
     assert isinstance(item, SampleInput)  # 1000 bytes declared: looks harmless
-    assert isinstance(item.data, MemberRef)
+    assert isinstance(item.member, MemberRef)
     inflated = 0
     with pytest.raises(CorruptFileError, match="CRC"):  # the cut stream fails its CRC ...
-        for chunk in archive.member_chunks(item.data):
+        for chunk in archive.member_chunks(item.member):
             inflated += len(chunk)
     assert inflated <= 1000  # ... after no more than the declared bytes were inflated
 

@@ -354,7 +354,7 @@ def _expand_file(path: Path, labels: Labels, base: int | None) -> Iterator[Sampl
         if problem is not None:
             yield Failure(name, problem.reason, type(problem).__name__)
             continue
-        yield SampleInput(name=name, data=MemberRef(str(path), m.index, m.filename),
+        yield SampleInput(name=name, member=MemberRef(str(path), m.index, m.filename),
                           labels=labels, base=base)
 
 
@@ -362,9 +362,9 @@ def _sha256_of(item: SampleInput) -> str | None:
     """SHA-256 of the input, streamed; None when unreadable or over the size limit (the
     analysis then reports the real error)."""
     h = hashlib.sha256()
-    if isinstance(item.data, MemberRef):
+    if item.member is not None:
         try:
-            for chunk in member_chunks(item.data):
+            for chunk in member_chunks(item.member):
                 h.update(chunk)
         except InputError:
             return None
@@ -421,8 +421,8 @@ def _results(
 
 def _keep(files: SampleFiles, item: SampleInput) -> None:
     try:
-        if isinstance(item.data, MemberRef):
-            files.keep_bytes(b"".join(member_chunks(item.data)))
+        if item.member is not None:
+            files.keep_bytes(b"".join(member_chunks(item.member)))
         elif item.data is not None:
             files.keep_bytes(item.data)
         elif item.path is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kinship.binary.archive import MemberRef, read_member
 from kinship.binary.load import load_bytes, load_file
 from kinship.binary.model import Arch, Binary
 from kinship.disasm.disassemble import disassemble
@@ -64,6 +65,7 @@ class SampleInput:
     name: str  # display name: path, or "archive.zip:member.exe"
     path: Path | None = None
     data: bytes | None = None
+    member: MemberRef | None = None  # a zip member, read where it is analysed
     labels: Labels = field(default_factory=Labels)
     base: int | None = None
     arch: Arch | None = None
@@ -113,6 +115,8 @@ def binary_info(binary: Binary) -> dict[str, Any]:
 
 
 def load_input(item: SampleInput) -> Binary:
+    if item.member is not None:
+        return load_bytes(read_member(item.member), item.name, base=item.base, arch=item.arch)
     if item.data is not None:
         return load_bytes(item.data, item.name, base=item.base, arch=item.arch)
     assert item.path is not None

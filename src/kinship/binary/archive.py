@@ -38,7 +38,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pyzipper
 
@@ -100,40 +100,19 @@ class ArchiveListing:
         return [m for m in self.members if m.name is None]
 
 
-class MemberRef(bytes):
-    """A lazy reference to one zip member, standing in for its bytes in ``SampleInput.data``.
+@dataclass(frozen=True)
+class MemberRef:
+    """A lazy reference to one zip member (``SampleInput.member``).
 
-    As bytes it is empty; :func:`kinship.binary.load.load_bytes` recognises the type and reads
-    the member itself (:func:`read_member`), so only the member being analysed is in memory,
-    and a worker process of ``add -j N`` receives a few bytes (it pickles as archive path,
-    entry number and name) and reads its own member.
+    :func:`kinship.pipeline.load_input` reads the member (:func:`read_member`) where it is
+    analysed, so only the member being analysed is in memory, and a worker process of
+    ``add -j N`` receives a few bytes (archive path, entry number and name) and reads its own
+    member.
     """
 
     archive: str
     entry: int
     filename: str
-
-    def __new__(cls, archive: str, entry: int, filename: str) -> MemberRef:
-        self = super().__new__(cls, b"")
-        self.archive = archive
-        self.entry = entry
-        self.filename = filename
-        return self
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (MemberRef, (self.archive, self.entry, self.filename))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, MemberRef):
-            return NotImplemented
-        return (self.archive, self.entry, self.filename) == (
-            other.archive, other.entry, other.filename)
-
-    def __hash__(self) -> int:
-        return hash((self.archive, self.entry, self.filename))
-
-    def __repr__(self) -> str:
-        return f"MemberRef({self.archive!r}, {self.entry}, {self.filename!r})"
 
     @property
     def where(self) -> str:

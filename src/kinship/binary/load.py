@@ -23,7 +23,6 @@ import struct
 from pathlib import Path
 
 from kinship.binary import limits
-from kinship.binary.archive import MemberRef, read_member
 from kinship.binary.dump import base_from_name, parse_dump
 from kinship.binary.elf import parse_elf
 from kinship.binary.model import Arch, Binary
@@ -53,13 +52,7 @@ def load_file(path: str | Path, *, base: int | None = None, arch: Arch | None = 
 def load_bytes(
     data: bytes, name: str, *, base: int | None = None, arch: Arch | None = None
 ) -> Binary:
-    """Load a sample already in memory; ``name`` is used as ``Binary.path`` and in errors.
-
-    ``data`` may be a :class:`~kinship.binary.archive.MemberRef`: the zip member is read here
-    (in the worker process that analyses it), one member at a time.
-    """
-    if isinstance(data, MemberRef):
-        data = read_member(data)
+    """Load a sample already in memory; ``name`` is used as ``Binary.path`` and in errors."""
     if len(data) > limits.MAX_FILE_SIZE:
         raise FileTooLargeError(
             name, f"{len(data)} bytes is over MAX_FILE_SIZE ({limits.MAX_FILE_SIZE} bytes)"
