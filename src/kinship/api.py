@@ -173,10 +173,15 @@ class Kinship:
         jobs: int = 1,
         replace: bool = False,
         progress: ProgressFn | None = None,
+        follow_symlinks: bool = False,
     ) -> AddReport:
         """Add files, folders (``<family>/<version>/<sample>``) and zip archives. An actor
-        label is stored under its MISP galaxy name (any alias: "Fancy Bear" -> "APT28")."""
-        items = expand([Path(p) for p in paths], _canonical(labels or Labels()), base=base)
+        label is stored under its MISP galaxy name (any alias: "Fancy Bear" -> "APT28").
+
+        Symbolic links inside a folder that lead out of it are skipped and reported unless
+        ``follow_symlinks``; a bad file is recorded in the report and the rest is added."""
+        items = expand([Path(p) for p in paths], _canonical(labels or Labels()), base=base,
+                       follow_symlinks=follow_symlinks)
         return add_inputs(self.store, items, jobs=jobs, replace=replace, progress=progress,
                           files=self.files)
 

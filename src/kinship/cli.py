@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kinship.api import Kinship
@@ -170,18 +169,14 @@ def add(paths: tuple[Path, ...], family: str | None, actor: str | None, source: 
         raise NotFoundError(f"{', '.join(map(str, missing))}: no such file")
     labels = Labels(family, _canonical_actor(actor, as_json), source, first_seen, version_,
                     library)
-    from kinship.ingest import add_inputs, expand
-
     with Kinship(db, keep_files=not no_keep) as k, _progress(not as_json, "ingest") as progress:
         report = AddReport()
         if manifest:
             report = k.add_manifest(manifest, labels, jobs=jobs, replace=replace,
                                     progress=progress)
         if paths:
-            # Kinship.add without follow_symlinks (api.py): the same two calls.
-            items = expand(list(paths), labels, base=_int(base), follow_symlinks=follow_symlinks)
-            r2 = add_inputs(k.store, items, jobs=jobs, replace=replace, progress=progress,
-                            files=k.files)
+            r2 = k.add(list(paths), labels, base=_int(base), jobs=jobs, replace=replace,
+                       progress=progress, follow_symlinks=follow_symlinks)
             report.added += r2.added
             report.duplicates += r2.duplicates
             report.failed += r2.failed
@@ -196,8 +191,8 @@ def add(paths: tuple[Path, ...], family: str | None, actor: str | None, source: 
                   and not report.duplicates and not report.warnings)
         if single and len(report.failed) == 1:
             if not as_json:
-                err.print(f"[red]error:[/] {escape(plain(report.failed[0].name))}: "
-                          f"{escape(plain(report.failed[0].reason))}")
+                err.print(inert("error:", style="red"), inert(
+                    f"{report.failed[0].name}: {report.failed[0].reason}"))
             sys.exit(_exit_for(report.failed[0].error))
         sys.exit(EXIT_CODES["partial_batch"])
 
