@@ -65,3 +65,39 @@ def test_existing_store_keeps_its_mode(tmp_path: Path, umask_022: None) -> None:
     with Kinship(db):
         pass
     assert _mode(db) == 0o640
+
+
+def test_sample_copy_refuses_a_fifo_in_place_of_a_file(tmp_path: Path) -> None:
+    """A sample swapped for a FIFO between listing and keeping: refused, never blocks."""
+    import signal
+
+    from kinship.exceptions import InputError
+    from kinship.store.files import SampleFiles, sha256_file
+
+    fifo = tmp_path / "sample.exe"
+    os.mkfifo(fifo)
+    files = SampleFiles(tmp_path / "samples")
+    signal.alarm(10)  # a blocking open() would hang the test run: fail it instead
+    try:
+        with pytest.raises(InputError, match="not a regular file"):
+            files.keep(fifo)
+        with pytest.raises(InputError, match="not a regular file"):
+            sha256_file(fifo)
+    finally:
+        signal.alarm(0)
+    assert not list((tmp_path / "samples").glob("*"))  # no partial copy left behind
+
+
+def test_sample_copy_is_private_and_content_addressed(tmp_path: Path, umask_022: None) -> None:
+    import hashlib
+
+    from kinship.store.files import SampleFiles
+
+    src = tmp_path / "x.bin"
+    src.write_bytes(b"MZ" + b"\0" * 100)
+    files = SampleFiles(tmp_path / "samples")
+    digest = files.keep(src)
+    assert digest == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert files.keep(src) == digest  # twice: one copy
+    assert [p.name for p in (tmp_path / "samples").iterdir()] == [digest]
+    assert _mode(tmp_path / "samples" / digest) == 0o600

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
+import stat
+import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from kinship.exceptions import InputError
 
@@ -23,9 +25,23 @@ FILE_MODE = 0o600  # readable by the analyst only, never executable
 DIR_MODE = 0o700  # the samples folder: the analyst only
 
 
+def _open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading when it is a regular file. O_NONBLOCK and the check on
+    the open descriptor: a FIFO or device put in a sample's place never blocks or streams
+    forever."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise InputError(str(path), f"cannot read: {e.strerror or e}") from e
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(str(path), "not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
-    with path.open("rb") as fh:
+    with _open_regular(path) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -48,17 +64,27 @@ class SampleFiles:
 
     def keep(self, path: Path) -> str:
         """Copy ``path`` in (once) and return its sha256."""
-        if not path.is_file():
+        if not path.exists():
             raise InputError(str(path), "no such file")
-        digest = sha256_file(path)
-        dest = self.root / digest
-        if not dest.exists():
-            self.root.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-            tmp = dest.with_suffix(".part")
-            shutil.copyfile(path, tmp)
-            os.chmod(tmp, FILE_MODE)
-            tmp.replace(dest)
-        return digest
+        self.root.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        h = hashlib.sha256()
+        fd, name = tempfile.mkstemp(dir=self.root, suffix=".part")  # created 0600
+        tmp = Path(name)
+        try:
+            with _open_regular(path) as src, os.fdopen(fd, "wb") as out:
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    h.update(chunk)
+                    out.write(chunk)
+            dest = self.root / h.hexdigest()
+            if dest.exists():
+                tmp.unlink()
+            else:
+                os.chmod(tmp, FILE_MODE)
+                tmp.replace(dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return h.hexdigest()
 
     def keep_bytes(self, data: bytes) -> str:
         """Store ``data`` (e.g. a zip member) once and return its sha256."""
