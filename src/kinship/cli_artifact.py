@@ -61,7 +61,7 @@ def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool,
                "techniques": [t.to_dict() for r in results for t in r.all_techniques()],
                "failed": failed})
     else:
-        out = Console(highlight=False, soft_wrap=False)
+        out = Console(highlight=False, soft_wrap=False, emoji=False)
         for r in results:
             render_artifact(out, r)
         for d in failed:  # plain text (click, no markup); a name may hold ESC: shown as \x1b
