@@ -26,6 +26,7 @@ that analyses a member reads it, so one member's bytes are in memory at a time.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import hashlib
@@ -35,8 +36,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from kinship.store.base import Store
 from kinship.store.files import SampleFiles
 from kinship.store.model import SampleRecord
 from kinship.strings.similarity import to_stored
+from kinship.workers import map_resilient
 
 logger = logging.getLogger(__name__)
 
@@ -401,22 +402,23 @@ def _analyse_safely(item: SampleInput) -> AnalysedSample | Failure:
                        type(e).__name__)
 
 
+def _lost_to_worker_death(item: SampleInput, reason: str) -> AnalysedSample | Failure:
+    """The result of a sample whose analysis killed its worker process each time it ran (out
+    of memory, a crash in a native library)."""
+    return Failure(item.name, f"analysis {reason}: file recorded and skipped", "WorkerDied")
+
+
 def _results(
     items: list[SampleInput], jobs: int
-) -> Iterable[tuple[SampleInput, AnalysedSample | Failure]]:
+) -> Generator[tuple[SampleInput, AnalysedSample | Failure], None, None]:
+    """(item, analysis) in input order; with ``jobs`` > 1 in worker processes, where a
+    worker that dies costs only its sample (retried once in a fresh worker) and workers die
+    with the process that started them."""
     if jobs <= 1 or len(items) <= 1:
         for it in items:
             yield it, _analyse_safely(it)
         return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures: list[tuple[SampleInput, Future[AnalysedSample | Failure]]] = [
-            (it, pool.submit(_analyse_safely, it)) for it in items
-        ]
-        for it, fut in futures:
-            try:
-                yield it, fut.result()
-            except Exception as e:  # a worker died (e.g. killed by the OOM killer)
-                yield it, Failure(it.name, f"analysis worker failed: {e}", type(e).__name__)
+    yield from map_resilient(_analyse_safely, items, jobs, on_lost=_lost_to_worker_death)
 
 
 def _keep(files: SampleFiles, item: SampleInput) -> None:
@@ -496,44 +498,46 @@ def _add_inputs(
         raise UsageError("nothing to add: no files found")
     if todo:
         store.bind_feature_params(feature_params())
-    for done, (item, res) in enumerate(_results(todo, jobs), 1):
-        if progress:
-            progress(done, total, item.name)
-        if isinstance(res, Failure):
-            logger.warning("skipped %s: %s", res.name, res.reason)
-            report.failed.append(res)
-            continue
-        report.cpu_seconds += sum(res.seconds.values())
-        r = res.record
-        if r.format == "dump" and r.n_functions == 0:
-            # A raw dump where no code was found is noise in the store (wrong base, or data).
-            report.failed.append(Failure(
-                item.name, f"raw memory dump (base {r.info.get('image_base') or 0:#x}):"
-                " no functions found, not stored (is it code? is the base right?)",
-                "CorruptFileError"))
-            continue
-        if not replace and store.has_sample(r.sha256):
-            report.duplicates.append(item.name)  # same bytes twice in one batch
-            continue
-        try:
-            store.add_sample(r, res.features, replace=replace,
-                             strings=to_stored(res.strings.strings))
-        except KinshipError as e:
-            report.failed.append(Failure(item.name, str(e), type(e).__name__))
-            continue
-        other = None if replace else _stored_elsewhere(store, r)
-        if other is not None:
-            # A concurrent run stored the same bytes between our check and our write.
-            report.duplicates.append(item.name)
-            report.warnings.append(Notice(
-                item.name, f"stored by another run first (as {other.name!r}, family"
-                f" {other.family or '-'}): this run's labels were not applied", "other_run"))
-            continue
-        if files is not None:
-            _keep(files, item)
-        if r.n_functions == 0:
-            report.warnings.append(Notice(item.name, "stored, but no functions were found",
-                                          "no_functions"))
-        report.added.append(Added(r.sha256, r.name, r.family, r.n_functions, r.n_instructions))
+    # closing: the workers stop at once when storing raises (not at interpreter exit)
+    with contextlib.closing(_results(todo, jobs)) as results:
+        for done, (item, res) in enumerate(results, 1):
+            if progress:
+                progress(done, total, item.name)
+            if isinstance(res, Failure):
+                logger.warning("skipped %s: %s", res.name, res.reason)
+                report.failed.append(res)
+                continue
+            report.cpu_seconds += sum(res.seconds.values())
+            r = res.record
+            if r.format == "dump" and r.n_functions == 0:
+                # A raw dump where no code was found is noise in the store (wrong base, or data).
+                report.failed.append(Failure(
+                    item.name, f"raw memory dump (base {r.info.get('image_base') or 0:#x}):"
+                    " no functions found, not stored (is it code? is the base right?)",
+                    "CorruptFileError"))
+                continue
+            if not replace and store.has_sample(r.sha256):
+                report.duplicates.append(item.name)  # same bytes twice in one batch
+                continue
+            try:
+                store.add_sample(r, res.features, replace=replace,
+                                 strings=to_stored(res.strings.strings))
+            except KinshipError as e:
+                report.failed.append(Failure(item.name, str(e), type(e).__name__))
+                continue
+            other = None if replace else _stored_elsewhere(store, r)
+            if other is not None:
+                # A concurrent run stored the same bytes between our check and our write.
+                report.duplicates.append(item.name)
+                report.warnings.append(Notice(
+                    item.name, f"stored by another run first (as {other.name!r}, family"
+                    f" {other.family or '-'}): this run's labels were not applied", "other_run"))
+                continue
+            if files is not None:
+                _keep(files, item)
+            if r.n_functions == 0:
+                report.warnings.append(Notice(item.name, "stored, but no functions were found",
+                                              "no_functions"))
+            report.added.append(Added(r.sha256, r.name, r.family, r.n_functions, r.n_instructions))
     report.seconds = time.perf_counter() - t0
     return report
