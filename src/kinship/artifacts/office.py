@@ -23,6 +23,7 @@ import importlib
 import io
 import logging
 import re
+import struct
 import warnings
 import zipfile
 import zlib
@@ -338,7 +339,8 @@ def _ole_packages(ole: Any, out: ParsedOffice, budget: _Budget) -> None:
                 continue
             budget.inflated += size
             native = oleobj.OleNativeStream(ole.openstream(entry).read())
-        except (OSError, ValueError, EOFError, IndexError, TypeError, RecursionError) as e:
+        except (OSError, ValueError, EOFError, IndexError, TypeError, RecursionError,
+                struct.error) as e:  # oletools reads fields past a truncated stream
             out.warnings.append(f"{path}: Ole10Native package unreadable: {e}")
             continue
         blob = native.data if isinstance(native.data, bytes) else b""

@@ -43,7 +43,12 @@ from typing import IO
 import pyzipper
 
 from kinship.binary import limits
-from kinship.exceptions import CorruptFileError, FileTooLargeError, InputError
+from kinship.exceptions import (
+    CorruptFileError,
+    FileTooLargeError,
+    InputError,
+    UnsupportedFormatError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +255,9 @@ class _Opened:
                 self.zf = pyzipper.AESZipFile(self.fh)
             except _DAMAGE as e:
                 raise CorruptFileError(path, f"not a readable zip archive: {e}") from e
+            except NotImplementedError as e:  # "zip file version 25.4" in the directory
+                raise UnsupportedFormatError(path, f"zip archive kinship cannot read: {e}"
+                                             ) from e
             self.infos: list[zipfile.ZipInfo] = list(self.zf.infolist())
             self.listing = self._list()
         except BaseException:

@@ -1,0 +1,68 @@
+"""Crashes the artifact/archive fuzz target found, kept as fixed regressions (inputs built
+here with the fuzz target's own builders)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+from pathlib import Path
+
+from tests.fuzz_inputs import ole10native
+
+from kinship.exceptions import UnsupportedFormatError
+from kinship.ingest import Failure, expand
+from kinship.pipeline import Labels
+
+
+def _zip_needing_version(version: int) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("a.exe", b"MZ" + b"\0" * 64)
+    raw = bytearray(buf.getvalue())
+    cd = raw.rfind(b"PK\x01\x02")
+    struct.pack_into("<H", raw, cd + 6, version)  # version needed to extract
+    return bytes(raw)
+
+
+def test_zip_needing_a_future_version_is_one_failure(tmp_path: Path) -> None:
+    """zipfile raises NotImplementedError('zip file version 25.4') while reading the central
+    directory: a recorded, typed failure, not an internal error."""
+    z = tmp_path / "v254.zip"
+    z.write_bytes(_zip_needing_version(254))
+    [item] = list(expand([z], Labels()))
+    assert isinstance(item, Failure)
+    assert item.error == UnsupportedFormatError.__name__
+    assert "25.4" in item.reason
+
+
+class _OleWithStream:
+    """The olefile calls _ole_packages makes, over one \x01Ole10Native stream (olefile cannot
+    write a file, and a builder that pads streams to a sector never ends one mid-field)."""
+
+    def __init__(self, stream: bytes) -> None:
+        self.stream = stream
+
+    def listdir(self) -> list[list[str]]:
+        return [["\x01Ole10Native"]]
+
+    def get_size(self, entry: list[str]) -> int:
+        return len(self.stream)
+
+    def openstream(self, entry: list[str]) -> io.BytesIO:
+        return io.BytesIO(self.stream)
+
+
+def test_truncated_ole10native_stream_is_a_warning() -> None:
+    """oletools reads the fields after the names with struct.unpack: a stream that ends
+    there (a 3 KB fuzzed .doc did) is a warning on the document, not a crash."""
+    from kinship.artifacts.model import OfficeInfo
+    from kinship.artifacts.office import ParsedOffice, _Budget, _ole_packages
+
+    full = ole10native("payload.exe", b"MZ" + b"A" * 200)
+    end_of_names = full.index(b"\0", full.index(b"\0", 6) + 1) + 1  # file name, source path
+    cut = full[:end_of_names + 2]  # then 2 of the 4 bytes of the next field
+    out = ParsedOffice(OfficeInfo(format="ole"))
+    _ole_packages(_OleWithStream(cut), out, _Budget())
+    assert out.embedded == []
+    assert [w for w in out.warnings if "Ole10Native package unreadable" in w]
