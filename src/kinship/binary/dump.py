@@ -15,7 +15,12 @@ from __future__ import annotations
 import logging
 import re
 
-from kinship.binary.measure import compute_hashes, packed_warnings, shannon_entropy
+from kinship.binary.measure import (
+    check_address_space,
+    compute_hashes,
+    packed_warnings,
+    shannon_entropy,
+)
 from kinship.binary.model import Arch, Binary, Format, Section
 from kinship.binary.pe import looks_mapped, parse_pe, pe_header_offset
 
@@ -77,6 +82,7 @@ def parse_dump(data: bytes, path: str, *, base: int, arch: Arch | None = None) -
         writable=True,
         entropy=shannon_entropy(data),
     )
+    check_address_space(path, [section], arch.bitness, base)
     warnings.extend(packed_warnings([section]))
     return Binary(
         path=path,

@@ -27,6 +27,7 @@ from iced_x86 import Decoder, Instruction, Mnemonic, OpKind, Register
 
 from kinship.binary import limits
 from kinship.binary.measure import (
+    check_address_space,
     compute_hashes,
     in_sections,
     packed_warnings,
@@ -99,7 +100,7 @@ def _parse(data: bytes, path: str, arch: Arch) -> Binary:
     sections = _sections(elf, data, warnings)
     if not sections:
         raise CorruptFileError(path, "ELF has no loadable sections or segments")
-    _check_address_space(path, sections, arch.bitness)
+    check_address_space(path, sections, arch.bitness)
     binary = Binary(
         path=path,
         data=data,
@@ -124,17 +125,6 @@ def _parse(data: bytes, path: str, arch: Arch) -> Binary:
     warnings.extend(packed_warnings(sections))
     binary.warnings = warnings[: limits.MAX_WARNINGS]
     return binary
-
-
-def _check_address_space(path: str, sections: list[Section], bits: int) -> None:
-    """Raise :class:`CorruptFileError` when a section (or segment) ends past ``2**bits``:
-    address + size wraps around (no loader maps it; numpy and iced_x86 cannot hold it)."""
-    for s in sections:
-        size = max(s.virtual_size, s.raw_size)
-        if s.va + size > 1 << bits:
-            raise CorruptFileError(
-                path, f"section {s.name!r} at {s.va:#x} + size {size:#x} overflows the "
-                f"{bits}-bit address space")
 
 
 def _optional(what: str, parse: Callable[[], T], default: T, warnings: list[str]) -> T:

@@ -1,4 +1,4 @@
-"""Byte-level measures shared by the loaders: file hashes and Shannon entropy."""
+"""Measures shared by the loaders: file hashes, Shannon entropy, the address-space check."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 
 from kinship.binary.model import Hashes, Section
+from kinship.exceptions import CorruptFileError
 
 # Executable sections above this entropy (bits per byte) are probably compressed or encrypted:
 # compiled x86 code sits around 5.5-6.8, UPX/aPLib-packed payloads at 7.5-8.0.
@@ -61,3 +62,23 @@ def in_sections(sections: list[Section], vas: list[int], *, executable: bool = T
         end = s.va + max(s.virtual_size, s.raw_size)
         keep |= (arr >= np.uint64(s.va)) & (arr < np.uint64(end))
     return [int(x) for x in arr[keep].tolist()]
+
+
+def check_address_space(path: str, sections: list[Section], bits: int,
+                        image_base: int | None = None) -> None:
+    """Raise :class:`CorruptFileError` when the image does not fit below ``2**bits``.
+
+    Header fields place sections (address + size) wherever they like, past the end of the
+    address space too (no loader maps such an image; iced_x86 and the numpy columns hold
+    addresses as unsigned ``bits``-bit integers). PE, ELF and raw dumps are checked alike."""
+    limit = 1 << bits
+    if image_base is not None and image_base >= limit:
+        raise CorruptFileError(path, f"image base {image_base:#x} overflows the {bits}-bit "
+                               "address space")
+    for s in sections:
+        size = max(s.virtual_size, s.raw_size)
+        if s.va + size > limit:
+            where = (f"image base {image_base:#x} + size {s.va + size - image_base:#x}"
+                     if image_base is not None and s.va >= image_base
+                     else f"section {s.name!r} at {s.va:#x} + size {size:#x}")
+            raise CorruptFileError(path, f"{where} overflows the {bits}-bit address space")

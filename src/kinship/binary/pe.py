@@ -28,7 +28,12 @@ import pefile
 from pefile import ordlookup
 
 from kinship.binary import limits
-from kinship.binary.measure import compute_hashes, packed_warnings, shannon_entropy
+from kinship.binary.measure import (
+    check_address_space,
+    compute_hashes,
+    packed_warnings,
+    shannon_entropy,
+)
 from kinship.binary.model import Arch, Binary, Export, Format, Import, Section, Symbol
 from kinship.exceptions import CorruptFileError, UnsupportedFormatError
 
@@ -171,7 +176,7 @@ def parse_pe(data: bytes, path: str, *, mapped: bool = False, base: int | None =
         warnings.append(f"data directories partly unreadable: {e}")
 
     sections = _sections(pe, data, image_base, mapped, warnings)
-    _check_address_space(path, image_base, sections, arch.bitness)
+    check_address_space(path, sections, arch.bitness, image_base)
     imports = _imports(pe, warnings)
     ep_rva = pe.OPTIONAL_HEADER.AddressOfEntryPoint
     binary = Binary(
@@ -235,20 +240,6 @@ def _sections(
             )
         )
     return out
-
-
-def _check_address_space(path: str, image_base: int, sections: list[Section], bits: int) -> None:
-    """Raise :class:`CorruptFileError` when the mapped image does not fit below ``2**bits``.
-
-    ImageBase is a 64-bit field in PE32+ and section RVAs and sizes are 32-bit, so a crafted
-    header can place sections past the end of the address space (no loader would map them;
-    numpy and iced_x86 cannot even hold such addresses). A PE32 image must end below 2**32.
-    """
-    end = max((s.va + max(s.virtual_size, s.raw_size) for s in sections), default=image_base)
-    if image_base >= 1 << bits or end > 1 << bits:
-        raise CorruptFileError(
-            path, f"image base {image_base:#x} + size {end - image_base:#x} overflows the "
-            f"{bits}-bit address space")
 
 
 def _align_up(value: int, alignment: int) -> int:

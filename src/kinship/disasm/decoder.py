@@ -35,9 +35,9 @@ import logging
 import iced_x86 as iced
 from iced_x86 import Code, FlowControl, Mnemonic, OpKind, Register, RegisterExt
 
+from kinship.binary.measure import check_address_space
 from kinship.binary.model import Arch, Binary, Format
 from kinship.disasm.model import Flow
-from kinship.exceptions import CorruptFileError
 
 log = logging.getLogger(__name__)
 
@@ -157,18 +157,6 @@ _K_BRANCH = 2  # record the branch target
 _K_RIPREL = 3  # record the RIP-relative address (and its API/string)
 
 
-def check_address_space(binary: Binary, bits: int) -> None:
-    """Raise :class:`CorruptFileError` when a section ends past ``2**bits`` (iced_x86 and the
-    numpy columns hold addresses as unsigned ``bits``-bit integers). The PE and ELF loaders
-    reject such images already; this also covers memory dumps given a base near the top."""
-    for s in binary.sections:
-        size = max(s.virtual_size, s.raw_size)
-        if s.va + size > 1 << bits:
-            raise CorruptFileError(
-                binary.path, f"{s.name!r} at {s.va:#x} + size {size:#x} overflows the "
-                f"{bits}-bit address space")
-
-
 class AddressSpace:
     """Fast membership tests for mapped and executable addresses of a :class:`Binary`."""
 
@@ -226,7 +214,7 @@ class CodeDecoder:
     def __init__(self, binary: Binary, max_literal_immediate: int = 16) -> None:
         self.binary = binary
         self.bitness = 64 if binary.arch is Arch.X64 else 32
-        check_address_space(binary, self.bitness)
+        check_address_space(binary.path, binary.sections, self.bitness)
         self.addresses = AddressSpace(binary)
         self.max_literal = max_literal_immediate
         self.api_thunks = binary.api_thunks
