@@ -378,6 +378,20 @@ def test_truncated_pe_named_like_a_dump(tmp_path: Path, bins: dict[str, Path]) -
     assert report.added == [] and report.failed[0].error == "CorruptFileError"
 
 
+def test_pe_cut_inside_its_code_is_stored_with_a_warning(tmp_path: Path,
+                                                         bins: dict[str, Path]) -> None:
+    """Headers whole, sections cut short (a partial download, a carved file): the code that
+    is there is evidence, so it is stored, and the report says it is truncated."""
+    whole = bins["netsh_x86.exe"]
+    cut = tmp_path / "sample_0x400000"
+    cut.write_bytes(whole.read_bytes()[:3000])
+    report = _report(expand([cut, whole], Labels()))
+    assert {a.name for a in report.added} == {cut.name, whole.name}
+    [notice] = report.warnings
+    assert notice.name == str(cut) and "truncated" in notice.reason
+    assert "3000" in notice.reason
+
+
 def test_raw_dump_without_functions_is_not_stored(tmp_path: Path) -> None:
     dump = tmp_path / "zeros_0x400000"
     dump.write_bytes(bytes(4096))

@@ -504,7 +504,7 @@ def _add_inputs(
             if progress:
                 progress(done, total, item.name)
             if isinstance(res, Failure):
-                logger.warning("skipped %s: %s", res.name, res.reason)
+                logger.info("skipped %s: %s", res.name, res.reason)  # the report lists it
                 report.failed.append(res)
                 continue
             report.cpu_seconds += sum(res.seconds.values())
@@ -538,6 +538,10 @@ def _add_inputs(
             if r.n_functions == 0:
                 report.warnings.append(Notice(item.name, "stored, but no functions were found",
                                               "no_functions"))
+            damaged = [w for w in r.info.get("warnings", []) if str(w).startswith("truncated")]
+            if damaged:  # kept (a partial sample still carries evidence), but said
+                report.warnings.append(Notice(item.name, f"stored, but {damaged[0]}",
+                                              "truncated"))
             report.added.append(Added(r.sha256, r.name, r.family, r.n_functions, r.n_instructions))
     report.seconds = time.perf_counter() - t0
     return report

@@ -176,6 +176,12 @@ def parse_pe(data: bytes, path: str, *, mapped: bool = False, base: int | None =
         warnings.append(f"data directories partly unreadable: {e}")
 
     sections = _sections(pe, data, image_base, mapped, warnings)
+    if not mapped:
+        need = max((int(s.PointerToRawData) + int(s.SizeOfRawData) for s in pe.sections
+                    if s.SizeOfRawData), default=0)
+        if need > len(data):
+            warnings.append(f"truncated: the section table needs {need} bytes, the file has "
+                            f"{len(data)} (code past the end is missing)")
     check_address_space(path, sections, arch.bitness, image_base)
     imports = _imports(pe, warnings)
     ep_rva = pe.OPTIONAL_HEADER.AddressOfEntryPoint
