@@ -66,3 +66,50 @@ def test_truncated_ole10native_stream_is_a_warning() -> None:
     _ole_packages(_OleWithStream(cut), out, _Budget())
     assert out.embedded == []
     assert [w for w in out.warnings if "Ole10Native package unreadable" in w]
+
+
+def _looping_fat_doc() -> bytes:
+    """make_ole_doc's .doc with its Ole10Native stream declaring ~2 GB over a FAT chain
+    that loops on its first sector: each sector is stored once, read a million times."""
+    from tests.fuzz_inputs import make_ole_doc
+
+    doc = bytearray(make_ole_doc("payload.exe", b"MZ" + b"A" * 5000))
+    sector = 1 << struct.unpack_from("<H", doc, 0x1E)[0]
+    first_dir = struct.unpack_from("<L", doc, 0x30)[0]
+    first_fat = struct.unpack_from("<L", doc, 0x4C)[0]
+    name = "\x01Ole10Native".encode("utf-16-le")
+    at = doc.index(name, 512 * (first_dir + 1))
+    start = struct.unpack_from("<L", doc, at + 116)[0]
+    struct.pack_into("<L", doc, at + 120, 0x7FFF0000)  # stream size
+    struct.pack_into("<L", doc, sector * (first_fat + 1) + 4 * start, start)  # FAT: loop
+    return bytes(doc)
+
+
+def test_ole_with_a_looping_fat_is_not_given_to_olevba(tmp_path: Path) -> None:
+    """A fuzzed 243 KB .doc cost 1.4 GB: olevba reads every stream by following the FAT.
+    A file whose streams declare more than the file can hold is refused before olevba."""
+    import subprocess
+    import sys
+
+    from kinship.artifacts.office import implausible_ole
+
+    doc = _looping_fat_doc()
+    why = implausible_ole(doc)
+    assert why is not None and "declares" in why
+    path = tmp_path / "loop.doc"
+    path.write_bytes(doc)
+    child = (
+        "import resource, sys, json\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from kinship.artifacts.analyze import analyze_file\n"
+        "r = analyze_file(sys.argv[1])\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+        "print(json.dumps({'warnings': r.warnings, 'hwm_kb': int(hwm.split()[1])}))\n")
+    out = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert any("macros not analysed" in w for w in res["warnings"])
+    assert res["hwm_kb"] < 400 * 1024

@@ -102,3 +102,6 @@ MAX_ZIP_INFLATED = 256 * 1024 * 1024
 # included. The scan (ioc-finder) runs at ~0.2-0.5 Mi characters a second: 1 Mi is ~500
 # pages and bounds a file built of IOC-dense text to seconds.
 MAX_IOC_CHARS = 1024 * 1024
+# Directory entries of one OLE file checked before olevba reads it (a real document has tens;
+# each entry is 128 bytes, so a 2 MB file could claim 16k of them).
+MAX_OLE_ENTRIES = 4096

@@ -233,6 +233,9 @@ def _ole_parts(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], out: ParsedOff
                         info.filename)
             continue
         blob = _read(zf, info, out, budget, limits.MAX_OLEVBA_BYTES - total)
+        if blob is not None and (why := implausible_ole(blob)) is not None:
+            out.warnings.append(f"{info.filename}: macros not analysed: {why}")
+            continue
         if blob is not None:
             found.append((info.filename, blob))
             total += len(blob)
@@ -301,9 +304,45 @@ def parse_ole(name: str, data: bytes) -> ParsedOffice:
     if len(data) > limits.MAX_OLEVBA_BYTES:
         out.warnings.append(f"macros not analysed: {len(data)} bytes, over MAX_OLEVBA_BYTES "
                             f"({limits.MAX_OLEVBA_BYTES})")
+    elif (why := implausible_ole(data)) is not None:
+        out.warnings.append(f"macros not analysed: {why}")
     else:
         _macros(name, data, out)
     return out
+
+
+def implausible_ole(blob: bytes) -> str | None:
+    """Why olevba must not read the OLE file ``blob``, or None.
+
+    olevba reads every stream, orphans too, by following the FAT; a crafted FAT whose chains
+    loop over the same sectors makes a 250 KB file read as gigabytes (a fuzzed .doc reached
+    1.4 GB). In a real compound file each sector belongs to one stream: no stream is longer
+    than the file, and all of them together at most twice the file (the mini streams live
+    inside the root entry's stream)."""
+    olefile = _oletools("olefile")
+    try:
+        ole = olefile.OleFileIO(io.BytesIO(blob))
+    except Exception as e:  # olefile raises its own bare Exception subclasses
+        return f"not a readable OLE file: {e}"
+    try:
+        total = 0
+        for sid in range(min(len(ole.direntries), limits.MAX_OLE_ENTRIES + 1)):
+            if sid == limits.MAX_OLE_ENTRIES:
+                return f"over MAX_OLE_ENTRIES ({limits.MAX_OLE_ENTRIES}) directory entries"
+            entry = ole.direntries[sid] or ole._load_direntry(sid)
+            if entry.entry_type not in (olefile.STGTY_STREAM, olefile.STGTY_ROOT):
+                continue
+            if entry.size > len(blob):
+                return (f"OLE stream {entry.name!r} declares {entry.size} bytes, the file has "
+                        f"{len(blob)} (a looping FAT?)")
+            total += entry.size
+        if total > 2 * len(blob):
+            return f"OLE streams declare {total} bytes in all, the file has {len(blob)}"
+    except Exception as e:
+        return f"OLE directory unreadable: {type(e).__name__}: {e}"
+    finally:
+        ole.close()
+    return None
 
 
 def _ole_metadata(ole: Any, out: ParsedOffice) -> None:
