@@ -1,6 +1,6 @@
 """Family attribution: held-out versions / compilers / architectures, and unknown families.
 
-Experiments (each builds its own in-memory :class:`kinship.match.aggregate.ReferenceIndex` from
+Experiments (each builds its own in-memory :class:`kinship.index.reference.ReferenceIndex` from
 features computed once per binary, then calls :func:`kinship.match.aggregate.attribute` exactly
 as ``kinship match`` does):
 
@@ -391,7 +391,7 @@ def _index_of(samples: Sequence[Sample]) -> Any:
     """kinship's index of ``samples`` (library families with ``is_library``), plus the default
     baseline packs as library code when the engine has any, as ``Kinship.reference_index``
     builds it for a store."""
-    from kinship.match.aggregate import ReferenceIndex
+    from kinship.index.reference import ReferenceIndex
 
     recs = [(dataclasses.replace(s.record, family=None, is_library=True)
              if s.entry.family in LIBRARY_FAMILIES else s.record, s.features) for s in samples]

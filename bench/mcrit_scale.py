@@ -239,7 +239,8 @@ def _child_kinship(work: Path, repeats: int) -> dict[str, Any]:
     import gc
     import pickle
 
-    from kinship.match.aggregate import ReferenceIndex, attribute
+    from kinship.index.reference import ReferenceIndex
+    from kinship.match.aggregate import attribute
 
     gc.collect()
     rss0 = _status_kib("VmRSS:")

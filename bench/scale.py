@@ -70,8 +70,8 @@ class ScalePoint:
 _CHILD = """
 import json, pickle, sys, time
 from pathlib import Path
-from kinship.match import aggregate
-from kinship.match.aggregate import ReferenceIndex, attribute
+from kinship.index.reference import ReferenceIndex
+from kinship.match.aggregate import attribute
 
 
 def status(key):
@@ -88,7 +88,7 @@ def sampled(self, *args, **kwargs):  # sample private memory at its peak (pairs 
     return out
 
 
-aggregate.ReferenceIndex.candidates = sampled
+ReferenceIndex.candidates = sampled
 d = Path(sys.argv[1])
 query = pickle.loads((d / "query.pkl").read_bytes())
 index = ReferenceIndex.load(d / "index", mmap=True)
@@ -188,7 +188,8 @@ def run_scale(feature_sets: Sequence[tuple[Any, Sequence[Any]]], *, quick: bool,
               progress: ProgressFn | None = None, repeats: int = 3,
               sizes: Sequence[int] | None = None) -> list[ScalePoint]:
     """``feature_sets``: (SampleRecord, features) of analysed real binaries."""
-    from kinship.match.aggregate import ReferenceIndex, SampleLabel, attribute
+    from kinship.index.reference import ReferenceIndex, SampleLabel
+    from kinship.match.aggregate import attribute
     from kinship.match.score import SketchRows
 
     feats = [f for _, fs in feature_sets for f in fs]

@@ -15,13 +15,8 @@ from kinship.features.minhash import EMPTY_SLOT
 from kinship.features.model import FunctionFeatures
 from kinship.index.config import IndexConfig
 from kinship.index.diskarray import DiskArray
-from kinship.match.aggregate import (
-    _SAVE_VERSION,
-    ReferenceIndex,
-    SampleLabel,
-    _ref_rows,
-    attribute,
-)
+from kinship.index.reference import _SAVE_VERSION, ReferenceIndex, SampleLabel, ref_rows
+from kinship.match.aggregate import attribute
 from kinship.match.config import MatchConfig
 from kinship.match.result import (
     ActorScore,
@@ -29,6 +24,7 @@ from kinship.match.result import (
     FunctionMatch,
     MatchKind,
     MatchResult,
+    QuerySample,
     SampleScore,
     Verdict,
     VerdictStatus,
@@ -176,7 +172,7 @@ def test_random_query_is_unknown() -> None:
     res = attribute([feat() for _ in range(40)], index)
     assert res.verdict.family is None and res.verdict.status is VerdictStatus.UNKNOWN
     # an unknown verdict carries no confidence (there is no named family to be right about)
-    assert res.families == [] and res.verdict.confidence is None and res.verdict.reason
+    assert res.families == () and res.verdict.confidence is None and res.verdict.reason
     # one family function among 40 random ones: listed, but below the unknown threshold
     res = attribute([feat() for _ in range(40)] + named["fam_b"][:1], index)
     assert res.families[0].family == "FamB" and res.verdict.family is None
@@ -218,7 +214,7 @@ def test_function_in_many_families_is_library_code() -> None:
     assert res.families[0].family == "FamB" and res.families[0].score == 1.0
     near = feat(shared.code_sig, shared.sem_sig, exact=12345)  # same sketches, other hash
     res = attribute([near], index)
-    assert res.n_library_functions == 1 and res.families == []
+    assert res.n_library_functions == 1 and res.families == ()
     res = attribute([shared], index, MatchConfig(common_families=6))
     assert res.n_library_functions == 0 and len(res.families) == 5
 
@@ -240,7 +236,7 @@ def test_exclude_self() -> None:
     assert attribute(query, index, exclude_sha256=None).verdict.family == "FamB"
     res = attribute(query, index, sample_sha256=sha_b1, exclude_sha256=sha_b1)
     # only the unlabelled variants of ten functions remain
-    assert res.families == [] and res.samples[0].name == "unlabelled"
+    assert res.families == () and res.samples[0].name == "unlabelled"
 
 
 def test_empty_index_and_sem_only_signatures() -> None:
@@ -268,14 +264,16 @@ def test_match_result_json_roundtrip() -> None:
     assert set(d["families"][0]) >= {"family", "actor", "score"}
     assert MatchResult.from_dict(d) == res
     manual = MatchResult(
-        "x" * 64,
-        Verdict(None, None, None, 0.05, VerdictStatus.WEAK, "thin", "F"),
-        [FamilyScore("F", None, 0.05, 1, 0.1)],
-        [SampleScore("y" * 64, "y.exe", None, 0.1, 2)],
-        [FunctionMatch(1, None, "y" * 64, 2, "g", None, 0.5, MatchKind.SEM, False)],
-        3,
-        1,
-        0.01,
+        sample=QuerySample("x" * 64),
+        verdict=Verdict(None, None, None, 0.05, VerdictStatus.WEAK, "thin", "F"),
+        families=(FamilyScore("F", None, 0.05, 1, 0.1),),
+        samples=(SampleScore("y" * 64, "y.exe", None, 0.1, 2),),
+        function_matches=(
+            FunctionMatch(1, None, "y" * 64, 2, "g", None, 0.5, MatchKind.SEM, False),
+        ),
+        n_query_functions=3,
+        n_library_functions=1,
+        seconds=0.01,
     )
     assert MatchResult.from_dict(json.loads(json.dumps(manual.to_dict()))) == manual
 
@@ -319,7 +317,7 @@ def test_saved_index_gathers_rows_by_positional_reads(tmp_path: Path) -> None:
     assert isinstance(disk.code_lsh.keys, DiskArray) and isinstance(disk.sem_lsh.order, DiskArray)
     assert disk.nbytes == index.nbytes and disk.num_perm == index.num_perm == 64
     rows = np.array([5, 0, 5, len(index) - 1, 3], dtype=np.int64)
-    a, b = _ref_rows(index, rows), _ref_rows(disk, rows)
+    a, b = ref_rows(index, rows), ref_rows(disk, rows)
     for field in ("code_sig", "sem_sig", "exact_hash", "n_instructions", "n_sem_tokens"):
         assert np.array_equal(getattr(a, field), getattr(b, field))
     q = SketchRows.from_features(named["fam_a"] + named["shared5"])

@@ -11,15 +11,23 @@ except the volatile ones (seconds; ``meta``, the only addition). Regenerate it o
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
-from kinship.api import Kinship
-from kinship.pipeline import Labels
+from kinship.api import Kinship, sample_input
+from kinship.document import from_jsonable, kinship_version, utc_now
+from kinship.exceptions import InputError
+from kinship.match.result import MatchResult
+from kinship.pipeline import Labels, analyse, feature_params
+from kinship.render.html import render_match_html
+from kinship.render.terminal import render_match
 
 CONTRACT = Path(__file__).resolve().parent / "data" / "match_contract.json"
 # Values that change from run to run: timings. Replaced by None before comparing.
@@ -63,6 +71,69 @@ def key_paths(doc: Any, prefix: str = "") -> set[str]:
         for v in doc:
             out |= key_paths(v, f"{prefix}[]")
     return out
+
+
+@pytest.fixture(scope="module")
+def fresh(bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> MatchResult:
+    """A fresh match of the contract's query against the contract's store."""
+    home = tmp_path_factory.mktemp("kinship-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KINSHIP_HOME", str(home))  # no user baseline packs
+        with contract_match(bins, home / "contract.db") as k:
+            return k.match(bins[QUERY])
+
+
+def test_match_json_keeps_the_saved_contract(fresh: MatchResult) -> None:
+    saved = json.loads(CONTRACT.read_text(encoding="utf-8"))
+    doc = json.loads(json.dumps(fresh.to_dict()))
+    assert set(doc) - set(saved) == ADDED_KEYS
+    without = {key: v for key, v in doc.items() if key not in ADDED_KEYS}
+    assert list(without) == list(saved)  # same keys, in the same order
+    assert key_paths(without) == key_paths(saved)
+    assert normalised(without) == saved  # the same values, timings aside
+
+
+def test_match_meta_says_what_made_it(fresh: MatchResult, bins: dict[str, Path]) -> None:
+    meta = fresh.to_dict()["meta"]
+    assert set(meta) == {"kinship_version", "feature_params", "store_id", "store_generation",
+                         "query_time", "seconds"}
+    assert meta["kinship_version"] == kinship_version()
+    assert meta["feature_params"] == feature_params()
+    assert meta["store_id"] and meta["store_generation"] >= len(REFERENCES)
+    assert meta["seconds"] == fresh.seconds > 0
+    assert fresh.meta is not None and fresh.meta.query_time is not None
+    assert fresh.meta.query_time.tzinfo is not None
+    assert abs((utc_now() - fresh.meta.query_time).total_seconds()) < 3600
+
+
+def test_match_document_round_trips(fresh: MatchResult) -> None:
+    text = json.dumps(fresh.to_dict())
+    again = MatchResult.from_json(text)
+    assert again == fresh
+    assert again.to_dict() == fresh.to_dict()
+    assert from_jsonable(MatchResult, json.loads(text)) == fresh
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fresh.seconds = 0.0  # type: ignore[misc]
+    with pytest.raises(InputError, match="not a valid MatchResult"):
+        MatchResult.from_dict({"sample": {"sha256": "x"}, "verdict": {"family": 3}}, "m.json")
+    with pytest.raises(InputError, match="not JSON"):
+        MatchResult.from_json("{", "m.json")
+
+
+def test_saved_match_re_renders(fresh: MatchResult, bins: dict[str, Path]) -> None:
+    """A result read back from its JSON renders like the fresh one, in the terminal and as
+    the HTML evidence page (no store needed)."""
+    again = MatchResult.from_json(json.dumps(fresh.to_dict()))
+
+    def terminal(r: MatchResult) -> str:
+        c = Console(record=True, width=120, file=io.StringIO())
+        render_match(c, r)
+        return c.export_text()
+
+    assert terminal(again) == terminal(fresh)
+    assert "netsh-backdoor" in terminal(again)
+    query = analyse(sample_input(bins[QUERY]), keep=True)
+    assert render_match_html(again, query) == render_match_html(fresh, query)
 
 
 def _write_contract() -> None:

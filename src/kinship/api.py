@@ -17,9 +17,11 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kinship.baseline.registry import (
     BASELINE_SHA_PREFIX,
@@ -29,9 +31,16 @@ from kinship.baseline.registry import (
     with_baseline,
 )
 from kinship.binary.model import Arch
+from kinship.document import Meta, kinship_version, utc_now
 from kinship.evidence.compare import MAX_LISTED_PAIRS, CompareResult, compare_samples
+from kinship.evidence.references import (
+    MAX_REFERENCE_PAIRS,
+    ReferenceEvidence,
+    match_reference_evidence,
+)
 from kinship.exceptions import InputError, KinshipError, StoreError
 from kinship.features.model import FunctionFeatures
+from kinship.index.reference import ReferenceIndex
 from kinship.info import InfoResult, build_info
 from kinship.ingest import (
     AddReport,
@@ -42,18 +51,31 @@ from kinship.ingest import (
     expand,
 )
 from kinship.ingest import read_manifest as _read_manifest
-from kinship.match.aggregate import ReferenceIndex, attribute
-from kinship.match.combine import combine
-from kinship.match.result import MatchResult
+from kinship.match.aggregate import CodeReuse, code_reuse
+from kinship.match.combine import combine_families
+from kinship.match.config import MatchConfig
+from kinship.match.result import FamilyScore, FunctionMatch, MatchResult, QuerySample
 from kinship.match.sample_signals import sample_signals
+from kinship.match.verdict import conclude
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
 from kinship.store.base import Store
 from kinship.store.files import SAMPLES_DIR_NAME, SampleFiles
+from kinship.store.memory import MemoryStore
 from kinship.store.model import SampleRecord, StoreStats
 from kinship.store.paths import PRIVATE_DIR_MODE, default_db, is_postgres_url, pg_data_dir
 from kinship.store.sqlite import SQLiteStore
 from kinship.strings.extract import StringTable
-from kinship.strings.similarity import string_reuse
+from kinship.strings.similarity import SharedString, string_reuse
+
+if TYPE_CHECKING:  # the intel/rules/report/artifact workflows import these when they run
+    from kinship.artifacts.attribution import Attributor
+    from kinship.artifacts.model import ArtifactResult
+    from kinship.intel.capabilities import CapabilitiesResult
+    from kinship.intel.iocs import IOCResult
+    from kinship.report.build import ReportOptions
+    from kinship.report.model import IntelReport
+    from kinship.rules.sigma_gen import SigmaConfig, SigmaResult
+    from kinship.rules.yara_gen import FamilyRule, YaraConfig
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +114,7 @@ class Kinship:
 
     def __init__(self, db: str | Path | None = None, *, store: Store | None = None,
                  keep_files: bool = True, files_dir: Path | None = None,
-                 baseline: bool = True) -> None:
+                 baseline: bool = True, match_config: MatchConfig | None = None) -> None:
         """Open the store ``db``, or use ``store``.
 
         ``db`` is an SQLite file, or a PostgreSQL URL (``postgresql://user@host/dbname`` or
@@ -107,6 +129,9 @@ class Kinship:
 
         ``baseline``: load the compiler-runtime baseline packs (kinship.baseline) as library
         code. Off only to measure the engine without them.
+
+        ``match_config``: the attribution knobs (default :class:`MatchConfig`), kept as
+        :attr:`match_config`.
         """
         self._index_dir: Path | None = None
         files_root: Path | None = None
@@ -134,6 +159,7 @@ class Kinship:
         # Compiler-runtime baseline packs (kinship.baseline) join the index as library code
         # unless turned off here or by $KINSHIP_BASELINE=off.
         self.use_baseline = baseline
+        self.match_config = match_config or MatchConfig()
 
     def __enter__(self) -> Kinship:
         return self
@@ -281,12 +307,8 @@ class Kinship:
     def match_analysed(self, sample: AnalysedSample, *, include_self: bool = False,
                        t0: float | None = None) -> MatchResult:
         """Code + string reuse, plus the sample-level signals, for an analysed sample."""
-        t0 = t0 if t0 is not None else time.perf_counter()
-        result = self.match_features(sample.record, sample.features, include_self=include_self,
-                                     t0=t0, strings=sample.strings)
-        result.sample_signals = sample_signals(sample.record, self.store.samples())
-        result.seconds = time.perf_counter() - t0
-        return result
+        return self.match_features(sample.record, sample.features, include_self=include_self,
+                                   t0=t0, strings=sample.strings, signals=True)
 
     def match_features(
         self,
@@ -296,39 +318,60 @@ class Kinship:
         include_self: bool = False,
         t0: float | None = None,
         strings: StringTable | None = None,
+        signals: bool = False,
     ) -> MatchResult:
-        """Code-reuse attribution, combined with string reuse when ``strings`` is given."""
+        """Code-reuse attribution, combined with string reuse when ``strings`` is given and
+        with the sample-level signals (imphash, TLSH, ...) when ``signals``; ``t0``: when the
+        query started (``time.perf_counter()``), for its seconds. The result is assembled
+        first and built once, complete, with its meta block."""
         t0 = t0 if t0 is not None else time.perf_counter()
+        started = utc_now() - timedelta(seconds=time.perf_counter() - t0)
+        cfg = self.match_config
         index = self.reference_index()
         exclude = None if include_self else record.sha256
-        result = attribute(features, index, sample_sha256=record.sha256, exclude_sha256=exclude)
-        result.warnings.extend(_match_warnings(index, result, record))
+        code = code_reuse(features, index, cfg, exclude_sha256=exclude)
+        ranked: Sequence[FamilyScore] = code.families
+        shared: tuple[SharedString, ...] = ()
         if strings is not None:
-            strings = without_library_strings(strings, result.library_vas,
-                                              self._runtime)
+            strings = without_library_strings(strings, code.library_vas, self._runtime)
             reuse = string_reuse(strings, self.store.string_postings,
                                  sample_sha256=record.sha256, sample_name=record.name,
                                  exclude_sha256=exclude)
-            result = combine(result, reuse)
-        self._name_references(result)
-        result.seconds = time.perf_counter() - t0
-        return result
+            ranked = combine_families(code.families, reuse, cfg)
+            shared = tuple(reuse.shared)
+        ranking = conclude(ranked, cfg)
+        found = tuple(sample_signals(record, self.store.samples())) if signals else ()
+        matches = self._name_references(code.function_matches)
+        seconds = time.perf_counter() - t0
+        meta = Meta(kinship_version(), feature_params(), self.store.store_id(),
+                    self._index_key[0], started, seconds)
+        return MatchResult(
+            sample=QuerySample(record.sha256), verdict=ranking.verdict,
+            families=ranking.families, actors=ranking.actors, samples=code.samples,
+            function_matches=matches, n_query_functions=code.n_query_functions,
+            n_considered_functions=code.n_considered_functions,
+            n_library_functions=len(code.library_functions), seconds=seconds,
+            shared_strings=shared, sample_signals=found,
+            warnings=_match_warnings(index, code, record),
+            library_functions=code.library_functions, meta=meta,
+        )
 
-    def _name_references(self, result: MatchResult) -> None:
-        """Fill in reference function names (the in-memory index keeps none) from the store."""
+    def _name_references(self, matches: Sequence[FunctionMatch]) -> tuple[FunctionMatch, ...]:
+        """``matches`` with reference function names (the in-memory index keeps none) from
+        the store."""
         wanted: dict[str, set[int]] = {}
-        for m in result.function_matches:
+        for m in matches:
             if m.ref_name is None and not m.ref_sample_sha256.startswith(BASELINE_SHA_PREFIX):
                 wanted.setdefault(m.ref_sample_sha256, set()).add(m.ref_va)
         names: dict[tuple[str, int], str] = {}
         for sha, vas in wanted.items():
             known = self.store.function_names(sha)
             names.update({(sha, va): known[va] for va in vas if va in known})
-        result.function_matches = [
+        return tuple(
             dataclasses.replace(m, ref_name=names.get((m.ref_sample_sha256, m.ref_va)))
             if m.ref_name is None else m
-            for m in result.function_matches
-        ]
+            for m in matches
+        )
 
     def compare(self, a: str | Path, b: str | Path, *, max_listed: int = MAX_LISTED_PAIRS
                 ) -> CompareResult:
@@ -345,7 +388,7 @@ class Kinship:
         left = self._with_stored_labels(left)
         right = self._with_stored_labels(right)
         return compare_samples(left, right, max_listed=max_listed, t0=t0,
-                               library=self.library_labels(left))
+                               library=self.library_labels(left), config=self.match_config)
 
     def _with_stored_labels(self, sample: AnalysedSample) -> AnalysedSample:
         """``sample`` with the labels (family, actor, source, first seen) of its stored copy,
@@ -373,6 +416,159 @@ class Kinship:
              ) -> InfoResult:
         return build_info(self.analyse(path, base=base, arch=arch))
 
+    def match_bytes(self, data: bytes, name: str, *, base: int | None = None,
+                    arch: Arch | None = None, include_self: bool = False) -> MatchResult:
+        """:meth:`match` of an executable held in memory (an e-mail attachment, a zip
+        member); ``name`` is its display name, ``base`` a raw dump's load address."""
+        t0 = time.perf_counter()
+        sample = analyse(SampleInput(name=name, data=data, base=base, arch=arch), keep=False)
+        return self.match_analysed(sample, include_self=include_self, t0=t0)
+
+    def reference_evidence(self, result: MatchResult, sample: AnalysedSample,
+                           max_pairs: int = MAX_REFERENCE_PAIRS) -> ReferenceEvidence:
+        """Listings and hex dumps of ``result``'s best pairs from the kept reference files."""
+        return match_reference_evidence(result, sample, self.sample_file, self._record,
+                                        max_pairs=max_pairs)
+
+    def _record(self, sha256: str) -> SampleRecord | None:
+        try:
+            return self.store.get_sample(sha256)
+        except KinshipError:
+            return None
+
+    # ---- intel, rules, report, artifacts (what the intel commands run) ----------------------
+    def stored_labels(self, sha256s: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Labels of the stored samples among ``sha256s`` (sha256 -> family, actor, ...)."""
+        want = set(sha256s)
+        return {r.sha256: {"family": r.family, "actor": r.actor, "source": r.source,
+                           "first_seen": r.first_seen, "version": r.version,
+                           "is_library": r.is_library}
+                for r in self.store.samples() if r.sha256 in want}
+
+    def samples_of_actor(self, actor: str) -> list[SampleRecord]:
+        """Stored samples whose actor label (an exact name or alias) resolves to ``actor``."""
+        from kinship.intel.actors import canonical_actor
+
+        records = [r for r in self.store.samples() if r.actor]
+        resolved = {a: canonical_actor(a) for a in {r.actor for r in records if r.actor}}
+        return [r for r in records if r.actor and resolved.get(r.actor) == actor]
+
+    def capabilities(self, path: str | Path, *, capa_rules: Path | None = None
+                     ) -> tuple[AnalysedSample, CapabilitiesResult]:
+        """Capabilities and ATT&CK techniques of the file at ``path`` (kinship's rules, and
+        capa's from ``capa_rules`` or $KINSHIP_CAPA_RULES), library code not searched."""
+        from kinship.intel.capabilities import sample_capabilities
+
+        return sample_capabilities(self.analyse(path), self.library_functions, capa_rules)
+
+    def iocs(self, path: str | Path, *, filter_benign: bool = True
+             ) -> tuple[AnalysedSample, IOCResult]:
+        """IOCs of the executable at ``path``, each citing where it was found."""
+        from kinship.intel.iocs import iocs_from_sample
+
+        a = self.analyse(path)
+        assert a.binary is not None
+        return a, iocs_from_sample(a.binary, a.disassembly, filter_benign=filter_benign)
+
+    def yara_rule(self, family: str, *, sample_dirs: Sequence[Path] = (),
+                  config: YaraConfig | None = None) -> FamilyRule:
+        """A YARA rule for ``family`` made and validated on the kept sample files (and those
+        found in ``sample_dirs`` by SHA-256); NotFoundError when none holds."""
+        from kinship.report.detection import family_yara_rule
+
+        return family_yara_rule(self.store, self.files, self.library_functions, family,
+                                sample_dirs=sample_dirs, config=config)
+
+    def sigma_rules(self, family: str, config: SigmaConfig | None = None) -> SigmaResult:
+        """Sigma rules for ``family`` validated on the corpus strings; NotFoundError when the
+        family has no samples or no rule holds."""
+        from kinship.report.detection import family_sigma_rules
+
+        return family_sigma_rules(self.store, family, config)
+
+    def report(self, paths: Sequence[Path], options: ReportOptions | None = None, *,
+               yara_rules: list[dict[str, Any]] | None = None, title: str | None = None
+               ) -> IntelReport:
+        """The tactical intelligence report of ``paths``: the store's verdicts, evidence and
+        the family's rules (unless ``options.use_store`` is off), capabilities, IOCs."""
+        from kinship.report.build import ReportOptions, ReportStore, build_report
+        from kinship.report.detection import family_rules
+
+        opts = options or ReportOptions()
+        store = ReportStore(
+            match=lambda a: self.match_features(a.record, a.features, strings=a.strings),
+            reference_evidence=self.reference_evidence,
+            samples=lambda: list(self.store.samples()),
+            family_rules=lambda family: family_rules(self.store, self.files,
+                                                     self.library_functions, family),
+        )
+        library = self.library_functions if opts.use_store else baseline_library_functions
+        return build_report(list(paths), opts, store=store, library=library,
+                            yara_rules=yara_rules, title=title)
+
+    def artifact(self, path: str | Path, *, passwords: Sequence[str] = ()) -> ArtifactResult:
+        """The e-mail or Office document at ``path``, executables inside attributed with
+        this store (in memory, through :meth:`match_bytes`)."""
+        from kinship.artifacts.analyze import analyze_file
+
+        return analyze_file(path, attributor=self.attributor(), passwords=passwords)
+
+    def attributor(self) -> Attributor:
+        """``(name, data) -> Attribution`` over this store (see :func:`open_attributor`)."""
+        from kinship.artifacts.attribution import attributor
+
+        return attributor(lambda name, data: self.match_bytes(data, name))
+
+
+def baseline_library_functions(sample: AnalysedSample) -> set[int]:
+    """:meth:`Kinship.library_functions` without a store: the compiler-runtime baseline
+    packs kinship ships or the user installed."""
+    with Kinship(store=MemoryStore(), keep_files=False) as k:
+        return k.library_functions(sample)
+
+
+def report(paths: Sequence[Path], options: ReportOptions | None = None) -> IntelReport:
+    """A store-less :meth:`Kinship.report` (no verdict; library code from the baseline)."""
+    from kinship.report.build import ReportOptions
+
+    opts = dataclasses.replace(options or ReportOptions(), use_store=False)
+    with Kinship(store=MemoryStore(), keep_files=False) as k:
+        return k.report(paths, opts)
+
+
+def capabilities(path: str | Path, *, capa_rules: Path | None = None
+                 ) -> tuple[AnalysedSample, CapabilitiesResult]:
+    """A store-less :meth:`Kinship.capabilities` (library code from the baseline)."""
+    from kinship.intel.capabilities import sample_capabilities
+
+    return sample_capabilities(analyse(sample_input(path), keep=True),
+                               baseline_library_functions, capa_rules)
+
+
+def write_report(report: IntelReport, out: Path) -> dict[str, Path]:
+    """report.html, report.md, intel.json, the exports and the rules into ``out``."""
+    from kinship.export.files import write_report as write_files
+    from kinship.report.build import render
+
+    return write_files(report, out, render)
+
+
+@contextmanager
+def open_attributor(db: str | Path | None) -> Iterator[Attributor]:
+    """An attributor over the store ``db`` (default store when None); one that skips, and
+    says why, when there is no store file or the store is empty (never creates one)."""
+    from kinship.artifacts.attribution import skipped
+
+    target = db if db else default_db()
+    if not is_postgres_url(target) and not Path(target).is_file():
+        yield skipped(f"no store at {target}: executables not attributed")
+        return
+    with Kinship(target, keep_files=False) as k:
+        if k.stats().samples == 0:
+            yield skipped(f"store {target} is empty: executables not attributed")
+            return
+        yield k.attributor()
+
 
 def _canonical(labels: Labels) -> Labels:
     """``labels`` with the actor under its MISP galaxy name (unknown names as given)."""
@@ -396,8 +592,8 @@ def without_library_strings(strings: StringTable, library_vas: set[int],
     return StringTable(kept, strings.truncated)
 
 
-def _match_warnings(index: ReferenceIndex, result: MatchResult, record: SampleRecord
-                    ) -> list[str]:
+def _match_warnings(index: ReferenceIndex, code: CodeReuse, record: SampleRecord
+                    ) -> tuple[str, ...]:
     """What the analyst must know to read this result: an empty store, or a sample none of
     whose code is known runtime/library code (its toolchain probably has no baseline, so
     runtime functions it shares with stored samples count as family evidence)."""
@@ -405,14 +601,14 @@ def _match_warnings(index: ReferenceIndex, result: MatchResult, record: SampleRe
     if not index.families:
         out.append("the store holds no labelled (non-library) samples: there is nothing to "
                    "attribute to; add references with `kinship add FILE --family NAME`")
-    if result.n_considered_functions >= 10 and result.n_library_functions == 0:
+    if code.n_considered_functions >= 10 and not code.library_functions:
         what = " ".join(x for x in ((record.format or "").upper(), record.arch or "") if x)
         out.append(f"none of this {what} sample's functions "
                    "matched a compiler-runtime baseline or a library sample: its toolchain may "
                    "have no baseline here, so runtime code it shares with stored samples can "
                    "count as family evidence (see `kinship baseline list`; `kinship baseline "
                    "build` makes one from programs built with that toolchain)")
-    return out
+    return tuple(out)
 
 
 def _read_stamp(cache: Path) -> str | None:

@@ -9,17 +9,16 @@ strings/similarity.py), the combined score is a noisy-or in which strings count 
 so that shared distinctive strings raise a family's score, a family with no shared code can
 still be named by strings alone (at most ``string_weight``), and strings never lower a score.
 The verdict and the confidence then follow the same rule as code-only attribution
-(match/verdict.py).
+(match/verdict.py ``conclude``; kinship.api builds the result).
 """
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kinship.match.config import MatchConfig
-from kinship.match.result import ActorScore, FamilyScore, MatchResult
-from kinship.match.verdict import decide
+from kinship.match.result import FamilyScore
 from kinship.strings.similarity import StringReuse
 
 
@@ -33,47 +32,35 @@ class CombineConfig:
     string_weight: float = 0.5
 
 
-def combine(
-    result: MatchResult,
+def combine_families(
+    code: Sequence[FamilyScore],
     reuse: StringReuse,
     match_config: MatchConfig | None = None,
     config: CombineConfig | None = None,
-) -> MatchResult:
-    """A copy of the code-only ``result`` with string reuse folded into the family scores,
-    the actors, the verdict and the confidence, and the shared strings as evidence."""
+) -> list[FamilyScore]:
+    """The family ranking of code reuse (``code``, best first; its first ``max_families`` are
+    combined) with string reuse folded in, best first, at most ``max_families``. The verdict
+    and the actors follow from it by :func:`kinship.match.verdict.conclude`."""
     mcfg = match_config or MatchConfig()
     cfg = config or CombineConfig()
-    by_name = {f.family: f for f in result.families}
+    by_name = {f.family: f for f in code[: mcfg.max_families]}
     names = list(by_name) + [f for f in reuse.family_scores if f not in by_name]
     families: list[FamilyScore] = []
     for name in names:
-        code = by_name.get(name)
+        known = by_name.get(name)
         s = reuse.family_scores.get(name, 0.0)
-        c = code.score if code is not None else 0.0
+        c = known.score if known is not None else 0.0
         combined = 1.0 - (1.0 - c) * (1.0 - cfg.string_weight * s)
         families.append(FamilyScore(
             family=name,
-            actor=code.actor if code is not None else reuse.family_actor.get(name),
+            actor=known.actor if known is not None else reuse.family_actor.get(name),
             score=combined,
-            n_functions_matched=code.n_functions_matched if code is not None else 0,
-            coverage=code.coverage if code is not None else 0.0,
+            n_functions_matched=known.n_functions_matched if known is not None else 0,
+            coverage=known.coverage if known is not None else 0.0,
             code_score=c,
             string_score=s,
             n_strings_shared=reuse.family_strings.get(name, 0),
-            matched_instructions=code.matched_instructions if code is not None else 0,
+            matched_instructions=known.matched_instructions if known is not None else 0,
         ))
     families.sort(key=lambda f: (-f.score, f.family))
-    families = families[: mcfg.max_families]
-    actor_fams: dict[str, list[FamilyScore]] = {}
-    for f in families:
-        if f.actor:
-            actor_fams.setdefault(f.actor, []).append(f)
-    actors = sorted(
-        (ActorScore(a, fs[0].score, tuple(x.family for x in fs)) for a, fs in actor_fams.items()),
-        key=lambda a: -a.score,
-    )
-    verdict = decide(families, mcfg)
-    return dataclasses.replace(
-        result, verdict=verdict, families=families, actors=actors,
-        shared_strings=list(reuse.shared),
-    )
+    return families[: mcfg.max_families]

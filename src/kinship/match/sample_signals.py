@@ -13,7 +13,7 @@ TLSH, the distance.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from kinship.sample_hashes import tlsh_distance
@@ -39,13 +39,6 @@ class SampleSignal:
     signal: str  # imphash | rich_header | tlsh | pdb_path | exports
     value: str  # the shared value (for exports: the shared names, comma-separated)
     distance: int | None = None  # TLSH distance
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SampleSignal:
-        return cls(**d)
 
 
 def _hashes(info: dict[str, Any]) -> dict[str, Any]:

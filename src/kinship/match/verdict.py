@@ -25,15 +25,49 @@ The rule, in order (knobs in :class:`kinship.match.config.MatchConfig`):
 
 Library code (baseline packs, ``--library`` samples) never counts as evidence: the family
 scores and function counts this module reads are computed without it (aggregate.py).
+
+:func:`conclude` is the one place a family ranking becomes the listed families, the actors
+and the verdict, for code-only results (aggregate.py) and code + strings (combine.py) alike.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from kinship.match.config import MatchConfig
-from kinship.match.result import FamilyScore, Verdict, VerdictStatus
+from kinship.match.result import ActorScore, FamilyScore, Verdict, VerdictStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Conclusion:
+    """A ranking's listed families, its actors and the verdict."""
+
+    families: tuple[FamilyScore, ...]  # best first, at most max_families
+    actors: tuple[ActorScore, ...]  # best first
+    verdict: Verdict
+
+
+def conclude(ranked: Sequence[FamilyScore], cfg: MatchConfig) -> Conclusion:
+    """The result of ``ranked`` (every family scored, best first, library code excluded):
+    the first ``max_families`` families are listed and decide the verdict; each actor scores
+    as its best family among ``ranked``."""
+    families = tuple(ranked[: cfg.max_families])
+    return Conclusion(families, rank_actors(ranked), decide(families, cfg))
+
+
+def rank_actors(ranked: Sequence[FamilyScore]) -> tuple[ActorScore, ...]:
+    """One :class:`ActorScore` per actor of ``ranked`` (best first): its best family's score
+    and its families in ranking order."""
+    actor_fams: dict[str, list[FamilyScore]] = {}
+    for f in ranked:
+        if f.actor:
+            actor_fams.setdefault(f.actor, []).append(f)
+    return tuple(sorted(
+        (ActorScore(a, fs[0].score, tuple(x.family for x in fs)) for a, fs in actor_fams.items()),
+        key=lambda a: -a.score,
+    ))
 
 
 def confidence(score: float, runner_up: float, n_evidence: int, cfg: MatchConfig) -> float:
