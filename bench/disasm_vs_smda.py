@@ -98,7 +98,7 @@ class ToolRun:
     n_functions: int = 0
     n_instructions: int = 0
     load_s: float | None = None  # kinship: loader share of wall_s
-    # kinship: CPU seconds of features.extract_all on the result, timed after (not in) cpu_s;
+    # kinship: CPU seconds of features.extract_columns on the result, timed after (not in) cpu_s;
     # cpu_s + features_cpu_s is the whole ingest pipeline (kinship.pipeline.analyse's work)
     features_cpu_s: float | None = None
     # kinship: CPU seconds of strings.extract_strings (file strings + stack strings), timed
@@ -109,9 +109,6 @@ class ToolRun:
     # features, strings, sample hashes: all an ingest does per sample but the store write),
     # run separately after the rows above
     analyse_cpu_s: float | None = None
-    # kinship: the same analyse call with the columnar fast path switched off
-    # (kinship.pipeline.COLUMNAR_INGEST = False: Instruction/BasicBlock objects built)
-    analyse_objects_cpu_s: float | None = None
     message: str | None = None
     score: StartScore | None = None
     peak_rss_mib: float | None = None  # spawn child, after the analysis
@@ -132,8 +129,7 @@ class ToolRun:
         d = {k: v for k, v in asdict(self).items() if k not in ("starts", "score")}
         d["insn_per_cpu_s"] = _round(self.insn_per_cpu_s)
         d["func_per_cpu_s"] = _round(self.func_per_cpu_s)
-        for k in ("wall_s", "cpu_s", "load_s", "features_cpu_s", "strings_cpu_s", "analyse_cpu_s",
-                  "analyse_objects_cpu_s"):
+        for k in ("wall_s", "cpu_s", "load_s", "features_cpu_s", "strings_cpu_s", "analyse_cpu_s"):
             d[k] = _round(d[k], 4)
         if self.score is not None:
             s = self.score
@@ -193,10 +189,9 @@ class ToolTotals:
     fp_complete: int
     fn_complete: int
     max_peak_rss_mib: float | None
-    features_cpu_s: float | None = None  # kinship: extract_all CPU s (pipeline = cpu_s + this)
+    features_cpu_s: float | None = None  # kinship: features CPU s (pipeline = cpu_s + this)
     strings_cpu_s: float | None = None  # kinship: extract_strings CPU s (ingest = pipeline + this)
     analyse_cpu_s: float | None = None  # kinship: pipeline.analyse CPU s (measured on its own)
-    analyse_objects_cpu_s: float | None = None  # the same with the columnar path switched off
     # Functions both tools found at the same start (after each tool's label shift), summed over
     # the binaries: the same count for every tool, so rates over it compare equal work.
     n_common_functions: int | None = None
@@ -217,7 +212,7 @@ class ToolTotals:
 
     @property
     def pipeline_insn_per_cpu_s(self) -> float | None:
-        """Instructions per CPU-second of load + disassemble + extract_all (kinship)."""
+        """Instructions per CPU-second of load + disassemble + features (kinship)."""
         if self.features_cpu_s is None:
             return None
         cpu = self.cpu_s + self.features_cpu_s
@@ -270,7 +265,6 @@ class ToolTotals:
         d["ingest_insn_per_cpu_s"] = _round(self.ingest_insn_per_cpu_s)
         d["analyse_cpu_s"] = _round(self.analyse_cpu_s, 3)
         d["analyse_insn_per_cpu_s"] = _round(self.analyse_insn_per_cpu_s)
-        d["analyse_objects_cpu_s"] = _round(self.analyse_objects_cpu_s, 3)
         d["pipeline_insn_per_cpu_s"] = _round(self.pipeline_insn_per_cpu_s)
         d["common_func_per_cpu_s"] = _round(self.common_func_per_cpu_s)
         d["common_func_per_analyse_cpu_s"] = _round(self.common_func_per_analyse_cpu_s)
@@ -365,12 +359,8 @@ def run_kinship(path: Path, cfg: BenchConfig) -> ToolRun:
             "unavailable",
             message="kinship.binary.load / kinship.disasm.disassemble not present yet",
         )
-    import inspect
-
     from kinship.binary.load import load_file
     from kinship.disasm.disassemble import disassemble
-
-    lazy = "lazy" in inspect.signature(disassemble).parameters
     # Both tools run in this process, alternately: free the other tool's cyclic garbage
     # first, so that neither pays for a collection the other caused.
     gc.collect()
@@ -379,9 +369,9 @@ def run_kinship(path: Path, cfg: BenchConfig) -> ToolRun:
     try:
         binary = load_file(path)
         w1 = time.perf_counter()
-        # the ingest path: columnar, no Instruction objects (the object model is built from
-        # the columns on demand; analyse_objects_cpu_s below times the path that builds it)
-        dis = disassemble(binary, lazy=True) if lazy else disassemble(binary)
+        # the ingest path: the decoder's columns, no Instruction objects (those are built
+        # from the columns only when a caller keeps the disassembly)
+        dis = disassemble(binary, lazy=True)
     except Exception as e:  # a per-sample failure is a result, not an aborted batch
         return ToolRun(
             "kinship",
@@ -393,15 +383,11 @@ def run_kinship(path: Path, cfg: BenchConfig) -> ToolRun:
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     features_cpu: float | None = None
     try:
-        from kinship.features.extract import extract_all
+        from kinship.features.extract import extract_columns
 
         f0 = time.process_time()
-        if lazy and dis.columns is not None:
-            from kinship.features.columnar import extract_columns
-
-            extract_columns(dis.columns)
-        else:
-            extract_all(dis.functions)
+        assert dis.columns is not None
+        extract_columns(dis.columns)
         features_cpu = time.process_time() - f0
     except Exception as e:  # features are measured when they work; the disasm row stands
         logger.warning("features on %s: %s", path, e)
@@ -414,11 +400,7 @@ def run_kinship(path: Path, cfg: BenchConfig) -> ToolRun:
         strings_cpu = time.process_time() - s0
     except Exception as e:  # as for features
         logger.warning("strings on %s: %s", path, e)
-    starts = (
-        [f.va for f in dis.columns.functions]
-        if lazy and dis.columns is not None
-        else [f.va for f in dis.functions]
-    )
+    starts = [f.va for f in dis.columns.functions] if dis.columns is not None else []
     run = ToolRun(
         "kinship",
         "ok",
@@ -436,21 +418,11 @@ def run_kinship(path: Path, cfg: BenchConfig) -> ToolRun:
     try:
         import kinship.pipeline as pipeline
 
-        columnar = getattr(pipeline, "COLUMNAR_INGEST", None)
-        # both ingest paths, columnar (the default) first when there is one
-        for fast in (True, False) if columnar is not None else (True,):
-            if columnar is not None:
-                pipeline.COLUMNAR_INGEST = fast
-            _shared_templates_restore(shared)  # no head start from the run above on this file
-            gc.collect()
-            a0 = time.process_time()
-            pipeline.analyse(pipeline.SampleInput(name=str(path), path=path))
-            if fast:
-                run.analyse_cpu_s = time.process_time() - a0
-            else:
-                run.analyse_objects_cpu_s = time.process_time() - a0
-        if columnar is not None:
-            pipeline.COLUMNAR_INGEST = columnar
+        _shared_templates_restore(shared)  # no head start from the run above on this file
+        gc.collect()
+        a0 = time.process_time()
+        pipeline.analyse(pipeline.SampleInput(name=str(path), path=path))
+        run.analyse_cpu_s = time.process_time() - a0
     except Exception as e:  # as for features
         logger.warning("pipeline.analyse on %s: %s", path, e)
     return run
@@ -750,7 +722,6 @@ def totals(binaries: Sequence[BinaryResult], tools: Sequence[str]) -> dict[str, 
             features_cpu_s=_sum_if_all(runs, "features_cpu_s"),
             strings_cpu_s=_sum_if_all(runs, "strings_cpu_s"),
             analyse_cpu_s=_sum_if_all(runs, "analyse_cpu_s"),
-            analyse_objects_cpu_s=_sum_if_all(runs, "analyse_objects_cpu_s"),
             n_common_functions=n_common if len(tools) > 1 else None,
         )
     return out
@@ -916,7 +887,7 @@ def render_table(result: BenchResult, console: Any = None) -> None:
         kt = result.totals["kinship"]
         if kt.pipeline_insn_per_cpu_s is not None and kt.features_cpu_s is not None:
             line = (
-                f"pipeline (kinship load + disassemble + features; columnar when available): "
+                f"pipeline (kinship load + disassemble + features): "
                 f"cpu {kt.cpu_s + kt.features_cpu_s:.2f}s (features {kt.features_cpu_s:.2f}s)  "
                 f"{_fmt(kt.pipeline_insn_per_cpu_s)} insn/cpu-s"
             )
@@ -947,18 +918,6 @@ def render_table(result: BenchResult, console: Any = None) -> None:
                         if st_smda is not None
                         else ""
                     )
-                )
-            if kt.analyse_objects_cpu_s and kt.analyse_cpu_s:
-                objects = kt.n_instructions / kt.analyse_objects_cpu_s
-                con.print(
-                    f"  object path (COLUMNAR_INGEST=False): cpu {kt.analyse_objects_cpu_s:.2f}s"
-                    f"  {_fmt(objects)} insn/cpu-s"
-                    + (
-                        f"  = {_ratio(objects, st_smda.insn_per_cpu_s)} SMDA"
-                        if st_smda is not None
-                        else ""
-                    )
-                    + f"; columnar path {kt.analyse_objects_cpu_s / kt.analyse_cpu_s:.2f}x faster"
                 )
             for cell_line in _pipeline_per_cell(result):
                 con.print(cell_line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from kinship.disasm.model import BasicBlock, Discovery, Flow, Function, Instruction
 from kinship.exceptions import UsageError
 from kinship.features.config import FeatureConfig
-from kinship.features.extract import exact_hash, extract_all, extract_features
+from kinship.features.extract import extract_features, extract_functions
 from kinship.features.minhash import EMPTY_SLOT, estimate_jaccard, get_hasher
 from kinship.features.tokens import api_token_name, canonical_constant
 
@@ -97,11 +98,12 @@ def test_identical_functions_have_equal_features() -> None:
     assert -(2**63) <= a.exact_hash < 2**63
 
 
-def test_extract_all_matches_extract_features() -> None:
+def test_extract_functions_matches_extract_features() -> None:
     rng = random.Random(3)
     fns = [random_function(rng, 0x1000 * i) for i in range(50)] + [netsh_like(0x99000, True)]
-    batch = extract_all(fns)
+    batch = extract_functions(fns)
     assert batch == [extract_features(f) for f in fns]
+    assert extract_functions(fns[::-1]) == batch[::-1]  # input order kept
 
 
 def test_x86_x64_share_sem_not_exact() -> None:
@@ -130,7 +132,9 @@ def test_empty_and_generic_functions() -> None:
 def test_exact_hash_is_address_order() -> None:
     fn = netsh_like(0x1000, x64=False)
     shuffled = Function(fn.va, list(reversed(fn.blocks)), fn.discovery)
-    assert exact_hash(shuffled) == exact_hash(fn) == extract_features(shuffled).exact_hash
+    pic = b"".join(i.pic_bytes for b in fn.blocks for i in b.instructions)  # fn is in order
+    expected = int.from_bytes(hashlib.blake2b(pic, digest_size=8).digest(), "little", signed=True)
+    assert extract_features(shuffled).exact_hash == extract_features(fn).exact_hash == expected
 
 
 @pytest.mark.parametrize(

@@ -19,21 +19,14 @@ from kinship.binary.load import load_bytes, load_file
 from kinship.binary.model import Arch, Binary
 from kinship.disasm.disassemble import disassemble
 from kinship.disasm.model import Disassembly
-from kinship.features.columnar import extract_columns
 from kinship.features.config import FeatureConfig
-from kinship.features.extract import extract_all
+from kinship.features.extract import extract_columns
 from kinship.features.model import FunctionFeatures
 from kinship.sample_hashes import sample_hashes
 from kinship.store.model import SampleRecord
 from kinship.strings.extract import StringTable, extract_strings
 
 logger = logging.getLogger(__name__)
-
-# analyse(keep=False) takes the columnar fast path (kinship.disasm.columns,
-# kinship.features.columnar): no Instruction/BasicBlock objects are built. False falls back to
-# the object path everywhere (same results, slower); kept as a switch for bisecting.
-COLUMNAR_INGEST = True
-
 
 @dataclass
 class Labels:
@@ -143,18 +136,17 @@ def _analyse(item: SampleInput, *, keep: bool) -> AnalysedSample:
     t0 = time.perf_counter()
     binary = load_input(item)
     t1 = time.perf_counter()
-    # Without keep, nobody reads Instruction/BasicBlock objects: the columnar fast path
-    # computes features and strings straight from the decoder's columns (identical values,
-    # tests/test_perf_equivalence.py).
-    columnar = COLUMNAR_INGEST and not keep
-    dis = disassemble(binary, lazy=columnar)
+    # Features and strings come from the decoder's columns; Instruction/BasicBlock objects are
+    # built only when asked for (evidence views, capa, YARA rules read them).
+    dis = disassemble(binary, lazy=True)
     t2 = time.perf_counter()
-    if columnar and dis.columns is not None:
-        feats = extract_columns(dis.columns)
-    else:
-        feats = extract_all(dis.functions)
+    assert dis.columns is not None  # disassemble(lazy=True) always carries them
+    feats = extract_columns(dis.columns)
     t3 = time.perf_counter()
     strings = extract_strings(binary, dis)
+    if keep:
+        dis.materialise()
+        dis.columns = None  # as an eager disassembly: the objects hold the same information
     labels = item.labels
     info = binary_info(binary)
     # Weak sample-level evidence (ssdeep, pure Python and slow, only in `kinship info`).

@@ -10,14 +10,16 @@ instruction as an index ``i`` into flat columns instead of an object::
 
 A basic block is a half-open index range ``[start, end)`` of one linear run; a function is its
 list of block VAs (entry first, the rest ascending, as in :class:`~kinship.disasm.model.Function`).
-:meth:`CodeColumns.functions` builds the object model from this on demand (evidence views,
-``pipeline.analyse(keep=True)``); :mod:`kinship.features.columnar` computes features straight
-from the columns.
+:meth:`CodeColumns.function_objects` builds the object model from this on demand (evidence
+views, capa, ``pipeline.analyse(keep=True)``); :mod:`kinship.features.extract`, the one
+featuriser, computes features straight from the columns. :meth:`CodeColumns.from_functions`
+goes the other way, for Function objects made by hand (tests, the matcher without binaries).
 """
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -159,9 +161,84 @@ class CodeColumns:
             if o is not None:
                 o.norm = norm
 
+    @classmethod
+    def from_functions(cls, functions: Sequence[Function]) -> CodeColumns:
+        """The columns of Function objects (the inverse of :meth:`function_objects`).
+
+        Every field the features read round-trips. A branch (``target`` set) keeps its target
+        and API and drops ``imm``/``string``, as the decoder makes them; other instructions keep
+        everything. Blocks are laid out entry first, the rest by address (the FunctionBlocks
+        order). Raises ValueError for an empty block, two functions' different blocks at one
+        VA, or two functions at one VA.
+        """
+        b = _ColumnsBuilder()
+        out = [b.add_function(fn) for fn in functions]
+        if len({fb.va for fb in out}) != len(out):
+            raise ValueError("two functions at one VA")
+        out.sort(key=lambda fb: fb.va)
+        return cls(b.tlist, b.vas, b.tids, b.x_target, {}, b.x_api, {}, {}, b.blocks, out)
+
     def n_instructions(self) -> int:
         """Instructions of all functions (blocks shared by several counted for each)."""
         blocks = self.blocks
         return sum(
             blocks[v].end - blocks[v].start for fb in self.functions for v in fb.blocks
+        )
+
+
+class _ColumnsBuilder:
+    """Accumulates the columns of :meth:`CodeColumns.from_functions`."""
+
+    def __init__(self) -> None:
+        self.tlist: list[Template] = []
+        self.ids: dict[Template, int] = {}
+        self.vas: list[int] = []
+        self.tids: list[int] = []
+        self.x_target: dict[int, int] = {}
+        self.x_api: dict[int, str] = {}
+        self.blocks: dict[int, BlockSpan] = {}
+        self.made: dict[int, list[Instruction]] = {}  # block VA -> its instructions
+
+    def template(self, i: Instruction) -> int:
+        if i.target is not None:
+            t: Template = (i.mnemonic, i.norm, i.flow, i.pic_bytes, None, None, None, None,
+                           DEP_BRANCH, 0, False, -1, 0)
+        else:
+            t = (i.mnemonic, i.norm, i.flow, i.pic_bytes, i.data_ref, i.imm, i.api, i.string,
+                 DEP_NONE, 0, False, -1, 0)
+        tid = self.ids.get(t)
+        if tid is None:
+            tid = self.ids[t] = len(self.tlist)
+            self.tlist.append(t)
+        return tid
+
+    def add_block(self, block: BasicBlock) -> None:
+        known = self.made.get(block.va)
+        if known is not None:
+            if known is not block.instructions and known != block.instructions:
+                raise ValueError(f"two different blocks at {block.va:#x}")
+            return
+        if not block.instructions:
+            raise ValueError(f"empty block at {block.va:#x}")
+        start = len(self.vas)
+        for ins in block.instructions:
+            k = len(self.vas)
+            self.vas.append(ins.va)
+            self.tids.append(self.template(ins))
+            if ins.target is not None:
+                self.x_target[k] = ins.target
+                if ins.api:
+                    self.x_api[k] = ins.api
+        self.blocks[block.va] = BlockSpan(block.va, start, len(self.vas), list(block.successors))
+        self.made[block.va] = block.instructions
+
+    def add_function(self, fn: Function) -> FunctionBlocks:
+        ordered = fn.blocks[:1] + sorted(fn.blocks[1:], key=lambda blk: blk.va)
+        successors: dict[int, list[int]] = {}
+        for block in ordered:
+            self.add_block(block)
+            if self.blocks[block.va].successors != block.successors:
+                successors[block.va] = list(block.successors)
+        return FunctionBlocks(
+            fn.va, [blk.va for blk in ordered], fn.discovery, fn.name, list(fn.calls), successors
         )

@@ -13,23 +13,21 @@ Sem tokens (architecture independent): API names (``kernel32.dll!CreateProcessA`
 same of its direct callees and (re-tagged) callers (:mod:`kinship.features.context`) and, when
 at least one of those exists, :data:`N_SHAPE_TOKENS` CFG-shape buckets.
 
-Every token ends up as a uint64 hash. The Python part of the work is one pass over the
-instructions; n-gram combination and hashing are vectorised over a whole batch of functions.
-Tokens come back flat, with the index of the function (the *segment*) of each token.
+Every token ends up as a uint64 hash. Per-instruction ids come from per-template tables
+(:mod:`kinship.features.extract`); n-gram combination and hashing are vectorised over a whole
+batch of functions. Tokens come back flat, with the index of the function (the *segment*) of
+each token.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 
-from kinship.disasm.model import Flow, Function, Instruction
 from kinship.features.config import FeatureConfig
 from kinship.features.minhash import I64, U64, mix64
 
@@ -68,8 +66,6 @@ _NGRAM_SALT = [
 _MNEMONIC_SALT = np.uint64(0x5BE0CD19137E2179)
 _GRAM_MULT = np.uint64(0x9E3779B97F4A7C15)
 _POS_MULT = np.uint64(0xD6E8FEB86659FD93)
-
-T = TypeVar("T")
 
 _FOLDS = (("reg64", "reg"), ("reg32", "reg"), ("qword", "mem"), ("dword", "mem"))
 
@@ -172,40 +168,8 @@ def _bucket(n: int) -> int:
     return min(n.bit_length(), 16)
 
 
-def shape_tokens(fn: Function, n_calls: int) -> list[int]:
-    """Raw (unmixed) CFG-shape tokens of a function: N_SHAPE_TOKENS of them."""
-    n_loops = 0
-    max_out = 0
-    n_edges = 0
-    for b in fn.blocks:
-        succ = b.successors
-        n_edges += len(succ)
-        if len(succ) > max_out:
-            max_out = len(succ)
-        for s in succ:
-            if s <= b.va:  # back edge in address order: a loop
-                n_loops += 1
-    return shape_values(len(fn.blocks), n_edges, n_loops, max_out, n_calls)
-
-
-def code_tokens_batch(scan: BatchScan, config: FeatureConfig) -> TokenBatch:
-    """Code tokens of every function of a batch (see module docstring), vectorised."""
-    n = scan.n_functions
-    if not scan.norms:
-        return TokenBatch(np.zeros(0, np.uint64), np.zeros(0, np.int64), n)
-    ids = np.array(_NORMS[config.fold_register_width].ids(scan.norms), dtype=np.uint64)
-    mids = (
-        np.array(_MNEMONICS_BY_NORM.ids(scan.norms), dtype=np.uint64)
-        if config.block_mnemonic_tokens
-        else ids
-    )
-    lens = np.array(scan.block_lens, dtype=np.int64)
-    block_fn = np.array(scan.block_fn, dtype=np.int64)
-    return code_tokens_from_ids(ids, mids, lens, block_fn, n, config)
-
-
 def norm_ids(norms: list[str], config: FeatureConfig) -> list[int]:
-    """Token ids of normalised instructions (as :func:`code_tokens_batch` hashes them)."""
+    """Token ids of normalised instructions (the code-token hash of each)."""
     return _NORMS[config.fold_register_width].ids(norms)
 
 
@@ -248,164 +212,11 @@ def code_tokens_from_ids(
     return TokenBatch(np.concatenate(parts), np.concatenate(segs), n)
 
 
-@dataclass(frozen=True, slots=True)
-class FunctionScan:
-    """What one Python pass over a function's instructions collects for the sem tokens and the
-    FunctionFeatures fields."""
-
-    apis: tuple[str, ...]  # imported APIs called, in code order
-    strings: tuple[str, ...]  # referenced strings, in code order
-    imms: tuple[int, ...]  # non-address immediates
-    n_calls: int
-    n_instructions: int
-    size: int  # bytes of code
-    pic: bytes  # concatenated pic_bytes in block order
-    in_order: bool  # blocks were sorted by va (so ``pic`` is in address order)
-
-
-def scan_function(fn: Function) -> FunctionScan:
-    """One pass over the instructions of ``fn`` (blocks in the order given)."""
-    apis: list[str] = []
-    strings: list[str] = []
-    imms: list[int] = []
-    pics: list[bytes] = []
-    n_calls = 0
-    n_ins = 0
-    size = 0
-    in_order = True
-    last_va = -1
-    for b in fn.blocks:
-        if b.va < last_va:
-            in_order = False
-        last_va = b.va
-        ins = b.instructions
-        n_ins += len(ins)
-        pics += [i.pic_bytes for i in ins]
-        size += sum([i.size for i in ins])
-        apis += [i.api for i in ins if i.api]
-        strings += [i.string for i in ins if i.string]
-        imms += [i.imm for i in ins if i.imm is not None]
-        n_calls += [i.flow for i in ins].count(Flow.CALL)
-    return FunctionScan(
-        tuple(apis), tuple(strings), tuple(imms), n_calls, n_ins, size, b"".join(pics), in_order
-    )
-
-
-_GET_NORM: Callable[[Instruction], str] = operator.attrgetter("norm")
-_GET_PIC: Callable[[Instruction], bytes] = operator.attrgetter("pic_bytes")
-_GET_API: Callable[[Instruction], str] = operator.attrgetter("api")  # only read where set
-_GET_STRING: Callable[[Instruction], str] = operator.attrgetter("string")
-_GET_IMM: Callable[[Instruction], int] = operator.attrgetter("imm")
-_GET_FLOW: Callable[[Instruction], Flow] = operator.attrgetter("flow")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class BatchScan:
-    """One pass over the instructions of a batch of functions, as flat columns.
-
-    ``norms[i]`` belongs to the i-th instruction of the batch (functions in
-    order, blocks in the order given, empty blocks skipped); ``block_lens``/``block_fn`` give
-    each non-empty block's instruction count and function index; ``functions[k]`` holds the
-    per-function fields (equal to ``scan_function(functions[k])``).
-    """
-
-    n_functions: int
-    norms: list[str]
-    block_lens: list[int]
-    block_fn: list[int]
-    functions: list[FunctionScan]
-
-
-def _split_hits(
-    insns: list[Instruction], present: Iterable[object], get: Callable[[Instruction], T], cut: I64
-) -> tuple[list[T], list[int]]:
-    """Values ``get(insn)`` of the instructions where ``present`` is true, and the number of
-    hits before each function end in ``cut`` (so function k's hits are [bounds[k-1]:bounds[k]])."""
-    idx = list(itertools.compress(itertools.count(), present))
-    values = list(map(get, map(insns.__getitem__, idx)))
-    bounds: list[int] = np.searchsorted(np.array(idx, dtype=np.int64), cut).tolist()
-    return values, bounds
-
-
-def scan_batch(functions: Sequence[Function]) -> BatchScan:
-    """:func:`scan_function` of every function plus the code-token columns, in one pass.
-
-    Dense fields (norm, pic_bytes) are read with one C-level getter call per
-    instruction; sparse ones (api, string, imm, calls) are located with ``itertools.compress``
-    and only their hits are touched in Python.
-    """
-    insns: list[Instruction] = []
-    block_lens: list[int] = []
-    block_fn: list[int] = []
-    fn_ends: list[int] = []
-    in_order: list[bool] = []
-    for f_idx, fn in enumerate(functions):
-        ordered = True
-        last_va = -1
-        for b in fn.blocks:
-            ins = b.instructions
-            if b.va < last_va:
-                ordered = False
-            last_va = b.va
-            if ins:
-                insns += ins
-                block_lens.append(len(ins))
-                block_fn.append(f_idx)
-        fn_ends.append(len(insns))
-        in_order.append(ordered)
-    norms = list(map(_GET_NORM, insns))
-    pics = list(map(_GET_PIC, insns))
-    cut = np.array(fn_ends, dtype=np.int64)
-    apis, api_end = _split_hits(insns, map(_GET_API, insns), _GET_API, cut)
-    strings, str_end = _split_hits(insns, map(_GET_STRING, insns), _GET_STRING, cut)
-    imms, imm_end = _split_hits(
-        insns, map(operator.is_not, map(_GET_IMM, insns), itertools.repeat(None)), _GET_IMM, cut
-    )
-    _, call_end = _split_hits(
-        insns,
-        map(operator.is_, map(_GET_FLOW, insns), itertools.repeat(Flow.CALL)),
-        _GET_FLOW,
-        cut,
-    )
-    scans: list[FunctionScan] = []
-    start = a0 = s0 = i0 = c0 = 0
-    for k, end in enumerate(fn_ends):
-        pic = b"".join(pics[start:end])
-        a1, s1, i1, c1 = api_end[k], str_end[k], imm_end[k], call_end[k]
-        scans.append(
-            FunctionScan(
-                tuple(apis[a0:a1]),
-                tuple(strings[s0:s1]),
-                tuple(imms[i0:i1]),
-                c1 - c0,
-                end - start,
-                len(pic),
-                pic,
-                in_order[k],
-            )
-        )
-        start, a0, s0, i0, c0 = end, a1, s1, i1, c1
-    return BatchScan(len(functions), norms, block_lens, block_fn, scans)
-
-
-def sem_raw_tokens(
-    fn: Function, config: FeatureConfig, scan: FunctionScan | None = None
-) -> list[int]:
-    """Raw (unmixed) sem tokens of one function alone (no call-graph context: see
-    features.context); empty when it has too few specific ones."""
-    if scan is None:
-        scan = scan_function(fn)
-    out = sem_specific_tokens(scan.apis, scan.strings, scan.imms, config)
-    if out and config.sem_cfg_shape:
-        out += shape_tokens(fn, scan.n_calls)
-    return out
-
-
 def sem_specific_tokens(
     apis: Sequence[str], strings: Sequence[str], imms: Sequence[int], config: FeatureConfig
 ) -> list[int]:
     """The raw API, string and constant sem tokens (no shape tokens) of one function, or []
-    when fewer than ``config.sem_min_specific_tokens`` (same rules as sem_raw_tokens)."""
+    when fewer than ``config.sem_min_specific_tokens``."""
     toks: set[int] = set()
     if apis and (config.sem_apis or config.sem_api_bigrams):
         api_ids = [_api_id(a) for a in apis]
@@ -439,7 +250,8 @@ def sem_specific_tokens(
 def shape_values(
     n_blocks: int, n_edges: int, n_loops: int, max_out: int, n_calls: int
 ) -> list[int]:
-    """Raw CFG-shape tokens from the counts (see :func:`shape_tokens`)."""
+    """Raw (unmixed) CFG-shape tokens of a function from its counts: N_SHAPE_TOKENS of them.
+    A loop is a back edge in address order (successor VA <= block VA)."""
     values = (
         _bucket(n_blocks),
         _bucket(n_edges),
