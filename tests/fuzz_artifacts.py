@@ -230,8 +230,8 @@ class _Targets:
 
         from rich.console import Console
 
+        from kinship.api import open_attributor
         from kinship.artifacts.analyze import analyze_file
-        from kinship.artifacts.attribution import open_attributor
         from kinship.render.artifact import render_artifact
 
         if self._attributor is None:

@@ -202,7 +202,7 @@ def test_library_functions_of_the_store_are_skipped(bins: dict[str, Path], tmp_p
     with Kinship(tmp_path / "k.db") as k:
         k.add([bins["other_x64.exe"]], Labels(is_library=True))
         expected = k.library_functions(a)
-        library, note = library_code(a, k)
+        library, note = library_code(a, k.library_functions)
     assert note is None and library == expected and len(library) > 20  # MinGW runtime
     res = find_capabilities(a.binary, a.disassembly, load_rule_sets(), library_vas=library,
                             library_note=note)

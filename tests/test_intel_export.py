@@ -11,12 +11,14 @@ import pytest
 from pymisp import MISPEvent
 from stix2validator import ValidationOptions, validate_string
 
+from kinship.api import report as build_report
 from kinship.export.csv_iocs import to_csv
 from kinship.export.misp import to_misp_event
 from kinship.export.navigator import to_layer
 from kinship.export.stix import to_bundle
 from kinship.intel.iocs import iocs_from_text
-from kinship.report.build import IntelReport, ReportOptions, build_report
+from kinship.report.build import ReportOptions
+from kinship.report.model import IntelReport
 from kinship.rules.yara_gen import generate_family_rule
 from kinship.rules.yara_validate import sha256_file
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kinship.report.build import ReportOptions, build_report, write_report
+from kinship.api import report as build_report
+from kinship.api import write_report
+from kinship.report.build import ReportOptions
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -46,14 +48,14 @@ def test_report_reuses_evidence_views_and_round_trips(bins: dict[str, Path],
 
     from kinship.api import Kinship
     from kinship.pipeline import Labels
-    from kinship.report.build import IntelReport
+    from kinship.report.model import IntelReport
 
     with Kinship(tmp_path / "k.db") as k:
         k.add([bins["netsh_x86.exe"]], Labels(family="netsh", actor="APT38",
                                               source="Vendor 2016"))
         k.add([bins["other_x86.exe"]], Labels(family="other"))
-        report = build_report([bins["netsh_x64.exe"]],
-                              ReportOptions(capa_rules=None, lang="en"), kinship=k)
+        report = k.report([bins["netsh_x64.exe"]],
+                          ReportOptions(capa_rules=None, lang="en"))
     s = report.samples[0]
     assert s.verdict is not None and s.verdict["family"] == "netsh"
     # coverage picture, top pair side by side (reference from the kept file), strings + dumps

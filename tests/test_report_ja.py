@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from kinship.intel.attack import TACTIC_NAMES
-from kinship.report.build import TEMPLATES, IntelReport, ReportOptions, build_report, render
+from kinship.report.build import TEMPLATES, ReportOptions, render
+from kinship.report.model import IntelReport
 
 WORD = re.compile(r"(?<![0-9A-Za-z_])[A-Za-z]{2,}(?![0-9A-Za-z_])")  # words, not hex
 
@@ -83,9 +84,8 @@ def ja_report(bins: dict[str, Path], shared_dir: Path | None,
                                               source="Vendor 2016", first_seen="2016-03"))
         k.add([bins["netsh_elf64"]], Labels(family="netsh", actor="APT38"))
         k.add([bins["other_x86.exe"]], Labels(family="other"))
-        return build_report([bins["netsh_x64.exe"]], ReportOptions(
-            capa_rules=rules if rules is not None and rules.is_dir() else None, lang="ja"),
-            kinship=k)
+        return k.report([bins["netsh_x64.exe"]], ReportOptions(
+            capa_rules=rules if rules is not None and rules.is_dir() else None, lang="ja"))
 
 
 def test_strings_files_have_the_same_keys() -> None:

@@ -13,8 +13,10 @@ import pytest
 import yaml
 from stix2validator import ValidationOptions, validate_string
 
+from kinship.api import write_report
 from kinship.export.stix import to_bundle
-from kinship.report.build import IntelReport, ReportOptions, build_report, render, write_report
+from kinship.report.build import ReportOptions, render
+from kinship.report.model import IntelReport
 from kinship.report.verdict import confidence_text, verdict_view
 
 
@@ -37,7 +39,7 @@ def case(bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
                                                 source="Vendor 2017", first_seen="2017-01"))
             k.add([bins["other_x86.exe"]], Labels(family="other", source="Goodware"))
             k.add([bins["other_elf64"]], Labels(family="other"))
-            report = build_report([bins["netsh_x64.exe"]], ReportOptions(), kinship=k)
+            report = k.report([bins["netsh_x64.exe"]], ReportOptions())
         files = write_report(report, tmp / "out")
     finally:
         mp.undo()

@@ -1,26 +1,27 @@
-"""Attributing executables found in artifacts with the store (``Kinship.match``).
+"""Attributing executables found in artifacts with the store.
 
-:func:`open_attributor` yields a callable ``(name, data) -> Attribution``. With no store file,
-or an empty store, every executable gets ``status="skipped"`` and the reason, so a phishing
-mail can be analysed on a machine without references. The executable is written to a private
-temporary file only for the duration of the match (the analysers read files).
+An :data:`Attributor` is a callable ``(name, data) -> Attribution``. :func:`attributor` makes
+one from a match over bytes (:meth:`kinship.api.Kinship.match_bytes`); the executable is
+analysed in memory, never written to disk. With no store file, or an empty store, every
+executable gets ``status="skipped"`` and the reason (:func:`skipped`), so a phishing mail can
+be analysed on a machine without references; :func:`kinship.api.open_attributor` picks
+between the two.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 
 from kinship.artifacts.model import Attribution
 from kinship.exceptions import KinshipError
-from kinship.store.paths import default_db, is_postgres_url
+from kinship.match.result import MatchResult
 
 logger = logging.getLogger(__name__)
 
 Attributor = Callable[[str, bytes], Attribution]
+# (name, data) -> the store's match of that executable
+BytesMatcher = Callable[[str, bytes], MatchResult]
 
 
 def skipped(reason: str) -> Attributor:
@@ -32,32 +33,18 @@ def skipped(reason: str) -> Attributor:
     return attribute
 
 
-@contextmanager
-def open_attributor(db: str | Path | None) -> Iterator[Attributor]:
-    """An attributor over the store ``db`` (default store when None)."""
-    target = db if db else default_db()
-    if not is_postgres_url(target) and not Path(target).is_file():
-        yield skipped(f"no store at {target}: executables not attributed")
-        return
-    from kinship.api import Kinship
+def attributor(match: BytesMatcher) -> Attributor:
+    """An attributor over ``match``: the verdict of each executable, or the error that kept
+    it from one (an error is a result, not an aborted artifact)."""
 
-    with Kinship(target, keep_files=False) as k:
-        if k.stats().samples == 0:
-            yield skipped(f"store {target} is empty: executables not attributed")
-            return
+    def attribute(name: str, data: bytes) -> Attribution:
+        try:
+            r = match(name, data)
+        except KinshipError as e:
+            return Attribution("error", str(e))
+        v = r.verdict
+        return Attribution("matched" if v.family else "unknown",
+                           "" if v.family else v.reason,
+                           v.family, v.actor, v.confidence, v.score)
 
-        def attribute(name: str, data: bytes) -> Attribution:
-            suffix = Path(name).suffix[:16] or ".bin"
-            with tempfile.TemporaryDirectory(prefix="kinship-artifact-") as tmp:
-                path = Path(tmp) / f"sample{suffix}"
-                path.write_bytes(data)
-                try:
-                    r = k.match(path)
-                except KinshipError as e:
-                    return Attribution("error", str(e).replace(str(path), name))
-            v = r.verdict
-            return Attribution("matched" if v.family else "unknown",
-                               "" if v.family else v.reason,
-                               v.family, v.actor, v.confidence, v.score)
-
-        yield attribute
+    return attribute

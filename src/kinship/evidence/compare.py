@@ -161,6 +161,7 @@ def _ref(s: AnalysedSample) -> SampleRef:
 def compare_samples(
     left: AnalysedSample, right: AnalysedSample, *, max_listed: int = MAX_LISTED_PAIRS,
     t0: float | None = None, library: dict[int, str] | None = None,
+    config: MatchConfig | None = None,
 ) -> CompareResult:
     """Pairs of ``left``'s functions with their best match in ``right``.
 
@@ -168,7 +169,7 @@ def compare_samples(
     non-C-library APIs both sides share (what an analyst shows first: the CreateProcess/Sleep
     routine, the netsh command builder), with library code (``library``: VA -> label of
     ``left``'s functions recognised as compiler runtime or library code) after everything else
-    and out of the similarity.
+    and out of the similarity. ``config`` gives ``min_instructions`` (default MatchConfig).
     """
     library = library or {}
     library_vas = set(library)
@@ -197,7 +198,7 @@ def compare_samples(
     # similarity = the share of the left sample's own (non-library) instructions, in functions
     # of >= min_instructions, that have a match in the right one: the definition of a family's
     # coverage in `kinship match` (FamilyScore.coverage), so the two views agree
-    min_ins = MatchConfig().min_instructions
+    min_ins = (config or MatchConfig()).min_instructions
     own = [f for f in left.features if f.va not in library_vas and f.n_instructions >= min_ins]
     matched = {p.left_va for p in pairs}
     total = sum(f.n_instructions for f in own) or 1

@@ -14,15 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kinship.evidence.compare import FunctionPair, aligned_rows, shared, shared_apis
 from kinship.evidence.hexdump import LINE_WIDTH, HexDump, hexdump
 from kinship.match.result import FunctionMatch, MatchResult
 from kinship.pipeline import AnalysedSample, SampleInput, analyse
-
-if TYPE_CHECKING:
-    from kinship.api import Kinship
+from kinship.store.model import SampleRecord
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +30,10 @@ MAX_REFERENCE_PAIRS = 10
 # (0.1-2 s for typical samples), the dominant cost of the evidence views.
 MAX_REFERENCE_SAMPLES = 4
 
+# sha256 -> the kept copy of a stored sample, if any (Kinship.sample_file)
 FileLocator = Callable[[str], Path | None]
+# sha256 -> the stored sample's record, if the store holds it
+RecordLookup = Callable[[str], SampleRecord | None]
 
 
 @dataclass
@@ -189,18 +189,16 @@ def reference_evidence(
     return out
 
 
-def match_reference_evidence(k: Kinship, res: MatchResult, sample: AnalysedSample,
-                             max_pairs: int = MAX_REFERENCE_PAIRS) -> ReferenceEvidence:
-    """:func:`reference_evidence` from the files kept next to ``k``'s store, each reference
-    described by its stored labels (name, family, source)."""
-    from kinship.exceptions import KinshipError
+def match_reference_evidence(res: MatchResult, sample: AnalysedSample, locate: FileLocator,
+                             lookup: RecordLookup, max_pairs: int = MAX_REFERENCE_PAIRS
+                             ) -> ReferenceEvidence:
+    """:func:`reference_evidence` from the kept files (``locate``), each reference described
+    by its stored labels (``lookup``: name, family, source)."""
 
     def describe(sha: str) -> ReferenceSample | None:
-        try:
-            r = k.store.get_sample(sha)
-        except KinshipError:
+        r = lookup(sha)
+        if r is None:
             return None
         return ReferenceSample(r.sha256, Path(r.name).name, r.arch, r.family, r.source)
 
-    return reference_evidence(res, sample, k.sample_file, max_pairs=max_pairs,
-                              describe=describe)
+    return reference_evidence(res, sample, locate, max_pairs=max_pairs, describe=describe)

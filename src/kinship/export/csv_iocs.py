@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from kinship.report.build import IntelReport
+from kinship.report.model import IntelReport
 
 COLUMNS = ("type", "value", "defanged", "sample_sha256", "source_kind", "file_offset", "va",
            "function_va", "context")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kinship.report.build import IntelReport
+from kinship.report.model import IntelReport
 from kinship.report.verdict import ATTRIBUTED, verdict_view
 
 logger = logging.getLogger(__name__)

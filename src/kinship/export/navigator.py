@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kinship.intel.attack import ATTACK_VERSION
-from kinship.report.build import IntelReport
+from kinship.report.model import IntelReport
 
 NAVIGATOR_VERSION = "5.1.0"
 LAYER_VERSION = "4.5"

@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,7 +33,6 @@ from kinship.exceptions import UsageError
 from kinship.intel.capa_extractor import KinshipCapaExtractor
 
 if TYPE_CHECKING:
-    from kinship.api import Kinship
     from kinship.pipeline import AnalysedSample
 
 logger = logging.getLogger(__name__)
@@ -342,22 +341,15 @@ def load_rules(config: CapabilitiesConfig | None = None) -> Any:
     return load_rule_sets(config).ruleset
 
 
-def library_code(sample: AnalysedSample, kinship: Kinship | None = None
+def library_code(sample: AnalysedSample, library: Callable[[AnalysedSample], set[int]]
                  ) -> tuple[set[int], str | None]:
-    """VAs of ``sample``'s functions recognised as library code, and why none could be.
-
-    ``kinship`` is the open store (its library corpus and compiler-runtime baseline); None
-    looks with an empty in-memory store, which still knows what kinship ships.
-    """
-    from kinship.api import Kinship
+    """VAs of ``sample``'s functions recognised as library code by ``library`` (an open
+    store's :meth:`kinship.api.Kinship.library_functions`: its library corpus and the
+    compiler-runtime baseline), and why none could be."""
     from kinship.exceptions import KinshipError
-    from kinship.store.memory import MemoryStore
 
     try:
-        if kinship is not None:
-            return kinship.library_functions(sample), None
-        with Kinship(store=MemoryStore(), keep_files=False) as k:
-            return k.library_functions(sample), None
+        return library(sample), None
     except KinshipError as e:
         logger.warning("library code not recognised: %s", e)
         return set(), f"library code not recognised: {e}"
@@ -479,3 +471,17 @@ def find_capabilities(binary: Binary, disassembly: Disassembly, rules: LoadedRul
         n_library_functions=len(library),
         library_note=library_note,
     )
+
+
+def sample_capabilities(sample: AnalysedSample,
+                        library: Callable[[AnalysedSample], set[int]],
+                        capa_rules: Path | None = None
+                        ) -> tuple[AnalysedSample, CapabilitiesResult]:
+    """Capabilities of an analysed sample (``keep=True``): kinship's rules and capa's
+    (``capa_rules`` or $KINSHIP_CAPA_RULES), functions ``library`` recognises not searched."""
+    assert sample.binary is not None and sample.disassembly is not None
+    rules = load_rule_sets(CapabilitiesConfig(rules_dir=capa_rules))
+    library_vas, note = library_code(sample, library)
+    res = find_capabilities(sample.binary, sample.disassembly, rules, name=sample.record.name,
+                            library_vas=library_vas, library_note=note)
+    return sample, res

@@ -13,10 +13,24 @@ A family without a rule gets a note saying why (a code and the detail), never si
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from kinship.exceptions import NotFoundError, UsageError
+from kinship.match.result import MatchResult
+from kinship.store.base import Store
+from kinship.store.files import SampleFiles
 from kinship.store.model import SampleRecord
+
+if TYPE_CHECKING:
+    from kinship.pipeline import AnalysedSample
+    from kinship.rules.sigma_gen import SigmaConfig, SigmaResult
+    from kinship.rules.yara_gen import FamilyRule, YaraConfig
+
+# VAs of a sample's library/runtime functions (Kinship.library_functions).
+LibraryFn = Callable[["AnalysedSample"], set[int]]
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +59,18 @@ def _note(kind: str, code: str, detail: str) -> dict[str, Any]:
     return {"kind": kind, "code": code, "detail": detail}
 
 
-def family_rules(kinship: Any, family: str) -> DetectionRules:
-    """Validated YARA and Sigma rules for ``family`` from the open ``kinship`` store."""
+def family_rules(store: Store, kept: SampleFiles | None, library: LibraryFn, family: str
+                  ) -> DetectionRules:
+    """Validated YARA and Sigma rules for ``family`` from ``store``, the sample files kept
+    in ``kept`` and ``library`` (library/runtime functions are never rule material)."""
     from kinship.rules.sigma_gen import generate_family_rules
     from kinship.rules.yara_gen import generate_family_rule
     from kinship.rules.yara_validate import locate_files
 
-    records = list(kinship.store.samples())
+    records = list(store.samples())
     members = {r.sha256 for r in records if r.family == family}
     out = DetectionRules(n_members=len(members), n_others=len(records) - len(members))
-    files = locate_files([r.sha256 for r in records], kinship.files, [])
+    files = locate_files([r.sha256 for r in records], kept, [])
     missing = members - files.keys()
     others = {h: p for h, p in files.items() if h not in members}
     if missing:
@@ -65,40 +81,88 @@ def family_rules(kinship: Any, family: str) -> DetectionRules:
             out.notes.append(_note("yara", OTHERS_MISSING,
                                    f"{len(others)} of {out.n_others}"))
         rule = generate_family_rule(family, {h: files[h] for h in members}, others,
-                                    library=kinship.library_functions)
+                                    library=library)
         if rule is None:
             out.notes.append(_note("yara", NO_RULE, family))
         else:
             out.yara.append(rule.to_dict())
-    sigma = generate_family_rules(kinship.store, family)
+    sigma = generate_family_rules(store, family)
     out.sigma = [r.to_dict() for r in sigma.rules]
     if not sigma.rules:
         out.notes.append(_note("sigma", NO_RULE, f"{family} ({len(sigma.dropped)} dropped)"))
     return out
 
 
-def reference_rows(kinship: Any, match: dict[str, Any]) -> list[dict[str, Any]]:
-    """The stored samples ``match`` (``MatchResult.to_dict()``) shares code with, best first,
-    with their provenance labels: sha256, name, family, actor, source, first_seen, version,
-    score, n_functions_matched. Library samples are not references."""
-    labels: dict[str, SampleRecord] = {r.sha256: r for r in kinship.store.samples()}
+def family_yara_rule(store: Store, files: SampleFiles | None, library: LibraryFn, family: str,
+                     *, sample_dirs: Sequence[Path] = (), config: YaraConfig | None = None
+                     ) -> FamilyRule:
+    """A YARA rule for ``family`` made from its sample files (kept in ``files`` or found in
+    ``sample_dirs`` by SHA-256) and validated on every other sample file found.
+
+    NotFoundError when the family has no stored samples or no rule holds; UsageError when
+    some of its files are nowhere to be found."""
+    from kinship.rules.yara_gen import YaraConfig, generate_family_rule
+    from kinship.rules.yara_validate import locate_files
+
+    records = list(store.samples())
+    fam = {r.sha256 for r in records if r.family == family}
+    if not fam:
+        raise NotFoundError(f"no stored samples of family {family!r}")
+    found = locate_files([r.sha256 for r in records], files, list(sample_dirs))
+    missing = [h for h in fam if h not in found]
+    if missing:
+        raise UsageError(f"{len(missing)} sample file(s) of {family!r} not found: give "
+                         "--samples DIR or keep them with `kinship rules keep`")
+    members = {h: found[h] for h in fam}
+    others = {h: p for h, p in found.items() if h not in fam}
+    rule = generate_family_rule(family, members, others, config or YaraConfig(),
+                                library=library)
+    if rule is None:
+        raise NotFoundError(f"no YARA rule for {family!r} matches all its samples and "
+                            "none of the others")
+    return rule
+
+
+def family_sigma_rules(store: Store, family: str, config: SigmaConfig | None = None
+                       ) -> SigmaResult:
+    """Sigma rules for ``family`` from its stored strings, validated on the corpus.
+
+    NotFoundError when the family has no stored samples or no rule holds."""
+    from kinship.rules.sigma_gen import SigmaConfig, generate_family_rules
+
+    if not store.samples(family=family):
+        raise NotFoundError(f"no stored samples of family {family!r}")
+    res = generate_family_rules(store, family, config or SigmaConfig())
+    if not res.rules:
+        raise NotFoundError(f"no Sigma rule for {family!r} fires on its samples and none of "
+                            f"the others ({len(res.dropped)} dropped)")
+    return res
+
+
+def reference_rows(records: Iterable[SampleRecord], match: MatchResult
+                   ) -> list[dict[str, Any]]:
+    """The stored samples (``records``) ``match`` shares code with, best first, with their
+    provenance labels: sha256, name, family, actor, source, first_seen, version, score,
+    n_functions_matched. Library samples are not references."""
+    labels: dict[str, SampleRecord] = {r.sha256: r for r in records}
     rows: list[dict[str, Any]] = []
-    for s in match.get("samples", []):
-        rec = labels.get(s["sha256"])
-        if rec is None or rec.is_library or not s.get("n_functions_matched"):
+    for s in match.samples:
+        rec = labels.get(s.sha256)
+        if rec is None or rec.is_library or not s.n_functions_matched:
             continue
-        rows.append({"sha256": s["sha256"], "name": s["name"], "family": rec.family,
+        rows.append({"sha256": s.sha256, "name": s.name, "family": rec.family,
                      "actor": rec.actor, "source": rec.source, "first_seen": rec.first_seen,
-                     "version": rec.version, "score": float(s["score"]),
-                     "n_functions_matched": int(s["n_functions_matched"])})
+                     "version": rec.version, "score": float(s.score),
+                     "n_functions_matched": int(s.n_functions_matched)})
         if len(rows) >= MAX_REFERENCES:
             break
     return rows
 
 
-def stored_labels(kinship: Any, sha256: str) -> dict[str, Any] | None:
-    """The analysed sample's own labels when the store holds it (its first-seen and source)."""
-    for r in kinship.store.samples():
+def stored_labels(records: Iterable[SampleRecord], sha256: str) -> dict[str, Any] | None:
+    """The analysed sample's own labels when the store holds it (``records``: the stored
+    samples), its first-seen and source."""
+    for r in records:
         if r.sha256 == sha256:
             return {"family": r.family, "actor": r.actor, "source": r.source,
                     "first_seen": r.first_seen, "version": r.version}
