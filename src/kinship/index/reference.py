@@ -151,7 +151,18 @@ class ReferenceIndex:
         if missing:
             raise ValueError(f"ReferenceIndex: no labels for sample ids {sorted(missing)[:5]}")
         self.samples: dict[int, SampleLabelLike] = dict(samples)
-        # Dense sample numbering and per-sample family/library flags.
+        self._build_labels()
+        cfg = self.config
+        self.code_lsh = LSHIndex.build(code_sig, cfg.code_bands, cfg.code_rows, cfg.max_bucket)
+        self.sem_lsh = LSHIndex.build(sem_sig, cfg.sem_bands, cfg.sem_rows, cfg.max_bucket)
+        self.sketches: U16 | U32 | DiskArray = _stack_stored(code_sig, sem_sig, cfg.sketch_bits)
+        self.exact = ExactIndex.build(self.exact_hash, cfg.max_bucket)
+        self._build_rarity()
+
+    def _build_labels(self) -> None:
+        """Dense sample numbering, the families and their actors, and each row's family id
+        and library flag, from :attr:`samples`."""
+        n = len(self.sample_id)
         self.sample_ids = np.array(sorted(self.samples), dtype=np.int64)
         self.families = sorted(
             {s.family for s in self.samples.values() if s.family and not s.is_library}
@@ -177,12 +188,6 @@ class ReferenceIndex:
         self.sample_index = np.searchsorted(self.sample_ids, self.sample_id)  # dense, per row
         self.family_id = s_family[self.sample_index] if n else np.zeros(0, np.int64)
         self.is_library = s_lib[self.sample_index] if n else np.zeros(0, bool)
-        cfg = self.config
-        self.code_lsh = LSHIndex.build(code_sig, cfg.code_bands, cfg.code_rows, cfg.max_bucket)
-        self.sem_lsh = LSHIndex.build(sem_sig, cfg.sem_bands, cfg.sem_rows, cfg.max_bucket)
-        self.sketches: U16 | U32 | DiskArray = _stack_stored(code_sig, sem_sig, cfg.sketch_bits)
-        self.exact = ExactIndex.build(self.exact_hash, cfg.max_bucket)
-        self._build_rarity()
 
     def _build_rarity(self) -> None:
         """The rarity table: each distinct exact hash of a labelled (non-library) function once,
