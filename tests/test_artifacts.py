@@ -27,8 +27,7 @@ from kinship.artifacts.model import (
     Relationship,
     Technique,
 )
-from kinship.cli import main
-from kinship.cli_artifact import register
+from kinship.cli import main, register
 from kinship.exceptions import EXIT_CODES
 
 if "artifact" not in main.commands:  # until cli.py calls register(main) itself

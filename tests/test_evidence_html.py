@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kinship.api import Kinship, sample_input
-from kinship.cli_evidence import write_compare_html, write_match_html
+from kinship.cli.evidence import write_compare_html, write_match_html
 from kinship.evidence.references import reference_evidence
 from kinship.pipeline import Labels
 
@@ -121,14 +121,13 @@ def test_match_page(tmp_path: Path, bins: dict[str, Path], browser: Any) -> None
 
 def test_match_evidence_reads_kept_reference_files(tmp_path: Path,
                                                    bins: dict[str, Path]) -> None:
-    from kinship.evidence.references import match_reference_evidence
     from kinship.pipeline import analyse
 
     with Kinship(tmp_path / "k.db") as k:
         k.add([bins["netsh_x86.exe"]], Labels(family="netsh", source="Vendor 2016"))
         q = analyse(sample_input(bins["netsh_x64.exe"]), keep=True)
         res = k.match_features(q.record, q.features, strings=q.strings)
-        refs = match_reference_evidence(k, res, q)
+        refs = k.reference_evidence(res, q)
         ref_data = bins["netsh_x86.exe"].read_bytes()
         assert refs.listings and not refs.missing_files
         assert all(rl.reference.family == "netsh" for rl in refs.listings)

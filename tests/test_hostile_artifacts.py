@@ -24,8 +24,7 @@ from click.testing import CliRunner
 
 from kinship.artifacts import limits
 from kinship.artifacts.analyze import analyze_file
-from kinship.cli import main
-from kinship.cli_artifact import register
+from kinship.cli import main, register
 from kinship.exceptions import EXIT_CODES, FileTooLargeError
 
 if "artifact" not in main.commands:  # until cli.py calls register(main) itself

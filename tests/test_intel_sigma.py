@@ -12,8 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from kinship.api import Kinship
-from kinship.cli_intel import register as register_intel
-from kinship.cli_sigma import register as register_sigma
+from kinship.cli import register
 from kinship.pipeline import Labels
 from kinship.rules.sigma_gen import SigmaConfig, corpus_events, generate_family_rules
 from kinship.rules.sigma_validate import event_table, lint_rule, parse_rule, to_sql
@@ -112,8 +111,7 @@ def test_cli_rules_sigma(bins: dict[str, Path], tmp_home: Path) -> None:
         for fam, names in FAMILIES.items():
             k.add([bins[n] for n in names], Labels(family=fam))
     group = click.Group("kinship")
-    register_intel(group)
-    register_sigma(group)
+    register(group)
     runner = CliRunner()
     out = tmp_home / "netsh.yml"
     res = runner.invoke(group, ["rules", "sigma", "netsh", "--db", str(db), "--json",

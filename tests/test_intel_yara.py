@@ -11,7 +11,7 @@ import yara
 from click.testing import CliRunner
 
 from kinship.api import Kinship
-from kinship.cli_intel import register
+from kinship.cli import register
 from kinship.pipeline import Labels
 from kinship.rules.yara_gen import generate_family_rule
 from kinship.rules.yara_validate import sha256_file

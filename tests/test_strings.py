@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from kinship.api import Kinship
-from kinship.cli_evidence import register, shared_strings_of
+from kinship.cli import register
+from kinship.cli.evidence import shared_strings_of
 from kinship.evidence.shared_strings import SharedStringsResult
 from kinship.match.result import MatchResult
 from kinship.pipeline import Labels, SampleInput, analyse

@@ -8,9 +8,14 @@ shown escaped, then rich markup escaped), never raw, header names and kinds incl
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
 from rich.console import Console
 from rich.tree import Tree
 
+from kinship.artifacts.filenames import printable
 from kinship.artifacts.model import ArchiveInfo, ArtifactResult
 from kinship.render.safe import markup
 from kinship.report.verdict import confidence_text
@@ -116,3 +121,10 @@ def _archive(tree: Tree, a: ArchiveInfo) -> None:
         members.add(f"{_s(m.name)} [dim]({m.size} bytes{lock})[/]")
     if len(a.members) > MAX_MEMBERS_SHOWN:
         members.add(f"... {len(a.members) - MAX_MEMBERS_SHOWN} more (--json)")
+
+
+def render_failed(failed: Sequence[Mapping[str, Any]]) -> None:
+    """Files that could not be read, one ``error: PATH: REASON`` line each on stderr (plain
+    text, no markup; a name may hold ESC: shown as ``\x1b``)."""
+    for d in failed:
+        click.echo(f"error: {printable(d['path'])}: {printable(d['reason'])}", err=True)

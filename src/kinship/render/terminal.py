@@ -18,7 +18,7 @@ from kinship.evidence.compare import CompareResult, FunctionPair, SampleRef, Sid
 from kinship.info import InfoResult
 from kinship.ingest import AddReport
 from kinship.match.result import MatchResult, VerdictStatus
-from kinship.render.safe import inert, plain
+from kinship.render.safe import inert, markup, plain
 from kinship.report.verdict import confidence_text
 from kinship.store.model import SampleRecord, StoreStats
 
@@ -259,7 +259,10 @@ def render_info(c: Console, r: InfoResult, functions: bool = False) -> None:
         c.print(line)
 
 
-def render_stats(c: Console, s: StoreStats) -> None:
+def render_stats(c: Console, s: StoreStats, backend: str | None = None) -> None:
+    """``kinship db stats``: the backend's name (when given), then the store's figures."""
+    if backend is not None:
+        c.print(f"[bold]backend[/bold] {markup(backend)}")
     t = Table(show_header=False, box=None)
     t.add_column(style="bold")
     t.add_column()
@@ -271,6 +274,22 @@ def render_stats(c: Console, s: StoreStats) -> None:
                   f"{s.size_bytes / s.functions:.0f}" if s.functions else "-")):
         t.add_row(k, inert(v))
     c.print(t)
+
+
+def render_relabelled(c: Console, rec: SampleRecord) -> None:
+    """``kinship db label``: the sample's labels after the change (inert: labels are
+    user-given, names sample-controlled)."""
+    c.print(inert(f"{rec.sha256}: family={rec.family} actor={rec.actor} source={rec.source}"))
+
+
+def render_removed(c: Console, rec: SampleRecord) -> None:
+    """``kinship db remove``: which sample left the store."""
+    c.print(inert(f"removed {rec.sha256} ({rec.name})"))
+
+
+def render_add_error(c: Console, name: str, reason: str) -> None:
+    """The one line of an ``add`` of a single file that could not be stored."""
+    c.print(inert("error:", style="red"), inert(f"{name}: {reason}"))
 
 
 # ``kinship db list``: at least this many columns for one column per label; narrower

@@ -1,7 +1,4 @@
-"""``kinship artifact``: analyse phishing e-mails (.eml) and Office documents.
-
-Wired into the main CLI by ``kinship.cli_artifact.register(main)``.
-"""
+"""``kinship artifact``: analyse phishing e-mails (.eml) and Office documents."""
 
 from __future__ import annotations
 
@@ -10,14 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
-from kinship.artifacts.filenames import printable
-from kinship.cli_common import InputPath, common_with
-from kinship.cli_common import emit as _emit
+from kinship.cli.common import InputPath, common_with, emit, out
 from kinship.exceptions import EXIT_CODES, InputError, UsageError
 
 
+@click.command("artifact")
+@click.argument("files", nargs=-1, type=InputPath(dir_okay=True))
+@click.option("--password", "passwords", multiple=True, metavar="PW",
+              help="Password to try on encrypted zips, after \"infected\" and before those the "
+                   "mail states (repeatable).")
+@common_with("Store used to attribute executables found in the artifacts (skipped when it "
+             "does not exist or is empty).")
 def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool,
                  passwords: tuple[str, ...] = ()) -> None:
     """Analyse e-mails (.eml) and Office documents, recursively through their attachments.
@@ -39,9 +40,12 @@ def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool,
       kinship artifact mails/*.eml --db refs.db
       kinship artifact locked.eml --password Offer2018
     """
+    from kinship.api import open_attributor
     from kinship.artifacts.analyze import analyze_file
-    from kinship.artifacts.attribution import open_attributor
-    from kinship.render.artifact import render_artifact  # every sample string escaped there
+    from kinship.render.artifact import (  # every sample string escaped there
+        render_artifact,
+        render_failed,
+    )
 
     if not files:
         raise UsageError("give .eml or Office files to analyse")
@@ -57,25 +61,15 @@ def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool,
                 failed.append({"path": str(f), "error": type(e).__name__, "reason": e.reason,
                                "exit_code": e.exit_code})
     if as_json:
-        _emit({"artifacts": [r.to_dict() for r in results],
-               "techniques": [t.to_dict() for r in results for t in r.all_techniques()],
-               "failed": failed})
+        emit({"artifacts": [r.to_dict() for r in results],
+              "techniques": [t.to_dict() for r in results for t in r.all_techniques()],
+              "failed": failed})
     else:
-        out = Console(highlight=False, soft_wrap=False, emoji=False)
         for r in results:
             render_artifact(out, r)
-        for d in failed:  # plain text (click, no markup); a name may hold ESC: shown as \x1b
-            click.echo(f"error: {printable(d['path'])}: {printable(d['reason'])}", err=True)
+        render_failed(failed)
     if failed:
         sys.exit(EXIT_CODES["partial_batch"])
 
 
-def register(main: click.Group) -> None:
-    """Add ``artifact`` to ``main``."""
-    main.command("artifact")(
-        click.argument("files", nargs=-1, type=InputPath(dir_okay=True))(
-            click.option("--password", "passwords", multiple=True, metavar="PW",
-                         help="Password to try on encrypted zips, after \"infected\" and "
-                              "before those the mail states (repeatable).")(
-                common_with("Store used to attribute executables found in the artifacts "
-                            "(skipped when it does not exist or is empty).")(artifact_cmd))))
+COMMANDS: tuple[click.Command, ...] = (artifact_cmd,)

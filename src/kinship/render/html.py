@@ -1,9 +1,14 @@
-"""Self-contained HTML evidence pages (``compare --html``, ``match --html``).
+"""Self-contained HTML evidence pages (``compare --html``, ``match --html``) and the HTML
+pieces the intelligence report shares with them.
 
 One file, no script, no external resource (CSS inline, coverage maps as inline SVG), so it
 opens offline and can be attached to a report. Sections, each with a stable id for tests and
 styling: ``#samples``, ``#verdict``, ``#families``, ``#coverage`` (``svg.coverage``),
 ``#pairs``, ``section.side-by-side`` (``table.listing``), ``#strings`` (``pre.hexdump``).
+
+Templates live in :data:`TEMPLATE_DIR`; every HTML page (``evidence.html.j2`` here, the
+report's ``report.html.j2``) extends ``base.html.j2`` there (head, shared CSS, footer); the
+environments autoescape, so every value from a sample is escaped.
 """
 
 from __future__ import annotations
@@ -19,16 +24,15 @@ import jinja2
 from markupsafe import Markup, escape
 
 from kinship.evidence.compare import CompareResult, FunctionPair
-from kinship.evidence.hexdump import HexDump, HexLine, hexdump, hexdump_of
+from kinship.evidence.hexdump import HexDump, HexLine
 from kinship.evidence.references import ReferenceEvidence, ReferenceListing
 from kinship.evidence.shared_strings import SharedStringsResult
+from kinship.evidence.views import function_label, match_coverage, match_string_evidence
 from kinship.match.result import MatchResult
 from kinship.pipeline import AnalysedSample
 from kinship.report.verdict import confidence_text
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-# Families drawn in the coverage map of a match page.
-MAX_COVERAGE_ROWS = 5
 # Function pairs listed in the pair table.
 MAX_TABLE_PAIRS = 200
 # Pixel width of a coverage bar.
@@ -108,11 +112,6 @@ def coverage_svg(segments: Sequence[CoverageSegment], width: int = COVERAGE_WIDT
     )
 
 
-def _fn_label(names: dict[int, str | None], va: int) -> str:
-    n = names.get(va)
-    return f"{va:#x} ({n})" if n else f"{va:#x}"
-
-
 def _strings_context(strings: SharedStringsResult | None) -> list[dict[str, Any]]:
     if strings is None:
         return []
@@ -124,7 +123,7 @@ def _strings_context(strings: SharedStringsResult | None) -> list[dict[str, Any]
             s = samples[o.sha256]
             occs.append(_Occurrence(
                 s.name, s.sha256, s.source, o.offset, o.va, o.section, o.encoding,
-                [_fn_label({f.va: f.name}, f.va) for f in o.functions],
+                [function_label({f.va: f.name}, f.va) for f in o.functions],
                 o.hexdump.lines() if o.hexdump else [],
             ))
         out.append({"text": row.text, "weight": row.weight, "families": [],
@@ -181,69 +180,12 @@ def render_compare_html(
         "missing_files": [],
         "signals": [],
     }
-    return _env().get_template("report.html.j2").render(**ctx)
-
-
-def match_coverage(res: MatchResult, query: AnalysedSample) -> list[dict[str, Any]]:
-    """Per family (first :data:`MAX_COVERAGE_ROWS`): the query's functions in address order as
-    ``[va, instructions, best score or None, library]`` (JSON-safe; :func:`coverage_svg` of
-    :func:`segments_of` draws it)."""
-    feats = sorted(query.features, key=lambda f: f.va)
-    lib_vas = res.library_vas | {m.query_va for m in res.function_matches if m.is_library}
-    out = []
-    for fam in res.families[:MAX_COVERAGE_ROWS]:
-        best: dict[int, float] = {}
-        for m in res.function_matches:
-            if m.family == fam.family:
-                best[m.query_va] = max(best.get(m.query_va, 0.0), m.score)
-        # the number is the result's own (match/aggregate.py), so every view shows the same
-        out.append({"family": fam.family, "covered": round(fam.coverage, 4),
-                    "segments": [[f.va, f.n_instructions, best.get(f.va), f.va in lib_vas]
-                                 for f in feats]})
-    return out
+    return _env().get_template("evidence.html.j2").render(**ctx)
 
 
 def segments_of(row: dict[str, Any]) -> list[CoverageSegment]:
     return [CoverageSegment(int(va), int(n), score, bool(lib))
             for va, n, score, lib in row["segments"]]
-
-
-def match_string_evidence(res: MatchResult, query: AnalysedSample,
-                          refs: ReferenceEvidence | None = None) -> list[dict[str, Any]]:
-    """The shared strings of a match, JSON-safe: per string its occurrences (query first)
-    with provenance and a hex dump (``HexDump.to_dict()``: the query's and, when ``refs`` has
-    it, the reference file's bytes; else the stored text at the stored offset)."""
-    refs = refs or ReferenceEvidence()
-    names: dict[int, str | None] = {f.va: f.name for f in query.features}
-    data = query.binary.data if query.binary is not None else b""
-    out = []
-    for s in res.shared_strings:
-        q = s.query
-        raw = s.text.encode("utf-16-le") if q.encoding == "utf-16le" else s.text.encode(
-            "latin-1", "replace")
-        qdump: HexDump | None = None
-        if data and q.offset is not None and q.encoding != "stack":
-            qdump = hexdump(data, q.offset, len(raw))
-        occs: list[dict[str, Any]] = [{
-            "name": query.record.name, "sha256": query.record.sha256,
-            "source": query.record.source, "offset": q.offset, "va": q.va,
-            "section": q.section, "encoding": q.encoding,
-            "functions": [_fn_label(names, va) for va in q.functions],
-            "hexdump": qdump.to_dict() if qdump else None, "from_file": qdump is not None}]
-        for r in s.references:
-            rraw = s.text.encode("utf-16-le") if r.encoding == "utf-16le" else raw
-            rdump = refs.dumps.get((r.sha256, r.offset)) if r.offset is not None else None
-            from_file = rdump is not None
-            if rdump is None and r.offset is not None:
-                rdump = hexdump_of(rraw, r.offset)
-            occs.append({
-                "name": f"{r.name} [{r.family or 'unlabelled'}]", "sha256": r.sha256,
-                "source": r.source, "offset": r.offset, "va": r.va, "section": r.section,
-                "encoding": r.encoding, "functions": [],
-                "hexdump": rdump.to_dict() if rdump else None, "from_file": from_file})
-        out.append({"text": s.text, "weight": s.weight, "families": list(s.families),
-                    "occurrences": occs})
-    return out
 
 
 def hexlines(d: dict[str, Any] | None) -> list[HexLine]:
@@ -300,4 +242,4 @@ def render_match_html(res: MatchResult, query: AnalysedSample,
         "missing_files": refs.missing_files,
         "signals": res.sample_signals,
     }
-    return _env().get_template("report.html.j2").render(**ctx)
+    return _env().get_template("evidence.html.j2").render(**ctx)

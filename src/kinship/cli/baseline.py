@@ -1,7 +1,4 @@
-"""``kinship baseline list|build|add``: the compiler-runtime signature packs every store uses.
-
-Wired into the main CLI by ``kinship.cli_baseline.register(main)``.
-"""
+"""``kinship baseline list|build|add``: the compiler-runtime signature packs every store uses."""
 
 from __future__ import annotations
 
@@ -11,14 +8,12 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from kinship.baseline.pack import PACK_SUFFIX, BaselinePack, LibraryInfo
-from kinship.baseline.registry import BASELINES_ENV, discover, enabled, user_dirs
-from kinship.cli_common import emit
+from kinship.baseline.registry import discover, enabled, user_dirs
+from kinship.cli.common import emit
 from kinship.exceptions import UsageError
-from kinship.render.safe import inert, plain
+from kinship.render.baseline import render_added, render_built, render_packs
 
 
 def _entry_dict(e: Any) -> dict[str, Any]:
@@ -55,22 +50,7 @@ def list_cmd(as_json: bool) -> None:
         emit({"enabled": enabled(), "user_dirs": [str(d) for d in user_dirs()],
               "packs": [_entry_dict(e) for e in entries]})
         return
-    c = Console()
-    if not enabled():
-        c.print(Text("baseline packs are turned off ($KINSHIP_BASELINE=off)", style="yellow"))
-    t = Table(title="baseline packs (compiler runtimes recognised as library code)")
-    for col in ("pack", "library", "functions", "origin"):
-        t.add_column(col, overflow="fold")
-    for e in entries:
-        if e.pack is None:
-            t.add_row(inert(e.path.name), inert(f"not used: {e.error}", style="red"), "", "")
-            continue
-        origin = "built-in" if e.builtin else str(e.path.parent)
-        for lib, n in zip(e.pack.libraries, e.pack.library_counts().values(), strict=True):
-            t.add_row(inert(e.pack.name), inert(lib.label), str(n), inert(origin))
-    c.print(t)
-    c.print(inert(f"user packs: {', '.join(str(d) for d in user_dirs())} (${BASELINES_ENV})",
-                  style="dim"))
+    render_packs(Console(), entries, enabled(), user_dirs())
 
 
 @click.command("build")
@@ -113,11 +93,7 @@ def build_cmd(files: tuple[Path, ...], name: str, library: str, toolchain: str,
     if as_json:
         emit(doc)
         return
-    c = Console()
-    c.print(inert(f"{dest}: {len(rep.pack)} runtime functions from {rep.n_files} file(s)"))
-    for f, r in rep.failed:
-        c.print(inert(f"skipped {f}: {r}", style="red"))
-    c.print(inert(f"use it in every store: kinship baseline add {dest}", style="dim"))
+    render_built(Console(), dest, rep)
 
 
 @click.command("add")
@@ -148,24 +124,25 @@ def add_cmd(packs: tuple[Path, ...], as_json: bool) -> None:
     if as_json:
         emit({"added": added})
         return
-    for a in added:
-        click.echo(plain(f"added {a['name']} ({a['functions']} functions) -> {a['path']}"))
+    render_added(added)
 
 
-def register(main: click.Group) -> None:
-    @main.group()
-    def baseline() -> None:
-        """Compiler-runtime baselines: function signatures recognised as library code.
+@click.group()
+def baseline() -> None:
+    """Compiler-runtime baselines: function signatures recognised as library code.
 
-        \b
-        kinship ships packs for MinGW-w64, GCC/glibc/clang (ELF) and MSVC's static runtime;
-        add your own for other toolchains (Delphi, Go, ...).
-        Examples:
-          kinship baseline list
-          kinship baseline build hello.exe probe.exe --name delphi-11
-          kinship baseline add delphi-11.kbl.npz
-        """
+    \b
+    kinship ships packs for MinGW-w64, GCC/glibc/clang (ELF) and MSVC's static runtime;
+    add your own for other toolchains (Delphi, Go, ...).
+    Examples:
+      kinship baseline list
+      kinship baseline build hello.exe probe.exe --name delphi-11
+      kinship baseline add delphi-11.kbl.npz
+    """
 
-    baseline.add_command(list_cmd)
-    baseline.add_command(build_cmd)
-    baseline.add_command(add_cmd)
+
+baseline.add_command(list_cmd)
+baseline.add_command(build_cmd)
+baseline.add_command(add_cmd)
+
+COMMANDS: tuple[click.Command, ...] = (baseline,)

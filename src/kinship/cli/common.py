@@ -1,23 +1,34 @@
-"""Options shared by every ``kinship`` command (``--db``, ``--json``) and JSON output.
+"""What every ``kinship`` command module shares: the ``--db``/``--json`` options, argument
+types, the consoles, JSON output and a progress bar.
 
-Lives apart from :mod:`kinship.cli` so that the command modules it imports (cli_intel,
-cli_evidence) can use the same decorator without an import cycle.
+The command modules import this one, never :mod:`kinship.cli.app` (which imports them).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kinship.exceptions import NotFoundError, UsageError
+from kinship.exceptions import EXIT_CODES, KinshipError, NotFoundError, UsageError
+from kinship.render.safe import inert, plain
 from kinship.store.paths import DB_ENV, is_postgres_url
 
+if TYPE_CHECKING:
+    from kinship.ingest import ProgressFn
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Terminal output of the commands (renderers in kinship.render print to these).
+out = Console(highlight=False, soft_wrap=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 DB_HELP = (
     "Store: an SQLite file, or a PostgreSQL URL postgresql://user@host/dbname (team store). "
@@ -118,6 +129,12 @@ def store_backend(store: object) -> str:
     return _BACKENDS.get(name, name)
 
 
+def emit_ascii(obj: Any) -> None:
+    """Print ``obj`` as indented JSON with every non-ASCII character escaped (the output of
+    ``add``, ``match``, ``compare``, ``info``, ``db`` and of errors)."""
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
 def emit(obj: Any) -> None:
     """Print ``obj`` as indented JSON (non-ASCII kept, unknown types via ``str``; C1
     controls, bidi overrides and other invisible characters written ``\\uXXXX``: the same
@@ -125,3 +142,55 @@ def emit(obj: Any) -> None:
     from kinship.render.safe import json_text
 
     click.echo(json_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False)))
+
+
+def parse_int(value: str | None) -> int | None:
+    """``--base``-style numbers: decimal or ``0x...`` (None passes)."""
+    if value is None:
+        return None
+    try:
+        return int(value, 0)
+    except ValueError as e:
+        raise click.BadParameter(f"not an integer: {value!r} (use 0x... for hex)") from e
+
+
+@contextmanager
+def progress_bar(enabled: bool, label: str) -> Iterator[ProgressFn | None]:
+    """A progress callback drawing a bar on stderr (None when off or not a terminal)."""
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}", markup=False), console=err,
+                  transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def update(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total,
+                       description=plain(Path(name).name)[:40])
+
+        yield update
+
+
+def canonical_actor(actor: str | None, as_json: bool = False) -> str | None:
+    """The MISP galaxy's name for an actor label (any alias); unknown names as given. A
+    renamed label is said on stderr (not with --json)."""
+    if actor is None or not actor.strip():
+        return actor
+    from kinship.intel.actors import canonical_actor as galaxy_name
+
+    name = galaxy_name(actor)
+    if name != actor.strip() and not as_json:
+        err.print(inert(f"actor {actor!r} is stored as {name!r} (its MISP galaxy name)"))
+    return name
+
+
+def exit_code_of(error_name: str) -> int:
+    """The exit code of the :mod:`kinship.exceptions` class named ``error_name`` (a failed
+    file's record names it); "bad input" for any other name."""
+    import kinship.exceptions as ex
+
+    cls = getattr(ex, error_name, None)
+    if isinstance(cls, type) and issubclass(cls, KinshipError):
+        return cls.exit_code
+    return EXIT_CODES["bad_input"]

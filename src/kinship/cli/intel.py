@@ -1,0 +1,306 @@
+"""Threat-intelligence commands: ``actor``, ``capabilities``, ``iocs``, ``export`` and
+``report`` (rendered by :mod:`kinship.render.intel`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kinship.cli.common import InputPath, common_with, emit
+from kinship.render import intel as render
+
+_CAPA_HELP = ("capa rules directory (default: $KINSHIP_CAPA_RULES; neither: kinship's own "
+              "rules only).")
+_DB_LABELS = ("Store (SQLite file or postgresql:// URL) whose labels (family, actor, source, "
+              "first seen) annotate the sample when it is stored there (default: $KINSHIP_DB, "
+              "else $KINSHIP_HOME/kinship.db; a missing file is never created).")
+_DB_ACTOR = ("Store (SQLite file or postgresql:// URL): also list its samples whose actor label "
+             "resolves to the same actor (default: $KINSHIP_DB, else $KINSHIP_HOME/kinship.db; "
+             "a missing file is never created).")
+_DB_REPORT = ("Store (SQLite file or postgresql:// URL): verdict, code/string evidence and "
+              "reference listings (default: $KINSHIP_DB, else $KINSHIP_HOME/kinship.db).")
+
+
+def _existing_store(db: str | Path | None) -> str | Path | None:
+    """``db`` or the default store (:func:`~kinship.store.paths.default_db`), when it is a
+    PostgreSQL URL or an existing file (read-only uses never create a store file)."""
+    from kinship.store.paths import default_db, is_postgres_url
+
+    target = db or default_db()
+    if is_postgres_url(target):
+        return str(target).strip()
+    path = Path(target)
+    return path if path.is_file() else None
+
+
+def stored_labels(db: str | Path | None, sha256s: list[str]) -> dict[str, dict[str, Any]]:
+    """Labels of the samples of ``sha256s`` that the store at ``db`` holds (sha256 -> labels)."""
+    from kinship.api import Kinship
+
+    path = _existing_store(db)
+    if path is None:
+        return {}
+    want = set(sha256s)
+    with Kinship(path, keep_files=False) as k:
+        return {r.sha256: {"family": r.family, "actor": r.actor, "source": r.source,
+                           "first_seen": r.first_seen, "version": r.version,
+                           "is_library": r.is_library}
+                for r in k.store.samples() if r.sha256 in want}
+
+
+def _report_for(samples: tuple[Path, ...], db: str | Path | None, capa_rules: Path | None,
+                actor: str | None, lang: str = "en", use_store: bool = True) -> Any:
+    from kinship.api import Kinship, report
+    from kinship.report.build import ReportOptions
+
+    opts = ReportOptions(capa_rules=capa_rules, actor=actor, lang=lang, use_store=use_store)
+    if not use_store:
+        return report(list(samples), opts)
+    with Kinship(db) as k:
+        return k.report(list(samples), opts)
+
+
+def _stored_of_actor(db: str | Path | None, actor: str) -> list[dict[str, Any]]:
+    """Stored samples whose actor label (any alias) resolves to ``actor``."""
+    from kinship.api import Kinship
+    from kinship.intel.actors import canonical_actor
+
+    path = _existing_store(db)
+    if path is None:
+        return []
+    with Kinship(path, keep_files=False) as k:
+        records = [r for r in k.store.samples() if r.actor]
+    # exact names and aliases only: a label the galaxies do not know is not this actor
+    resolved = {label: canonical_actor(label) for label in {r.actor for r in records if r.actor}}
+    return [{"sha256": r.sha256, "name": r.name, "family": r.family, "actor_label": r.actor,
+             "source": r.source, "first_seen": r.first_seen}
+            for r in records if r.actor and resolved.get(r.actor) == actor]
+
+
+# a missing file is "not found" (exit code 6, one line), see cli.common.InputPath
+_samples_arg = click.argument("samples", nargs=-1, required=True, type=InputPath())
+_capa_opt = click.option("--capa-rules", type=click.Path(path_type=Path), help=_CAPA_HELP)
+
+
+@click.command("actor")
+@click.argument("name")
+@common_with(_DB_ACTOR)
+def actor_cmd(name: str, db: str | Path | None, as_json: bool) -> None:
+    """Resolve NAME (any alias) to one actor: aliases, techniques, software, references.
+
+    \b
+    Also lists the store's samples labelled with that actor under any alias.
+    Examples:
+      kinship actor "Hidden Cobra"       # -> Lazarus Group
+      kinship actor APT38 --json | jq .techniques
+      kinship actor ZINC --db cases.db   # + stored samples of Lazarus Group
+    """
+    from kinship.intel.actors import resolve_actor
+
+    p = resolve_actor(name)
+    stored = _stored_of_actor(db, p.name)
+    if as_json:
+        emit({**p.to_dict(), "stored_samples": stored})
+        return
+    render.render_actor(p, stored)
+
+
+@click.command("capabilities")
+@click.argument("file", type=InputPath())
+@_capa_opt
+@common_with(_DB_LABELS)
+def capabilities_cmd(file: Path, capa_rules: Path | None, db: str | Path | None,
+                     as_json: bool) -> None:
+    """Capabilities and ATT&CK techniques of FILE (rules over kinship's disassembly).
+
+    \b
+    kinship's own rules always run; capa rules run too when given (--capa-rules or
+    $KINSHIP_CAPA_RULES). The output names the rule sets used and those not available.
+    Functions recognised as library code (compiler runtime, the store's library corpus) are
+    not searched. FILE is annotated with its labels when the store holds it.
+    Examples:
+      kinship capabilities implant.exe
+      kinship capabilities implant.exe --capa-rules ~/capa-rules
+      KINSHIP_CAPA_RULES=~/capa-rules kinship capabilities implant.exe --json
+    """
+    from kinship.api import Kinship, baseline_library_functions
+    from kinship.intel.capabilities import (
+        CapabilitiesConfig,
+        find_capabilities,
+        library_code,
+        load_rule_sets,
+    )
+    from kinship.pipeline import SampleInput, analyse
+
+    rules = load_rule_sets(CapabilitiesConfig(rules_dir=capa_rules))
+    a = analyse(SampleInput(name=str(file), path=file), keep=True)
+    assert a.binary is not None and a.disassembly is not None
+    path = _existing_store(db)
+    if path is None:
+        library, note = library_code(a, baseline_library_functions)
+    else:
+        with Kinship(path, keep_files=False) as k:
+            library, note = library_code(a, k.library_functions)
+    res = find_capabilities(a.binary, a.disassembly, rules, name=a.record.name,
+                            library_vas=library, library_note=note)
+    labels = stored_labels(db, [a.record.sha256]).get(a.record.sha256)
+    if as_json:
+        emit({**res.to_dict(), "sha256": a.record.sha256, "stored_labels": labels})
+        return
+    render.render_capabilities(file, a.record.sha256, labels, res)
+
+
+@click.command("iocs")
+@click.argument("files", nargs=-1, required=True, type=InputPath())
+@click.option("--text", is_flag=True, help="FILES are text, not executables.")
+@click.option("--no-filter", is_flag=True, help="Keep IOCs on the MISP warning lists.")
+@common_with(_DB_LABELS)
+def iocs_cmd(files: tuple[Path, ...], text: bool, no_filter: bool, db: str | Path | None,
+             as_json: bool) -> None:
+    """IOCs in FILES (samples; or text documents with --text), each citing where it was found.
+
+    \b
+    Samples are annotated with their labels when the store holds them.
+    Examples:
+      kinship iocs implant.exe
+      kinship iocs --text vendor_report.txt --json     # defanged IOCs are refanged
+    """
+    from kinship.intel.iocs import IOCResult, iocs_from_sample, iocs_from_text
+    from kinship.pipeline import SampleInput, analyse
+
+    out: list[IOCResult] = []
+    hashes: list[str | None] = []
+    for f in files:
+        if text:
+            out.append(iocs_from_text(f.read_text(encoding="utf-8", errors="replace"),
+                                      source=f.name, filter_benign=not no_filter))
+            hashes.append(None)
+        else:
+            a = analyse(SampleInput(name=str(f), path=f), keep=True)
+            assert a.binary is not None
+            out.append(iocs_from_sample(a.binary, a.disassembly, filter_benign=not no_filter))
+            hashes.append(a.record.sha256)
+    labels = stored_labels(db, [h for h in hashes if h]) if not text else {}
+    if as_json:
+        emit({"files": [{"file": str(f), "sha256": h,
+                         "stored_labels": labels.get(h) if h else None, **r.to_dict()}
+                        for f, h, r in zip(files, hashes, out, strict=True)]})
+        return
+    for f, h, r in zip(files, hashes, out, strict=True):
+        render.render_iocs(f, h, labels.get(h) if h else None, r)
+
+
+def export_cmd(fmt: str, samples: tuple[Path, ...], db: str | Path | None, capa_rules: Path | None,
+               actor: str | None, no_store: bool, out: Path | None, as_json: bool = False
+               ) -> None:
+    """Write one export artefact to OUT or stdout.
+
+    STIX, MISP and Navigator artefacts are JSON in either case (``--json`` prints them
+    compactly parsed-and-reindented, like every ``--json`` output); CSV with ``--json`` is a
+    JSON list of row objects.
+    """
+    from kinship.export.csv_iocs import to_csv, to_records
+    from kinship.export.misp import to_misp_event
+    from kinship.export.navigator import to_layer
+    from kinship.export.stix import to_bundle
+
+    report = _report_for(samples, db, capa_rules, actor, use_store=not no_store)
+    if fmt == "stix":
+        text = to_bundle(report).serialize(pretty=True)
+    elif fmt == "misp":
+        text = to_misp_event(report).to_json(indent=2)
+    elif fmt == "navigator":
+        text = json.dumps(to_layer(report), indent=2)
+    elif as_json:
+        text = json.dumps(to_records(report), indent=2, ensure_ascii=False)
+    else:
+        text = to_csv(report)
+    if as_json and fmt != "csv":
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    else:
+        render.render_export(text, csv=fmt == "csv" and not as_json)
+
+
+@click.command("report")
+@_samples_arg
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder.")
+@_capa_opt
+@click.option("--actor", help="Actor to profile (any alias).")
+@click.option("--lang", type=click.Choice(["en", "ja"]), default="en", show_default=True,
+              help="Report language.")
+@click.option("--no-store", is_flag=True, help="No verdict from the store.")
+@common_with(_DB_REPORT)
+def report_cmd(samples: tuple[Path, ...], out: Path, db: str | Path | None,
+               capa_rules: Path | None, actor: str | None, lang: str, no_store: bool,
+               as_json: bool) -> None:
+    """Tactical intelligence report (HTML, Markdown, JSON + STIX/MISP/Navigator/CSV) in OUT.
+
+    \b
+    Examples:
+      kinship report implant1.exe implant2.dll --out case42/ --capa-rules ~/capa-rules
+      kinship report implant.exe --out case42/ --lang ja --actor "Hidden Cobra"
+    """
+    from kinship.api import write_report
+
+    report = _report_for(samples, db, capa_rules, actor, lang, use_store=not no_store)
+    files = write_report(report, out)
+    if as_json:
+        emit({"files": {k: str(v) for k, v in files.items()}, "warnings": report.warnings,
+              "rule_sets": report.rule_sets})
+    else:
+        render.render_report_files(files, report.rule_sets, report.warnings)
+
+
+_EXPORT_EXAMPLES = {
+    "stix": "kinship export stix implant.exe --out bundle.json\n"
+            "  kinship export stix implant.exe --json | jq '.objects[].type'",
+    "misp": "kinship export misp implant.exe --out event.json\n"
+            "  kinship export misp implant.exe --actor APT38 --json",
+    "navigator": "kinship export navigator implant.exe --capa-rules ~/capa-rules "
+                 "--out layer.json",
+    "csv": "kinship export csv implant.exe --out iocs.csv\n"
+           "  kinship export csv implant.exe --json     # a JSON list of rows",
+}
+
+
+def _export_command(fmt: str) -> click.Command:
+    """``kinship export FMT``."""
+
+    def cmd(samples: tuple[Path, ...], capa_rules: Path | None, actor: str | None,
+            no_store: bool, out: Path | None, db: str | Path | None, as_json: bool) -> None:
+        export_cmd(fmt, samples, db, capa_rules, actor, no_store, out, as_json)
+
+    what = "IOC CSV" if fmt == "csv" else f"{fmt.upper()} JSON"
+    cmd.__doc__ = (f"{what} export of SAMPLES (verdict from the store, capabilities, IOCs).\n\n"
+                   f"\b\nExamples:\n  {_EXPORT_EXAMPLES[fmt]}\n")
+    return click.command(fmt)(_samples_arg(_capa_opt(
+        click.option("--actor", help="Actor to include (any alias).")(
+            click.option("--no-store", is_flag=True, help="No verdict from the store.")(
+                click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+                             help="Output file (default: stdout).")(
+                    common_with(_DB_REPORT)(cmd)))))))
+
+
+@click.group("export")
+def export() -> None:
+    """Export SAMPLES' intelligence: stix, misp, navigator, csv.
+
+    \b
+    Examples:
+      kinship export stix implant.exe --out bundle.json
+      kinship export navigator implant.exe --capa-rules ~/capa-rules
+    """
+
+
+for _fmt in ("stix", "misp", "navigator", "csv"):
+    export.add_command(_export_command(_fmt))
+
+
+COMMANDS: tuple[click.Command, ...] = (actor_cmd, capabilities_cmd, iocs_cmd, export, report_cmd)
