@@ -66,16 +66,13 @@ from kinship.store.paths import PRIVATE_DIR_MODE, default_db, is_postgres_url, p
 from kinship.store.sqlite import SQLiteStore
 from kinship.strings.extract import StringTable
 from kinship.strings.similarity import SharedString, string_reuse
+from kinship.workflows import Workflows
 
-if TYPE_CHECKING:  # the intel/rules/report/artifact workflows import these when they run
+if TYPE_CHECKING:  # the intel/report/artifact workflows import these when they run
     from kinship.artifacts.attribution import Attributor
-    from kinship.artifacts.model import ArtifactResult
     from kinship.intel.capabilities import CapabilitiesResult
-    from kinship.intel.iocs import IOCResult
     from kinship.report.build import ReportOptions
     from kinship.report.model import IntelReport
-    from kinship.rules.sigma_gen import SigmaConfig, SigmaResult
-    from kinship.rules.yara_gen import FamilyRule, YaraConfig
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +106,10 @@ def store_data_dirs(db: str | Path | None, files_dir: Path | None = None) -> tup
     return root, Path(f"{db_path}.index")
 
 
-class Kinship:
-    """A store plus the operations on it. Thread-unsafe; one per thread/process."""
+class Kinship(Workflows):
+    """A store plus the operations on it. Thread-unsafe; one per thread/process.
+
+    The intel, rules, report and artifact workflows come from :class:`Workflows`."""
 
     def __init__(self, db: str | Path | None = None, *, store: Store | None = None,
                  keep_files: bool = True, files_dir: Path | None = None,
@@ -430,94 +429,15 @@ class Kinship:
         return match_reference_evidence(result, sample, self.sample_file, self._record,
                                         max_pairs=max_pairs)
 
+    def baseline_library(self, sample: AnalysedSample) -> set[int]:
+        """:func:`baseline_library_functions`: library code without this store."""
+        return baseline_library_functions(sample)
+
     def _record(self, sha256: str) -> SampleRecord | None:
         try:
             return self.store.get_sample(sha256)
         except KinshipError:
             return None
-
-    # ---- intel, rules, report, artifacts (what the intel commands run) ----------------------
-    def stored_labels(self, sha256s: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Labels of the stored samples among ``sha256s`` (sha256 -> family, actor, ...)."""
-        want = set(sha256s)
-        return {r.sha256: {"family": r.family, "actor": r.actor, "source": r.source,
-                           "first_seen": r.first_seen, "version": r.version,
-                           "is_library": r.is_library}
-                for r in self.store.samples() if r.sha256 in want}
-
-    def samples_of_actor(self, actor: str) -> list[SampleRecord]:
-        """Stored samples whose actor label (an exact name or alias) resolves to ``actor``."""
-        from kinship.intel.actors import canonical_actor
-
-        records = [r for r in self.store.samples() if r.actor]
-        resolved = {a: canonical_actor(a) for a in {r.actor for r in records if r.actor}}
-        return [r for r in records if r.actor and resolved.get(r.actor) == actor]
-
-    def capabilities(self, path: str | Path, *, capa_rules: Path | None = None
-                     ) -> tuple[AnalysedSample, CapabilitiesResult]:
-        """Capabilities and ATT&CK techniques of the file at ``path`` (kinship's rules, and
-        capa's from ``capa_rules`` or $KINSHIP_CAPA_RULES), library code not searched."""
-        from kinship.intel.capabilities import sample_capabilities
-
-        return sample_capabilities(self.analyse(path), self.library_functions, capa_rules)
-
-    def iocs(self, path: str | Path, *, filter_benign: bool = True
-             ) -> tuple[AnalysedSample, IOCResult]:
-        """IOCs of the executable at ``path``, each citing where it was found."""
-        from kinship.intel.iocs import iocs_from_sample
-
-        a = self.analyse(path)
-        assert a.binary is not None
-        return a, iocs_from_sample(a.binary, a.disassembly, filter_benign=filter_benign)
-
-    def yara_rule(self, family: str, *, sample_dirs: Sequence[Path] = (),
-                  config: YaraConfig | None = None) -> FamilyRule:
-        """A YARA rule for ``family`` made and validated on the kept sample files (and those
-        found in ``sample_dirs`` by SHA-256); NotFoundError when none holds."""
-        from kinship.report.detection import family_yara_rule
-
-        return family_yara_rule(self.store, self.files, self.library_functions, family,
-                                sample_dirs=sample_dirs, config=config)
-
-    def sigma_rules(self, family: str, config: SigmaConfig | None = None) -> SigmaResult:
-        """Sigma rules for ``family`` validated on the corpus strings; NotFoundError when the
-        family has no samples or no rule holds."""
-        from kinship.report.detection import family_sigma_rules
-
-        return family_sigma_rules(self.store, family, config)
-
-    def report(self, paths: Sequence[Path], options: ReportOptions | None = None, *,
-               yara_rules: list[dict[str, Any]] | None = None, title: str | None = None
-               ) -> IntelReport:
-        """The tactical intelligence report of ``paths``: the store's verdicts, evidence and
-        the family's rules (unless ``options.use_store`` is off), capabilities, IOCs."""
-        from kinship.report.build import ReportOptions, ReportStore, build_report
-        from kinship.report.detection import family_rules
-
-        opts = options or ReportOptions()
-        store = ReportStore(
-            match=lambda a: self.match_features(a.record, a.features, strings=a.strings),
-            reference_evidence=self.reference_evidence,
-            samples=lambda: list(self.store.samples()),
-            family_rules=lambda family: family_rules(self.store, self.files,
-                                                     self.library_functions, family),
-        )
-        library = self.library_functions if opts.use_store else baseline_library_functions
-        return build_report(list(paths), opts, store=store, library=library,
-                            yara_rules=yara_rules, title=title)
-
-    def artifact(self, path: str | Path, *, passwords: Sequence[str] = ()) -> ArtifactResult:
-        """The e-mail or Office document at ``path``, executables inside attributed with
-        this store (in memory, through :meth:`match_bytes`)."""
-        from kinship.artifacts.analyze import analyze_file
-
-        return analyze_file(path, attributor=self.attributor(), passwords=passwords)
-
-    def attributor(self) -> Attributor:
-        """``(name, data) -> Attribution`` over this store (see :func:`open_attributor`)."""
-        from kinship.artifacts.attribution import attributor
-
-        return attributor(lambda name, data: self.match_bytes(data, name))
 
 
 def baseline_library_functions(sample: AnalysedSample) -> set[int]:

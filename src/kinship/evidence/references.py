@@ -156,6 +156,15 @@ def reference_evidence(
                                    rec.source)
         out.listings.append(ReferenceListing(info, pair))
 
+    _add_dumps(out, res, analysed, locate)
+    out.seconds = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def _add_dumps(out: ReferenceEvidence, res: MatchResult,
+               analysed: dict[str, AnalysedSample | None], locate: FileLocator) -> None:
+    """Hex dumps of the shared strings at their stored offsets into ``out.dumps``: from the
+    re-analysed files in memory, else read from the kept file (only the window needed)."""
     for s in res.shared_strings:
         for r in s.references:
             if r.offset is None or r.encoding == "stack" or (r.sha256, r.offset) in out.dumps:
@@ -185,8 +194,6 @@ def reference_evidence(
             if bytes(data[r.offset:r.offset + len(raw)]) != raw:
                 continue
             out.dumps[(r.sha256, r.offset)] = hexdump(bytes(data), r.offset, len(raw))
-    out.seconds = round(time.perf_counter() - t0, 3)
-    return out
 
 
 def match_reference_evidence(res: MatchResult, sample: AnalysedSample, locate: FileLocator,

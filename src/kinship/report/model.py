@@ -9,6 +9,7 @@ JSON edge (``intel.json``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from kinship.intel.actors import ActorProfile
 from kinship.intel.capabilities import CapabilitiesResult
 from kinship.intel.iocs import IOC
-from kinship.match.result import MatchResult
+from kinship.match.result import MatchResult, Verdict
 
 # Shared-function evidence rows per sample in a report.
 MAX_EVIDENCE_ROWS = 15
@@ -89,12 +90,11 @@ class SampleIntel:
     def from_dict(cls, d: dict[str, Any]) -> SampleIntel:
         """Inverse of :meth:`to_dict` (``verdict`` and ``top_evidence`` come from ``match``)."""
         caps = d.get("capabilities")
-        match = d.get("match")
         return cls(
             sha256=d["sha256"], md5=d["md5"], sha1=d["sha1"], name=d["name"],
             format=d["format"], arch=d["arch"], size=int(d["size"]),
             n_functions=int(d["n_functions"]),
-            match=MatchResult.from_dict(match) if match else None,
+            match=_match_of(d),
             capabilities=CapabilitiesResult.from_dict(caps) if caps else None,
             iocs=[IOC.from_dict(i) for i in d.get("iocs", [])],
             filtered_iocs=[IOC.from_dict(i) for i in d.get("filtered_iocs", [])],
@@ -102,6 +102,20 @@ class SampleIntel:
             coverage=list(d.get("coverage", [])), references=list(d.get("references", [])),
             stored=d.get("stored"),
         )
+
+
+def _match_of(d: dict[str, Any]) -> MatchResult | None:
+    """The match of a saved :class:`SampleIntel`; its ``verdict`` key is what people read
+    and may edit, so it wins over the verdict inside ``match``."""
+    if not d.get("match"):
+        return None
+    match = MatchResult.from_dict(d["match"])
+    verdict = d.get("verdict")
+    if verdict is None or verdict == match.to_dict()["verdict"]:
+        return match
+    names = {f.name for f in dataclasses.fields(Verdict)}
+    return dataclasses.replace(
+        match, verdict=Verdict(**{k: v for k, v in verdict.items() if k in names}))
 
 
 @dataclass
