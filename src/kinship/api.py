@@ -447,13 +447,15 @@ def baseline_library_functions(sample: AnalysedSample) -> set[int]:
         return k.library_functions(sample)
 
 
-def report(paths: Sequence[Path], options: ReportOptions | None = None) -> IntelReport:
+def report(paths: Sequence[Path], options: ReportOptions | None = None, *,
+           yara_rules: list[dict[str, Any]] | None = None, title: str | None = None
+           ) -> IntelReport:
     """A store-less :meth:`Kinship.report` (no verdict; library code from the baseline)."""
     from kinship.report.build import ReportOptions
 
     opts = dataclasses.replace(options or ReportOptions(), use_store=False)
     with Kinship(store=MemoryStore(), keep_files=False) as k:
-        return k.report(paths, opts)
+        return k.report(paths, opts, yara_rules=yara_rules, title=title)
 
 
 def capabilities(path: str | Path, *, capa_rules: Path | None = None
