@@ -201,6 +201,25 @@ def _hits(mask: np.ndarray, idx: I64, ends: list[int]) -> tuple[list[int], list[
     return found, bounds
 
 
+def _block_rows(
+    fns: Sequence[FunctionBlocks], block_index: dict[int, int]
+) -> tuple[list[int], list[int], list[int]]:
+    """Block-array rows of a batch's functions in function order, the same in address order
+    (the exact hash's order: the entry block may not be the lowest), and block counts."""
+    fblk: list[int] = []
+    hblk: list[int] = []
+    nblocks: list[int] = []
+    for fb in fns:
+        rows = [block_index[v] for v in fb.blocks]
+        fblk += rows
+        nblocks.append(len(rows))
+        if len(rows) > 1 and fb.blocks[0] > fb.blocks[1]:
+            hblk += [block_index[v] for v in sorted(fb.blocks)]
+        else:
+            hblk += rows
+    return fblk, hblk, nblocks
+
+
 def _batch(
     cols: CodeColumns, fns: Sequence[FunctionBlocks], tb: _Tables, cfg: FeatureConfig,
     own: list[list[int]], shapes: list[list[int]],
@@ -208,18 +227,7 @@ def _batch(
     """Everything but the sem sketches of a batch; appends each function's own sem tokens
     and shape tokens to ``own`` / ``shapes`` (the sem sketches need the whole call graph)."""
     n = len(fns)
-    bi = tb.block_index
-    fblk_list: list[int] = []
-    hblk_list: list[int] = []
-    nblocks: list[int] = []
-    for fb in fns:
-        rows = [bi[v] for v in fb.blocks]
-        fblk_list += rows
-        nblocks.append(len(rows))
-        if len(rows) > 1 and fb.blocks[0] > fb.blocks[1]:
-            hblk_list += [bi[v] for v in sorted(fb.blocks)]
-        else:
-            hblk_list += rows
+    fblk_list, hblk_list, nblocks = _block_rows(fns, tb.block_index)
     fblk = np.array(fblk_list, dtype=np.int64)
     nb = np.array(nblocks, dtype=np.int64)
     block_fn = np.repeat(np.arange(n, dtype=np.int64), nb)
