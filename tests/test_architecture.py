@@ -31,12 +31,7 @@ ALLOWED_MODULE_CYCLES: dict[frozenset[str], str] = {
 }
 
 # Package -> package edges allowed although they close a cycle between subpackages.
-ALLOWED_PACKAGE_EDGES: dict[tuple[str, str], str] = {
-    # report.verdict (how a verdict reads) is view code that render/ uses; and
-    # report.build renders the report text with render/. Removed by issue #11 item 3 (one
-    # render layer: the verdict view and the report's HTML/Markdown rendering in render/).
-    ("kinship.render", "kinship.report"): "issue #11 item 3 (one render layer)",
-}
+ALLOWED_PACKAGE_EDGES: dict[tuple[str, str], str] = {}
 
 # Lower layers and what they must never import.
 LOWER = ("binary", "disasm", "features", "index", "store", "match", "strings", "baseline")
@@ -215,4 +210,13 @@ def test_report_and_export_in_one_direction() -> None:
     edges = [(a, b) for a, b in _edges(graph)
              if (_layer(a), _layer(b)) in {("report", "export")}
              or (_layer(a) == "export" and b == "kinship.report.build")]
+    assert edges == []
+
+
+def test_render_is_below_report_and_export() -> None:
+    """render/ (views: terminal, HTML, the verdict view) imports neither the report builder
+    nor the exports; report and export use render, never the other way (issue #11 item 3)."""
+    graph = import_graph()
+    edges = [(a, b) for a, b in _edges(graph)
+             if _layer(a) == "render" and _layer(b) in {"report", "export"}]
     assert edges == []

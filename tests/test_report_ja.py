@@ -129,7 +129,7 @@ def test_japanese_tactics_and_verdict_words(ja_report: IntelReport) -> None:
     assert "defense-evasion" not in seen
     assert "T1562.004" in html  # technique ids and ATT&CK names stay
     assert "帰属判定あり" in html and "確信度" in html
-    from kinship.report.verdict import reason_text
+    from kinship.render.verdict import reason_text
 
     reason = (ja_report.samples[0].verdict or {}).get("reason") or ""
     assert reason and reason not in seen and reason_text(reason, "ja") in seen
@@ -167,7 +167,7 @@ def _engine_reasons() -> list[str]:
 
 
 def test_engine_reasons_read_in_japanese() -> None:
-    from kinship.report.verdict import reason_text
+    from kinship.render.verdict import reason_text
 
     reasons = _engine_reasons()
     assert len(set(reasons)) == len(reasons)  # seven different sentences

@@ -15,9 +15,9 @@ from stix2validator import ValidationOptions, validate_string
 
 from kinship.api import write_report
 from kinship.export.stix import to_bundle
+from kinship.render.verdict import confidence_text, verdict_view
 from kinship.report.build import ReportOptions, render
 from kinship.report.model import IntelReport
-from kinship.report.verdict import confidence_text, verdict_view
 
 
 @pytest.fixture(scope="module")

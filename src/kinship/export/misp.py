@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kinship.render.verdict import ATTRIBUTED, verdict_view
 from kinship.report.model import IntelReport
-from kinship.report.verdict import ATTRIBUTED, verdict_view
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ import logging
 from typing import Any
 
 from kinship.intel.iocs import IOC
+from kinship.render.verdict import ATTRIBUTED, verdict_view
 from kinship.report.detection import MAX_REFERENCES
 from kinship.report.model import IntelReport, SampleIntel
-from kinship.report.verdict import ATTRIBUTED, verdict_view
 
 logger = logging.getLogger(__name__)
 

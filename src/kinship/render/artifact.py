@@ -18,7 +18,7 @@ from rich.tree import Tree
 from kinship.artifacts.filenames import printable
 from kinship.artifacts.model import ArchiveInfo, ArtifactResult
 from kinship.render.safe import markup
-from kinship.report.verdict import confidence_text
+from kinship.render.verdict import confidence_text
 
 # IOCs listed per node in the terminal view (--json has them all).
 MAX_IOCS_SHOWN = 20

@@ -30,7 +30,7 @@ from kinship.evidence.shared_strings import SharedStringsResult
 from kinship.evidence.views import function_label, match_coverage, match_string_evidence
 from kinship.match.result import MatchResult
 from kinship.pipeline import AnalysedSample
-from kinship.report.verdict import confidence_text
+from kinship.render.verdict import confidence_text
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 # Function pairs listed in the pair table.

@@ -19,7 +19,7 @@ from kinship.info import InfoResult
 from kinship.ingest import AddReport
 from kinship.match.result import MatchResult, VerdictStatus
 from kinship.render.safe import inert, markup, plain
-from kinship.report.verdict import confidence_text
+from kinship.render.verdict import confidence_text
 from kinship.store.model import SampleRecord, StoreStats
 
 # How a function pair matched, for people (MatchKind values).

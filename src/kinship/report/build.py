@@ -80,7 +80,7 @@ def _env(lang: str, kind: str = "html") -> Any:
     from kinship.intel.attack import tactic_name
     from kinship.render.html import TEMPLATE_DIR, coverage_svg, hexlines, segments_of
     from kinship.render.safe import md_block, md_code, md_fence
-    from kinship.report.verdict import confidence_text, reason_text, verdict_view
+    from kinship.render.verdict import confidence_text, reason_text, verdict_view
 
     if kind == "md":
         env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=False,
