@@ -277,51 +277,78 @@ def _run(
     retries: int,
     ordered: bool,
 ) -> Iterator[tuple[T, R]]:
-    # ordered: items taken but not yet yielded; unordered, the workers bound what is in flight
-    window = ORDERED_WINDOW_PER_JOB * pool.jobs
-    queue: deque[_Task[T]] = deque()  # taken from source (or back from a dead worker), not sent
-    finished: dict[int, tuple[T, R]] = {}  # seq -> result, not yet yielded
-    next_seq = 0  # seq of the next item taken from source
-    next_out = 0  # ordered: seq of the next result to yield
-    exhausted = False
-
-    def done(task: _Task[T], result: R) -> None:
-        finished[task.seq] = (task.item, result)
-
+    """The scheduling loop: yield what is ready, feed idle workers, wait for a reply or a
+    death; until the source is exhausted and every result is yielded."""
+    run = _Schedule(pool, source, on_lost, retries, ordered)
     while True:
-        # 1. yield what is ready
-        if ordered:
-            while next_out in finished:
-                yield finished.pop(next_out)
-                next_out += 1
+        yield from run.ready_results()  # 1. yield what is ready
+        run.dispatch()  # 2. give every idle (or not yet started) worker a task
+        if not any(w.task is not None for w in pool.workers):
+            if run.all_done():
+                return
+            continue
+        run.bury(run.collect())  # 3. wait for a reply or a death
+
+
+class _Schedule(Generic[T, R]):
+    """The state of one :func:`map_resilient` run: items taken from the source and not yet
+    sent, results not yet yielded, and where the ordered output stands."""
+
+    def __init__(self, pool: _Pool[T, R], source: Iterator[T],
+                 on_lost: Callable[[T, str], R], retries: int, ordered: bool) -> None:
+        self.pool = pool
+        self.source = source
+        self.on_lost = on_lost
+        self.retries = retries
+        self.ordered = ordered
+        # ordered: items taken but not yet yielded; unordered, the workers bound what is in
+        # flight
+        self.window = ORDERED_WINDOW_PER_JOB * pool.jobs
+        # taken from source (or back from a dead worker), not sent
+        self.queue: deque[_Task[T]] = deque()
+        self.finished: dict[int, tuple[T, R]] = {}  # seq -> result, not yet yielded
+        self.next_seq = 0  # seq of the next item taken from source
+        self.next_out = 0  # ordered: seq of the next result to yield
+        self.exhausted = False
+
+    def all_done(self) -> bool:
+        return self.exhausted and not self.queue and not self.finished
+
+    def ready_results(self) -> Iterator[tuple[T, R]]:
+        """Results that may be yielded now (in input order when ordered)."""
+        if self.ordered:
+            while self.next_out in self.finished:
+                yield self.finished.pop(self.next_out)
+                self.next_out += 1
         else:
-            while finished:
-                yield finished.pop(next(iter(finished)))
-        # 2. give every idle (or not yet started) worker a task
+            while self.finished:
+                yield self.finished.pop(next(iter(self.finished)))
+
+    def dispatch(self) -> None:
+        """Give every idle worker a task, starting workers up to ``jobs``."""
+        pool = self.pool
         while True:
             idle = next((w for w in pool.workers if w.task is None), None)
             if idle is None and len(pool.workers) >= pool.jobs:
                 break
-            if not queue and not exhausted and (not ordered or next_seq - next_out < window):
+            if not self.queue and not self.exhausted and (
+                    not self.ordered or self.next_seq - self.next_out < self.window):
                 try:
-                    queue.append(_Task(next_seq, next(source)))
-                    next_seq += 1
+                    self.queue.append(_Task(self.next_seq, next(self.source)))
+                    self.next_seq += 1
                 except StopIteration:
-                    exhausted = True
-            if not queue:
+                    self.exhausted = True
+            if not self.queue:
                 break
             worker = idle or pool.start_worker()
-            worker.task = queue.popleft()
+            worker.task = self.queue.popleft()
             if worker.ready:  # a new worker gets its task when it says it is ready
                 _send_task(worker)
-        busy = [w for w in pool.workers if w.task is not None]
-        if not busy:
-            if exhausted and not queue and not finished:
-                return
-            continue
-        # 3. wait for a reply or a death
+
+    def collect(self) -> list[_Worker[T]]:
+        """Wait for replies or deaths; record the replies; the workers that died."""
         by_handle: dict[Any, _Worker[T]] = {}
-        for w in pool.workers:
+        for w in self.pool.workers:
             by_handle[w.conn] = w
             by_handle[w.process.sentinel] = w
         ready = wait(list(by_handle))
@@ -343,14 +370,13 @@ def _run(
                 _send_task(w)
                 continue
             seq, status, value = message
-            task = w.task
-            assert task is not None and task.seq == seq, "reply for a task the worker lacks"
-            w.task, w.sent = None, False
-            w.completed += 1
-            pool.start_failures = 0
-            if status == "raised":
-                raise value
-            done(task, value)
+            assert w.task is not None and w.task.seq == seq, "reply for a task the worker lacks"
+            self._finish(w, status, value)
+        return dead
+
+    def bury(self, dead: list[_Worker[T]]) -> None:
+        """Read what dead workers sent before they died, forget them, and give their tasks
+        back to the queue (or up, with ``on_lost``, after ``retries`` deaths)."""
         for w in dead:
             # a reply (or "ready") may still sit in the pipe of a worker that exited after it
             while w.task is not None and _poll(w.conn):
@@ -361,28 +387,35 @@ def _run(
                 if message == ("ready",):
                     w.ready = True
                     continue
-                seq, status, value = message
-                task, w.task, w.sent = w.task, None, False
-                w.completed += 1
-                pool.start_failures = 0
-                if status == "raised":
-                    raise value
-                done(task, value)
+                _seq, status, value = message
+                self._finish(w, status, value)
             task, sent = w.task, w.sent
-            cause = pool.reap(w)
+            cause = self.pool.reap(w)
             if task is None:
                 continue
             if not sent:  # it died before it got the task: not the task's fault
-                queue.appendleft(task)
+                self.queue.appendleft(task)
                 continue
             task.deaths.append(cause)
-            retry = len(task.deaths) <= retries
+            retry = len(task.deaths) <= self.retries
             logger.warning("a worker died (%s) on input item %d; %s", cause, task.seq,
                            "retrying it in a fresh worker" if retry else "giving it up")
             if retry:
-                queue.appendleft(task)
+                self.queue.appendleft(task)
             else:
-                done(task, on_lost(task.item, lost_reason(task.deaths)))
+                self.finished[task.seq] = (task.item,
+                                           self.on_lost(task.item, lost_reason(task.deaths)))
+
+    def _finish(self, w: _Worker[T], status: str, value: Any) -> None:
+        """``w`` replied for its task: free it; re-raise what ``fn`` raised."""
+        task = w.task
+        assert task is not None
+        w.task, w.sent = None, False
+        w.completed += 1
+        self.pool.start_failures = 0
+        if status == "raised":
+            raise value
+        self.finished[task.seq] = (task.item, value)
 
 
 def _send_task(worker: _Worker[T]) -> None:
