@@ -47,10 +47,10 @@ from kinship.ingest import (
     Failure,
     ProgressFn,
     add_inputs,
-    dump_base_from_name,
     expand,
 )
-from kinship.ingest import read_manifest as _read_manifest
+from kinship.manifest import dump_base_from_name
+from kinship.manifest import read_manifest as _read_manifest
 from kinship.match.aggregate import CodeReuse, code_reuse
 from kinship.match.combine import combine_families
 from kinship.match.config import MatchConfig

@@ -73,7 +73,7 @@ class InputPath(click.Path):
 def check_first_seen(value: str | None) -> str | None:
     """``value`` when it is a real date written YYYY, YYYY-MM or YYYY-MM-DD (None passes);
     else :class:`~kinship.exceptions.UsageError` (exit code 2, one line)."""
-    from kinship.ingest import is_first_seen
+    from kinship.manifest import is_first_seen
 
     if value is None:
         return None
