@@ -12,16 +12,23 @@ Keys are the dataclass fields, in field order; enums become their values, tuples
 v2 ``TypeAdapter``, the way capa's ``ResultDocument`` is read back) and raises
 :class:`kinship.exceptions.InputError` on a document that does not fit.
 
-Every document carries a :class:`Meta` block: what made it (kinship version, the feature
+A result class inherits :class:`Document` for ``to_dict``/``from_dict``/``from_json`` through
+this serialiser. What a document's JSON adds to its fields is declared on the class, never a
+hand-written method: a key computed from the fields is a pydantic ``computed_field`` (listed
+after the fields), a rounded value a ``field_serializer``, a JSON key that is a Python keyword a
+field alias (``Annotated[str, pydantic.Field(alias="from")]``).
+
+Every top-level document carries a :class:`Meta` block: what made it (kinship version, the feature
 parameters sketches were made with), against what (store id and generation) and when.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import pydantic
 
@@ -68,8 +75,9 @@ def _adapter(cls: type[Any]) -> pydantic.TypeAdapter[Any]:
 
 
 def to_jsonable(obj: Any) -> dict[str, Any]:
-    """``obj`` (a result dataclass) as JSON-ready plain data, keys in field order."""
-    out: dict[str, Any] = _adapter(type(obj)).dump_python(obj, mode="json")
+    """``obj`` (a result dataclass) as JSON-ready plain data: keys in field order (aliases
+    where a field declares one), then computed keys."""
+    out: dict[str, Any] = _adapter(type(obj)).dump_python(obj, mode="json", by_alias=True)
     return out
 
 
@@ -83,3 +91,30 @@ def from_jsonable(cls: type[T], data: Any, source: str = "document") -> T:
     except pydantic.ValidationError as e:
         raise InputError(source, f"not a valid {cls.__name__} document: {e}") from e
     return out
+
+
+class Document:
+    """Mixin of a result dataclass: its JSON edge through :func:`to_jsonable` and
+    :func:`from_jsonable`, so that ``cls.from_dict(json.loads(json.dumps(x.to_dict()))) == x``
+    (up to values the JSON rounds, such as ``seconds``)."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data: the fields in order, then computed keys."""
+        return to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "document") -> Self:
+        """The document :meth:`to_dict` gave ``data`` for (computed keys are ignored);
+        :class:`InputError` naming ``source`` when it is not one."""
+        return from_jsonable(cls, data, source)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "document") -> Self:
+        """The document a JSON text holds (``source`` names it in errors)."""
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise InputError(source, f"not JSON: {e}") from e
+        return cls.from_dict(data, source)

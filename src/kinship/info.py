@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
+from kinship.document import Document, Meta
 from kinship.pipeline import AnalysedSample
 from kinship.sample_hashes import sample_hashes
 
 
-@dataclass
+@dataclass(frozen=True)
 class FunctionSummary:
     va: int
     name: str | None
@@ -20,8 +21,8 @@ class FunctionSummary:
     apis: list[str] = field(default_factory=list)
 
 
-@dataclass
-class InfoResult:
+@dataclass(frozen=True)
+class InfoResult(Document):
     name: str
     sha256: str
     sha1: str
@@ -45,13 +46,7 @@ class InfoResult:
     seconds: dict[str, float]
     # similarity hashes: imphash, rich_header_hash, tlsh, ssdeep, pdb_path, exports, sections
     similarity_hashes: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InfoResult:
-        return cls(**{**d, "functions": [FunctionSummary(**f) for f in d["functions"]]})
+    meta: Meta | None = None  # kinship.document: version, store, time (None: not filled)
 
 
 def build_info(sample: AnalysedSample) -> InfoResult:

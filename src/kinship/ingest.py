@@ -35,11 +35,13 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from pydantic import computed_field, field_serializer
 
 from kinship.binary import limits
 from kinship.binary.archive import MemberRef, close_archives, list_archive, member_chunks
 from kinship.binary.load import file_kind, is_archive
+from kinship.document import Document, Meta
 from kinship.exceptions import InputError, KinshipError, UsageError
 from kinship.manifest import tree_labels
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
@@ -53,17 +55,14 @@ logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, current name)
 
-@dataclass
-class Failure:
+@dataclass(frozen=True)
+class Failure(Document):
     name: str
     reason: str
     error: str  # exception class name
 
-    def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "reason": self.reason, "error": self.error}
 
-
-@dataclass
+@dataclass(frozen=True)
 class Notice(Failure):
     """Not a failure: something left out on purpose or worth a word, shown in the report's
     ``warnings`` (an unsafe zip member name, a symlink out of the folder, a sample another run
@@ -81,27 +80,50 @@ NOTICE_KINDS = {
 }
 
 
-@dataclass
-class Added:
+@dataclass(frozen=True)
+class Added(Document):
     sha256: str
     name: str
     family: str | None
     n_functions: int
     n_instructions: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass
-class AddReport:
+class AddReport(Document):
+    """What one ``add`` did. Not frozen: ``add_inputs`` appends to it as the batch goes.
+
+    Its JSON adds counts (``n_added`` ...) and the throughput to the fields."""
+
     added: list[Added] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # names of samples already stored
     failed: list[Failure] = field(default_factory=list)
     warnings: list[Notice] = field(default_factory=list)  # skipped on purpose, or a caveat
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # summed analysis time in workers
+    meta: Meta | None = None  # kinship.document: version, store, time (None: not filled)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def n_added(self) -> int:
+        return len(self.added)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def n_duplicates(self) -> int:
+        return len(self.duplicates)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def n_failed(self) -> int:
+        return len(self.failed)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def n_warnings(self) -> int:
+        return len(self.warnings)
+
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def n_functions(self) -> int:
         return sum(a.n_functions for a in self.added)
@@ -111,27 +133,20 @@ class AddReport:
         """Some input was not stored: it failed, or was skipped on purpose (exit code 7)."""
         return bool(self.failed) or any(w.error in SKIPPING_NOTICES for w in self.warnings)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def n_instructions(self) -> int:
         return sum(a.n_instructions for a in self.added)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "added": [a.to_dict() for a in self.added],
-            "duplicates": self.duplicates,
-            "failed": [f.to_dict() for f in self.failed],
-            "n_added": len(self.added),
-            "n_duplicates": len(self.duplicates),
-            "n_failed": len(self.failed),
-            "warnings": [w.to_dict() for w in self.warnings],
-            "n_warnings": len(self.warnings),
-            "n_functions": self.n_functions,
-            "n_instructions": self.n_instructions,
-            "seconds": round(self.seconds, 3),
-            "instructions_per_second": round(self.n_instructions / self.seconds, 1)
-            if self.seconds
-            else None,
-        }
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def instructions_per_second(self) -> float | None:
+        """Throughput of the batch (None when it took no measurable time)."""
+        return round(self.n_instructions / self.seconds, 1) if self.seconds else None
+
+    @field_serializer("seconds")
+    def _seconds_json(self, seconds: float) -> float:
+        return round(seconds, 3)
 
 
 def expand(

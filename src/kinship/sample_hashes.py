@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import pefile
 import ppdeep
 import tlsh
 
 from kinship.binary.model import Binary, Format
+from kinship.document import Document
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class SectionHash:
 
 
 @dataclass
-class SampleHashes:
+class SampleHashes(Document):
     """Similarity hashes of one sample (None where not applicable or not computable)."""
 
     imphash: str | None = None
@@ -48,13 +48,6 @@ class SampleHashes:
     pdb_path: str | None = None
     exports: list[str] = field(default_factory=list)
     sections: list[SectionHash] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SampleHashes:
-        return cls(**{**d, "sections": [SectionHash(**s) for s in d.get("sections", [])]})
 
 
 def rich_header_hash(data: bytes) -> str | None:

@@ -11,12 +11,12 @@ import dataclasses
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 from kinship.binary.model import Binary
 from kinship.disasm.listing import ListingLine, listing
 from kinship.disasm.model import Function
+from kinship.document import Document, Meta
 from kinship.evidence.align import align, identity
 from kinship.exceptions import UsageError
 from kinship.match.aggregate import ReferenceIndex, attribute
@@ -28,7 +28,7 @@ from kinship.pipeline import AnalysedSample
 MAX_LISTED_PAIRS = 50
 
 
-@dataclass
+@dataclass(frozen=True)
 class Side:
     va: int | None
     text: str  # "mnemonic operands" in Intel syntax, annotated with API / string
@@ -37,7 +37,7 @@ class Side:
     string: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class ListingRow:
     kind: str  # same | api | similar | diff | gap
     left: Side | None
@@ -45,7 +45,7 @@ class ListingRow:
 
 
 @dataclass
-class FunctionPair:
+class FunctionPair:  # not frozen: compare_samples sets rows and identity
     left_va: int
     right_va: int
     left_name: str | None
@@ -62,7 +62,7 @@ class FunctionPair:
     rows: list[ListingRow] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SampleRef:
     sha256: str
     name: str
@@ -75,33 +75,14 @@ class SampleRef:
     first_seen: str | None = None
 
 
-@dataclass
-class CompareResult:
+@dataclass(frozen=True)
+class CompareResult(Document):
     left: SampleRef
     right: SampleRef
     pairs: list[FunctionPair]
     similarity: float  # fraction of the left sample's (non-trivial) code matched in the right
     seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CompareResult:
-        def side(s: dict[str, Any] | None) -> Side | None:
-            return Side(**s) if s is not None else None
-
-        pairs = []
-        for p in d["pairs"]:
-            rows = [ListingRow(r["kind"], side(r["left"]), side(r["right"])) for r in p["rows"]]
-            pairs.append(FunctionPair(**{**p, "rows": rows}))
-        return cls(
-            left=SampleRef(**d["left"]),
-            right=SampleRef(**d["right"]),
-            pairs=pairs,
-            similarity=d["similarity"],
-            seconds=d.get("seconds", 0.0),
-        )
+    meta: Meta | None = None  # kinship.document: version, store, time (None: not filled)
 
 
 def _side(line: ListingLine) -> Side:

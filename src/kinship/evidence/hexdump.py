@@ -10,7 +10,8 @@ highlighted range; lines are derived, so the JSON form stays small and round-tri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from kinship.document import Document
 
 # Bytes shown per line.
 LINE_WIDTH = 16
@@ -37,7 +38,7 @@ class HexLine:
 
 
 @dataclass(frozen=True, slots=True)
-class HexDump:
+class HexDump(Document):
     start: int  # file offset of the first byte shown
     data_hex: str  # the bytes shown
     highlight_start: int  # file offsets of the highlighted bytes [start, end)
@@ -68,17 +69,6 @@ class HexDump:
 
     def text(self) -> str:
         return "\n".join(x.text() for x in self.lines())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start": self.start, "data_hex": self.data_hex,
-            "highlight_start": self.highlight_start, "highlight_end": self.highlight_end,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HexDump:
-        return cls(int(d["start"]), d["data_hex"], int(d["highlight_start"]),
-                   int(d["highlight_end"]))
 
 
 def hexdump(data: bytes, offset: int, length: int, context: int = LINE_WIDTH) -> HexDump:

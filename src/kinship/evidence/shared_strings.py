@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from kinship.document import Document
 from kinship.evidence.hexdump import HexDump, hexdump
 from kinship.pipeline import AnalysedSample
 from kinship.store.base import StringPosting
@@ -26,7 +26,7 @@ MAX_LISTED_STRINGS = 200
 PostingsFn = Callable[[Iterable[str]], Mapping[str, Sequence[StringPosting]]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class StringSample:
     """A sample of the view, with its provenance."""
 
@@ -38,13 +38,13 @@ class StringSample:
     source: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class FunctionRef:
     va: int
     name: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class StringInSample:
     """Where a shared string is in one sample."""
 
@@ -57,7 +57,7 @@ class StringInSample:
     hexdump: HexDump | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class SharedStringRow:
     text: str
     weight: float  # intrinsic x rarity (rarity 1 when no store was given)
@@ -65,54 +65,12 @@ class SharedStringRow:
     same_offset: bool = False  # every occurrence at the same file offset
 
 
-@dataclass
-class SharedStringsResult:
+@dataclass(frozen=True)
+class SharedStringsResult(Document):
     samples: list[StringSample]
     strings: list[SharedStringRow]
     min_samples: int
     seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "samples": [vars(s).copy() for s in self.samples],
-            "strings": [
-                {
-                    "text": r.text, "weight": r.weight, "same_offset": r.same_offset,
-                    "occurrences": [
-                        {
-                            "sha256": o.sha256, "offset": o.offset, "va": o.va,
-                            "section": o.section, "encoding": o.encoding,
-                            "functions": [vars(f).copy() for f in o.functions],
-                            "hexdump": o.hexdump.to_dict() if o.hexdump else None,
-                        }
-                        for o in r.occurrences
-                    ],
-                }
-                for r in self.strings
-            ],
-            "min_samples": self.min_samples,
-            "seconds": self.seconds,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SharedStringsResult:
-        rows = [
-            SharedStringRow(
-                r["text"], float(r["weight"]),
-                [
-                    StringInSample(
-                        o["sha256"], o["offset"], o["va"], o["section"], o["encoding"],
-                        [FunctionRef(**f) for f in o["functions"]],
-                        HexDump.from_dict(o["hexdump"]) if o["hexdump"] else None,
-                    )
-                    for o in r["occurrences"]
-                ],
-                bool(r.get("same_offset", False)),
-            )
-            for r in d["strings"]
-        ]
-        return cls([StringSample(**s) for s in d["samples"]], rows, int(d["min_samples"]),
-                   float(d.get("seconds", 0.0)))
 
 
 def _sample_ref(s: AnalysedSample) -> StringSample:

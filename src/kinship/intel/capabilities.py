@@ -22,13 +22,16 @@ import os
 import re
 import time
 from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import computed_field, field_serializer
+
 from kinship.binary.model import Binary
 from kinship.disasm.model import Disassembly
+from kinship.document import Document, Meta
 from kinship.exceptions import UsageError
 from kinship.intel.capa_extractor import KinshipCapaExtractor
 
@@ -69,7 +72,7 @@ class CapabilitiesConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class RuleSetStatus:
+class RuleSetStatus(Document):
     """One rule set a run considered: used (how many rules it gave) or not, and why not."""
 
     name: str  # KINSHIP_RULE_SET or CAPA_RULE_SET
@@ -80,15 +83,6 @@ class RuleSetStatus:
     # the same as a code, for renderers that word it themselves (report --lang ja):
     # "not_given" | "not_a_directory" | "turned_off"; None when used
     reason_code: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RuleSetStatus:
-        return cls(name=d["name"], path=d.get("path"), used=bool(d["used"]),
-                   n_rules=int(d.get("n_rules", 0)), reason=d.get("reason"),
-                   reason_code=d.get("reason_code"))
 
     def describe(self) -> str:
         """One line for people: "kinship (3 rules, /x/rules)" or "capa-rules: not used: ..."."""
@@ -115,8 +109,8 @@ class Evidence:
     features: tuple[str, ...] = ()  # e.g. ("api(CreateProcess)", 'substring("netsh")')
 
 
-@dataclass
-class Capability:
+@dataclass(frozen=True)
+class Capability(Document):
     rule: str
     namespace: str | None
     scope: str
@@ -126,29 +120,9 @@ class Capability:
     evidence: list[Evidence]
     source: str  # "capa-rules" or "kinship"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule, "namespace": self.namespace, "scope": self.scope,
-            "attack": list(self.attack), "attack_names": list(self.attack_names),
-            "mbc": list(self.mbc), "source": self.source,
-            "evidence": [{"va": e.va, "function_va": e.function_va,
-                          "function_name": e.function_name, "features": list(e.features)}
-                         for e in self.evidence],
-        }
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Capability:
-        return cls(
-            rule=d["rule"], namespace=d.get("namespace"), scope=d["scope"],
-            attack=list(d.get("attack", [])), attack_names=list(d.get("attack_names", [])),
-            mbc=list(d.get("mbc", [])), source=d.get("source", "capa-rules"),
-            evidence=[Evidence(e["va"], e.get("function_va"), e.get("function_name"),
-                               tuple(e.get("features", []))) for e in d.get("evidence", [])],
-        )
-
-
-@dataclass
-class TechniqueHit:
+@dataclass(frozen=True)
+class TechniqueHit(Document):
     """One ATT&CK technique seen in the sample, with the capabilities that show it."""
 
     id: str
@@ -157,33 +131,14 @@ class TechniqueHit:
     rules: list[str]
     evidence: list[Evidence]
 
+    @computed_field  # type: ignore[prop-decorator]  # a JSON key (listed after the fields)
     @property
     def function_vas(self) -> list[int]:
         return sorted({e.function_va for e in self.evidence if e.function_va is not None})
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "name": self.name, "tactics": list(self.tactics),
-            "rules": list(self.rules), "function_vas": self.function_vas,
-            "evidence": [{"va": e.va, "function_va": e.function_va,
-                          "function_name": e.function_name, "features": list(e.features)}
-                         for e in self.evidence],
-        }
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TechniqueHit:
-        return cls(id=d["id"], name=d.get("name"), tactics=list(d.get("tactics", [])),
-                   rules=list(d.get("rules", [])),
-                   evidence=[_evidence_from_dict(e) for e in d.get("evidence", [])])
-
-
-def _evidence_from_dict(e: dict[str, Any]) -> Evidence:
-    return Evidence(int(e["va"]), e.get("function_va"), e.get("function_name"),
-                    tuple(e.get("features", [])))
-
-
-@dataclass
-class CapabilitiesResult:
+@dataclass(frozen=True)
+class CapabilitiesResult(Document):
     sha256: str
     name: str
     capabilities: list[Capability]
@@ -199,32 +154,11 @@ class CapabilitiesResult:
     n_library_functions: int = 0
     # why library code could not be recognised (None: it was looked for)
     library_note: str | None = None
+    meta: Meta | None = None  # kinship.document: version, store, time (None: not filled)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sha256": self.sha256, "name": self.name, "n_rules": self.n_rules,
-            "rules_source": self.rules_source, "seconds": round(self.seconds, 3),
-            "rule_sets": [r.to_dict() for r in self.rule_sets],
-            "n_functions": self.n_functions, "n_library_functions": self.n_library_functions,
-            "library_note": self.library_note,
-            "capabilities": [c.to_dict() for c in self.capabilities],
-            "techniques": [t.to_dict() for t in self.techniques],
-            "warnings": list(self.warnings),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CapabilitiesResult:
-        return cls(
-            sha256=d["sha256"], name=d["name"],
-            capabilities=[Capability.from_dict(c) for c in d.get("capabilities", [])],
-            techniques=[TechniqueHit.from_dict(t) for t in d.get("techniques", [])],
-            n_rules=int(d.get("n_rules", 0)), rules_source=d.get("rules_source", ""),
-            seconds=float(d.get("seconds", 0.0)), warnings=list(d.get("warnings", [])),
-            rule_sets=[RuleSetStatus.from_dict(r) for r in d.get("rule_sets", [])],
-            n_functions=int(d.get("n_functions", 0)),
-            n_library_functions=int(d.get("n_library_functions", 0)),
-            library_note=d.get("library_note"),
-        )
+    @field_serializer("seconds")
+    def _seconds_json(self, seconds: float) -> float:
+        return round(seconds, 3)
 
 
 def rules_dir(option: str | Path | None) -> Path:

@@ -24,13 +24,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import computed_field
 
 from kinship.binary.model import Binary
 from kinship.disasm.model import Disassembly
+from kinship.document import Document
 from kinship.intel.datacache import cached_folder, data_key, package_dir
 
 logger = logging.getLogger(__name__)
@@ -84,43 +85,23 @@ class IOCSource:
 
 
 @dataclass
-class IOC:
+class IOC(Document):  # not frozen: find_iocs sets warning_lists
     type: str  # "url", "domain", "ipv4", "email", "file_path", "registry_key", "pdb_path" ...
     value: str  # refanged (machine-usable) form
     sources: list[IOCSource] = field(default_factory=list)
     warning_lists: list[str] = field(default_factory=list)  # why it was filtered, if it was
 
+    @computed_field  # type: ignore[prop-decorator]  # a JSON key (listed after the fields)
     @property
     def defanged(self) -> str:
         return defang(self.value) if self.type in ("url", "domain", "ipv4", "ipv6",
                                                    "email") else self.value
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type, "value": self.value, "defanged": self.defanged,
-            "warning_lists": list(self.warning_lists),
-            "sources": [{"kind": s.kind, "sample": s.sample, "offset": s.offset, "va": s.va,
-                         "function_va": s.function_va, "context": s.context}
-                        for s in self.sources],
-        }
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> IOC:
-        return cls(d["type"], d["value"],
-                   [IOCSource(s["kind"], s["sample"], s.get("offset"), s.get("va"),
-                              s.get("function_va"), s.get("context", ""))
-                    for s in d.get("sources", [])],
-                   list(d.get("warning_lists", [])))
-
-
-@dataclass
-class IOCResult:
+@dataclass(frozen=True)
+class IOCResult(Document):
     iocs: list[IOC]  # reportable
     filtered: list[IOC]  # known-benign (warning lists, private addresses)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"iocs": [i.to_dict() for i in self.iocs],
-                "filtered": [i.to_dict() for i in self.filtered]}
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,11 @@ query (offset, VA, section, referencing functions) and where it is in each refer
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kinship.document import Document
 from kinship.store.base import StoredString, StringPosting
 from kinship.strings.extract import SampleString, StringTable
 from kinship.strings.rarity import RarityConfig, corpus_rarity, intrinsic_weight
@@ -40,7 +41,7 @@ class StringReuseConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class StringOccurrence:
+class StringOccurrence(Document):
     """Where one string is in one sample (provenance for a report)."""
 
     sha256: str
@@ -53,25 +54,9 @@ class StringOccurrence:
     encoding: str
     functions: tuple[int, ...] = ()  # referencing functions (known for the query side only)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sha256": self.sha256, "name": self.name, "family": self.family,
-            "source": self.source, "offset": self.offset, "va": self.va,
-            "section": self.section, "encoding": self.encoding,
-            "functions": list(self.functions),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> StringOccurrence:
-        return cls(
-            d["sha256"], d["name"], d.get("family"), d.get("source"), d.get("offset"),
-            d.get("va"), d.get("section"), d["encoding"],
-            tuple(int(x) for x in d.get("functions", ())),
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class SharedString:
+class SharedString(Document):
     """A distinctive string of the query also found in reference samples."""
 
     text: str
@@ -79,21 +64,6 @@ class SharedString:
     query: StringOccurrence
     families: tuple[str, ...]  # labelled families that contain it, sorted
     references: tuple[StringOccurrence, ...]  # reference samples that contain it
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text, "weight": self.weight, "query": self.query.to_dict(),
-            "families": list(self.families),
-            "references": [r.to_dict() for r in self.references],
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SharedString:
-        return cls(
-            d["text"], float(d["weight"]), StringOccurrence.from_dict(d["query"]),
-            tuple(d.get("families", ())),
-            tuple(StringOccurrence.from_dict(r) for r in d.get("references", ())),
-        )
 
 
 @dataclass
