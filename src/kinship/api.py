@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +38,7 @@ from kinship.evidence.references import (
 )
 from kinship.exceptions import InputError, KinshipError, StoreError
 from kinship.features.model import FunctionFeatures
+from kinship.index.cache import cached_index
 from kinship.index.reference import ReferenceIndex
 from kinship.info import InfoResult, build_info
 from kinship.ingest import (
@@ -51,10 +50,11 @@ from kinship.ingest import (
 )
 from kinship.manifest import dump_base_from_name
 from kinship.manifest import read_manifest as _read_manifest
-from kinship.match.aggregate import CodeReuse, code_reuse
+from kinship.match.aggregate import code_reuse
+from kinship.match.assemble import match_warnings, name_references, without_library_strings
 from kinship.match.combine import combine_families
 from kinship.match.config import MatchConfig
-from kinship.match.result import FamilyScore, FunctionMatch, MatchResult, QuerySample
+from kinship.match.result import FamilyScore, MatchResult, QuerySample
 from kinship.match.sample_signals import sample_signals
 from kinship.match.verdict import conclude
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
@@ -62,7 +62,7 @@ from kinship.store.base import Store
 from kinship.store.files import SAMPLES_DIR_NAME, SampleFiles
 from kinship.store.memory import MemoryStore
 from kinship.store.model import SampleRecord, StoreStats
-from kinship.store.paths import PRIVATE_DIR_MODE, default_db, is_postgres_url, pg_data_dir
+from kinship.store.paths import default_db, is_postgres_url, pg_data_dir
 from kinship.store.sqlite import SQLiteStore
 from kinship.strings.extract import StringTable
 from kinship.strings.similarity import SharedString, string_reuse
@@ -272,17 +272,12 @@ class Kinship(Workflows):
         # generation must not find the old store's index.
         # And the baseline packs: a pack added, removed or rebuilt changes the index.
         stamp = f"{self.store.store_id()} {gen} {key[1]}"
-        index: ReferenceIndex | None = None
-        if cache is not None and _read_stamp(cache) == stamp:
-            try:
-                index = ReferenceIndex.load(cache, mmap=True)
-            except StoreError as e:
-                logger.warning("ignoring the saved index: %s", e)
-        if index is None:
+
+        def build() -> ReferenceIndex:
             arrays, names = with_baseline(self.store.function_arrays(), packs)
-            index = ReferenceIndex.from_arrays(arrays, baseline_names=names)
-            if cache is not None:
-                _save_index(index, cache, stamp)
+            return ReferenceIndex.from_arrays(arrays, baseline_names=names)
+
+        index = cached_index(cache, stamp, build)
         self._index, self._index_key = index, key
         return index
 
@@ -340,7 +335,8 @@ class Kinship(Workflows):
             shared = tuple(reuse.shared)
         ranking = conclude(ranked, cfg)
         found = tuple(sample_signals(record, self.store.samples())) if signals else ()
-        matches = self._name_references(code.function_matches)
+        matches = name_references(code.function_matches, self.store.function_names,
+                                  unstored_prefix=BASELINE_SHA_PREFIX)
         seconds = time.perf_counter() - t0
         meta = Meta(kinship_version(), feature_params(), self.store.store_id(),
                     self._index_key[0], started, seconds)
@@ -351,25 +347,8 @@ class Kinship(Workflows):
             n_considered_functions=code.n_considered_functions,
             n_library_functions=len(code.library_functions), seconds=seconds,
             shared_strings=shared, sample_signals=found,
-            warnings=_match_warnings(index, code, record),
+            warnings=match_warnings(index, code, record),
             library_functions=code.library_functions, meta=meta,
-        )
-
-    def _name_references(self, matches: Sequence[FunctionMatch]) -> tuple[FunctionMatch, ...]:
-        """``matches`` with reference function names (the in-memory index keeps none) from
-        the store."""
-        wanted: dict[str, set[int]] = {}
-        for m in matches:
-            if m.ref_name is None and not m.ref_sample_sha256.startswith(BASELINE_SHA_PREFIX):
-                wanted.setdefault(m.ref_sample_sha256, set()).add(m.ref_va)
-        names: dict[tuple[str, int], str] = {}
-        for sha, vas in wanted.items():
-            known = self.store.function_names(sha)
-            names.update({(sha, va): known[va] for va in vas if va in known})
-        return tuple(
-            dataclasses.replace(m, ref_name=names.get((m.ref_sample_sha256, m.ref_va)))
-            if m.ref_name is None else m
-            for m in matches
         )
 
     def compare(self, a: str | Path, b: str | Path, *, max_listed: int = MAX_LISTED_PAIRS
@@ -499,60 +478,3 @@ def _canonical(labels: Labels) -> Labels:
     from kinship.intel.actors import canonical_actor
 
     return dataclasses.replace(labels, actor=canonical_actor(labels.actor))
-
-
-def without_library_strings(strings: StringTable, library_vas: set[int],
-                            runtime: frozenset[str] = frozenset()) -> StringTable:
-    """``strings`` less those referenced only by library code and those a baseline pack lists
-    as runtime strings (MinGW's "Unknown pseudo relocation protocol version %d.", the math
-    error messages of its _matherr table): they are not family evidence."""
-    if not library_vas and not runtime:
-        return strings
-    kept = [s for s in strings.strings
-            if s.text not in runtime
-            and not (s.functions and all(f in library_vas for f in s.functions))]
-    return StringTable(kept, strings.truncated)
-
-
-def _match_warnings(index: ReferenceIndex, code: CodeReuse, record: SampleRecord
-                    ) -> tuple[str, ...]:
-    """What the analyst must know to read this result: an empty store, or a sample none of
-    whose code is known runtime/library code (its toolchain probably has no baseline, so
-    runtime functions it shares with stored samples count as family evidence)."""
-    out: list[str] = []
-    if not index.families:
-        out.append("the store holds no labelled (non-library) samples: there is nothing to "
-                   "attribute to; add references with `kinship add FILE --family NAME`")
-    if code.n_considered_functions >= 10 and not code.library_functions:
-        what = " ".join(x for x in ((record.format or "").upper(), record.arch or "") if x)
-        out.append(f"none of this {what} sample's functions "
-                   "matched a compiler-runtime baseline or a library sample: its toolchain may "
-                   "have no baseline here, so runtime code it shares with stored samples can "
-                   "count as family evidence (see `kinship baseline list`; `kinship baseline "
-                   "build` makes one from programs built with that toolchain)")
-    return tuple(out)
-
-
-def _read_stamp(cache: Path) -> str | None:
-    try:
-        return (cache / "GENERATION").read_text(encoding="ascii").strip()
-    except OSError:
-        return None
-
-
-def _save_index(index: ReferenceIndex, cache: Path, stamp: str) -> None:
-    """Write the index to a private folder, then swap it in (readers never see half of it)."""
-    tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        index.save(tmp)
-        os.chmod(tmp, PRIVATE_DIR_MODE)
-        (tmp / "GENERATION").write_text(stamp + "\n", encoding="ascii")
-        old = cache.with_name(f"{cache.name}.old{os.getpid()}")
-        if cache.exists():
-            cache.rename(old)
-        tmp.rename(cache)
-        shutil.rmtree(old, ignore_errors=True)
-    except (OSError, StoreError) as e:  # the cache is an optimisation; matching goes on
-        logger.warning("could not save the index next to the store: %s", e)
-        shutil.rmtree(tmp, ignore_errors=True)
