@@ -1,32 +1,34 @@
 """The result tree of ``kinship artifact``: one :class:`ArtifactResult` per file, with its
-attachments / members / embedded objects as children. Everything is JSON-able via ``to_dict``
-and comes back equal through ``ArtifactResult.from_dict`` (STYLE §5).
+attachments / members / embedded objects as children. Its JSON is derived from the types
+(:mod:`kinship.document`): ``ArtifactResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r``
+(STYLE §5). ``EmailInfo.from_`` is ``"from"`` in the JSON.
+
+The parsers fill :class:`EmailInfo`, :class:`OfficeInfo`, :class:`ArchiveInfo` and
+:class:`ArtifactResult` as they read (appending hops, macros, children, warnings), so those are
+not frozen; the leaves are.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated
 
+import pydantic
+
+from kinship.document import Document, Meta
 from kinship.intel.iocs import IOC
 
 
 @dataclass(frozen=True, slots=True)
-class Technique:
+class Technique(Document):
     """An ATT&CK technique and the observations that triggered it (attack.py's table)."""
 
     id: str
     name: str
     evidence: tuple[str, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "evidence": list(self.evidence)}
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Technique:
-        return cls(d["id"], d["name"], tuple(d.get("evidence", ())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +41,6 @@ class Hop:
     ips: tuple[str, ...]
     date: str
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Hop:
-        return cls(d["index"], d["from_host"], d["by_host"], tuple(d.get("ips", ())), d["date"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +52,13 @@ class Link:
     location: str  # "body:text/plain", "body:text/html"
     mismatch: bool  # the display text names another host than the href
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Link:
-        return cls(d["url"], d["text"], d["location"], bool(d["mismatch"]))
 
 
 @dataclass
 class EmailInfo:
     subject: str = ""
     date: str = ""
-    from_: str = ""
+    from_: Annotated[str, pydantic.Field(alias="from")] = ""  # "from" in the JSON
     to: str = ""
     reply_to: str = ""
     return_path: str = ""
@@ -75,22 +71,6 @@ class EmailInfo:
     mismatches: list[str] = field(default_factory=list)  # sender-identity mismatches, worded
     links: list[Link] = field(default_factory=list)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EmailInfo:
-        """Inverse of ``_plain``: ``from`` (the JSON key) back to ``from_``."""
-        return cls(
-            **{k: str(d.get("from" if k == "from_" else k, "")) for k in _EMAIL_TEXT},
-            received=[Hop.from_dict(h) for h in d.get("received", [])],
-            auth=dict(d.get("auth", {})),
-            mismatches=list(d.get("mismatches", [])),
-            links=[Link.from_dict(lk) for lk in d.get("links", [])],
-        )
-
-
-# EmailInfo's plain-text fields, in declaration order.
-_EMAIL_TEXT = ("subject", "date", "from_", "to", "reply_to", "return_path", "sender",
-               "message_id", "message_id_domain", "x_mailer")
-
 
 @dataclass(frozen=True, slots=True)
 class MacroModule:
@@ -99,9 +79,6 @@ class MacroModule:
     size: int  # characters of source
     sha256: str  # of the UTF-8 source
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MacroModule:
-        return cls(d["name"], d["stream"], d["size"], d["sha256"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +89,6 @@ class MacroFinding:
     keyword: str
     description: str
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MacroFinding:
-        return cls(d["kind"], d["keyword"], d["description"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +100,6 @@ class Relationship:
     kind: str
     target: str
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Relationship:
-        return cls(d["part"], d["kind"], d["target"])
 
 
 @dataclass
@@ -140,16 +111,6 @@ class OfficeInfo:
     macro_findings: list[MacroFinding] = field(default_factory=list)
     external_relationships: list[Relationship] = field(default_factory=list)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> OfficeInfo:
-        return cls(
-            d["format"], metadata=dict(d.get("metadata", {})),
-            has_macros=bool(d.get("has_macros", False)),
-            macros=[MacroModule.from_dict(m) for m in d.get("macros", [])],
-            macro_findings=[MacroFinding.from_dict(f) for f in d.get("macro_findings", [])],
-            external_relationships=[Relationship.from_dict(r)
-                                    for r in d.get("external_relationships", [])],
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +123,6 @@ class ZipMember:
     compressed_size: int
     encryption: str  # "" (none), "ZipCrypto" or "AES"
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ZipMember:
-        return cls(d["name"], d["size"], d["compressed_size"], d.get("encryption", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +137,6 @@ class PasswordCandidate:
     password: str
     source: str
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PasswordCandidate:
-        return cls(d["password"], d["source"])
 
 
 @dataclass
@@ -201,13 +156,6 @@ class ArchiveInfo:
     tried: int = 0
     note: str = ""
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ArchiveInfo:
-        pw = d.get("password")
-        return cls(bool(d["encrypted"]), bool(d["opened"]),
-                   [ZipMember.from_dict(m) for m in d.get("members", [])],
-                   PasswordCandidate.from_dict(pw) if pw is not None else None,
-                   int(d.get("tried", 0)), d.get("note", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,15 +171,10 @@ class Attribution:
     confidence: float | None = None
     score: float = 0.0
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Attribution:
-        conf = d.get("confidence")
-        return cls(d["status"], d.get("reason", ""), d.get("family"), d.get("actor"),
-                   None if conf is None else float(conf), float(d.get("score", 0.0)))
 
 
 @dataclass
-class ArtifactResult:
+class ArtifactResult(Document):
     """One analysed file or embedded object.
 
     ``kind``: "email", "ooxml", "ole", "zip", "pe", "elf", "other". ``location``: how it was
@@ -257,6 +200,7 @@ class ArtifactResult:
     techniques: list[Technique] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    meta: Meta | None = None  # kinship.document: version, store, time (None: not filled)
 
     def walk(self) -> Iterator[ArtifactResult]:
         """This node, then its descendants depth-first."""
@@ -272,54 +216,3 @@ class ArtifactResult:
                 _, ev = merged.setdefault(t.id, (t.name, []))
                 ev.extend(f"{node.name}: {e}" for e in t.evidence if f"{node.name}: {e}" not in ev)
         return [Technique(i, n, tuple(ev)) for i, (n, ev) in sorted(merged.items())]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "kind": self.kind, "location": self.location,
-            "size": self.size, "sha256": self.sha256, "md5": self.md5,
-            "content_type": self.content_type,
-            "email": _plain(self.email), "office": _plain(self.office),
-            "attribution": _plain(self.attribution), "archive": _plain(self.archive),
-            "iocs": [i.to_dict() for i in self.iocs],
-            "techniques": [t.to_dict() for t in self.techniques],
-            "warnings": list(self.warnings), "error": self.error,
-            "children": [c.to_dict() for c in self.children],
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ArtifactResult:
-        """Inverse of :meth:`to_dict`: ``from_dict(json.loads(json.dumps(r.to_dict()))) == r``."""
-        return cls(
-            d["name"], d["kind"], d["location"], d["size"], d["sha256"], d["md5"],
-            content_type=d.get("content_type", ""),
-            email=EmailInfo.from_dict(d["email"]) if d.get("email") is not None else None,
-            office=OfficeInfo.from_dict(d["office"]) if d.get("office") is not None else None,
-            attribution=(Attribution.from_dict(d["attribution"])
-                         if d.get("attribution") is not None else None),
-            archive=(ArchiveInfo.from_dict(d["archive"])
-                     if d.get("archive") is not None else None),
-            children=[ArtifactResult.from_dict(c) for c in d.get("children", [])],
-            iocs=[IOC.from_dict(i) for i in d.get("iocs", [])],
-            techniques=[Technique.from_dict(t) for t in d.get("techniques", [])],
-            warnings=list(d.get("warnings", [])),
-            error=d.get("error"),
-        )
-
-
-def _plain(obj: Any) -> Any:
-    """A dataclass as JSON types: tuples become lists (so ``to_dict`` equals its JSON reload),
-    ``from_`` becomes ``from``."""
-    if obj is None:
-        return None
-    d = _lists(dataclasses.asdict(obj))
-    if "from_" in d:
-        d["from"] = d.pop("from_")
-    return d
-
-
-def _lists(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _lists(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_lists(x) for x in v]
-    return v

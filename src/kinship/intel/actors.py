@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from kinship.document import Document
 from kinship.exceptions import NotFoundError
 from kinship.intel.datacache import package_dir
 
@@ -56,8 +57,9 @@ class Software:
 
 
 @dataclass
-class ActorProfile:
-    """One actor as the galaxies describe it. ``query`` is the name that resolved to it."""
+class ActorProfile(Document):
+    """One actor as the galaxies describe it. ``query`` is the name that resolved to it.
+    Not frozen: ``ActorKB`` merges references into it."""
 
     name: str
     query: str
@@ -71,37 +73,6 @@ class ActorProfile:
     references: list[str] = field(default_factory=list)
     galaxy_uuid: str | None = None
     provenance: str = "MISP galaxy clusters (pymispgalaxies): threat-actor, mitre-intrusion-set"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "query": self.query,
-            "aliases": list(self.aliases),
-            "country": self.country,
-            "attack_id": self.attack_id,
-            "attack_name": self.attack_name,
-            "description": self.description,
-            "techniques": [
-                {"id": t.id, "name": t.name, "tactics": list(t.tactics)} for t in self.techniques
-            ],
-            "software": [{"id": s.id, "name": s.name, "kind": s.kind} for s in self.software],
-            "references": list(self.references),
-            "galaxy_uuid": self.galaxy_uuid,
-            "provenance": self.provenance,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ActorProfile:
-        return cls(
-            name=d["name"], query=d.get("query", d["name"]), aliases=list(d.get("aliases", [])),
-            country=d.get("country"), attack_id=d.get("attack_id"),
-            attack_name=d.get("attack_name"), description=d.get("description"),
-            techniques=[Technique(t["id"], t["name"], tuple(t.get("tactics", [])))
-                        for t in d.get("techniques", [])],
-            software=[Software(x["id"], x["name"], x["kind"]) for x in d.get("software", [])],
-            references=list(d.get("references", [])), galaxy_uuid=d.get("galaxy_uuid"),
-            provenance=d.get("provenance", cls.provenance),
-        )
 
 
 @dataclass(frozen=True, slots=True)

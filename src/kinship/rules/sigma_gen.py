@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from kinship.document import Document
 from kinship.rules.sigma_validate import (
     CATEGORY_FIELD,
     LogEvent,
@@ -267,7 +268,7 @@ def attack_tags(tids: Sequence[str]) -> list[str]:
 
 # --- rules --------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(frozen=True)
 class Evidence:
     """Where a skeleton's string was found: one sample, one string, one offset."""
 
@@ -277,8 +278,9 @@ class Evidence:
 
 
 @dataclass
-class SigmaRule:
-    """One generated rule, its source strings and its validation on the corpus."""
+class SigmaRule(Document):
+    """One generated rule, its source strings and its validation on the corpus. Not frozen:
+    ``sigma_rules`` sets ``validation`` once the rule is made."""
 
     family: str
     id: str
@@ -289,17 +291,9 @@ class SigmaRule:
     evidence: list[Evidence]
     validation: SigmaValidation | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "id": self.id, "category": self.category,
-                "tokens": list(self.tokens), "techniques": list(self.techniques),
-                "text": self.text,
-                "evidence": [{"sha256": e.sha256, "text": e.text, "offset": e.offset}
-                             for e in self.evidence],
-                "validation": self.validation.to_dict() if self.validation else None}
 
-
-@dataclass
-class SigmaResult:
+@dataclass(frozen=True)
+class SigmaResult(Document):
     """The family's kept rules and the ones validation dropped."""
 
     family: str
@@ -312,12 +306,6 @@ class SigmaResult:
     def yaml(self) -> str:
         """Every kept rule, as one multi-document YAML stream."""
         return "---\n".join(r.text for r in self.rules)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "actor": self.actor, "n_members": self.n_members,
-                "n_other_samples": self.n_other_samples,
-                "rules": [r.to_dict() for r in self.rules],
-                "dropped": [r.to_dict() for r in self.dropped]}
 
 
 _LEVEL = {True: "high", False: "medium"}  # with / without an ATT&CK technique

@@ -25,6 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import computed_field
+
+from kinship.document import Document
 from kinship.exceptions import UsageError
 
 logger = logging.getLogger(__name__)
@@ -55,23 +58,29 @@ class LogEvent:
 
 
 @dataclass
-class SigmaValidation:
-    """A rule's hits on the family's samples and on everyone else's (sha256 lists)."""
+class SigmaValidation(Document):
+    """A rule's hits on the family's samples and on everyone else's (sha256 lists). Not
+    frozen: ``validate_rule`` fills it. Its JSON adds ``ok``, ``tp`` and ``fp``."""
 
     true_positives: list[str] = field(default_factory=list)
     false_positives: list[str] = field(default_factory=list)
     issues: list[str] = field(default_factory=list)  # parse/validator/SQL problems
     sql: str = ""
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
         return bool(self.true_positives) and not self.false_positives and not self.issues
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "tp": len(self.true_positives), "fp": len(self.false_positives),
-                "true_positives": list(self.true_positives),
-                "false_positives": list(self.false_positives),
-                "issues": list(self.issues), "sql": self.sql}
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tp(self) -> int:
+        return len(self.true_positives)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def fp(self) -> int:
+        return len(self.false_positives)
 
 
 def parse_rule(text: str) -> Any:

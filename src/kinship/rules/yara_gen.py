@@ -47,13 +47,13 @@ import struct
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import iced_x86 as iced
 import numpy as np
 
 from kinship.binary.model import Binary, Format
 from kinship.disasm.model import Flow, Function
+from kinship.document import Document
 from kinship.pipeline import AnalysedSample, SampleInput, analyse
 from kinship.rules.yara_validate import (
     HeldOut,
@@ -176,8 +176,9 @@ class CodePattern:
 
 
 @dataclass
-class FamilyRule:
-    """The rules of one family, or (in ``groups``) of one group of its samples.
+class FamilyRule(Document):
+    """The rules of one family, or (in ``groups``) of one group of its samples. Not frozen:
+    ``family_rules`` sets ``leave_one_out`` once the groups are made.
 
     A family whose samples are one program has one group, and ``text`` is that group's rule;
     otherwise ``text`` holds one rule per group (``groups``) and ``validation`` is of them
@@ -195,23 +196,6 @@ class FamilyRule:
     leave_one_out: LeaveOneOut | None = None
     groups: list[FamilyRule] = field(default_factory=list)  # one per group of samples
     uncovered: list[str] = field(default_factory=list)  # samples in a group without a rule
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "family": self.family, "name": self.name, "text": self.text,
-            "strings": list(self.strings),
-            "code": [{"arch": c.arch, "hex": c.hex, "function_va": c.function_va,
-                      "function_name": c.function_name, "sample": c.sample}
-                     for c in self.code],
-            "validation": self.validation.to_dict() if self.validation else None,
-            "dropped": list(self.dropped),
-            "members": list(self.members),
-            "leave_one_out": self.leave_one_out.to_dict() if self.leave_one_out else None,
-            "uncovered": list(self.uncovered),
-        }
-        if self.groups:
-            d["groups"] = [g.to_dict() for g in self.groups]
-        return d
 
     def summary(self, n_others: int) -> list[str]:
         """Lines for people: validation on the store, leave-one-out, groups, gaps."""

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import computed_field, field_serializer
+
+from kinship.document import Document
 from kinship.exceptions import UsageError
 from kinship.store.files import SampleFiles, sha256_file
 
@@ -76,38 +79,39 @@ def compile_rule(text: str) -> Any:
 
 
 @dataclass
-class Validation:
-    """The rule's hits on the family's files and on everyone else's."""
+class Validation(Document):
+    """The rule's hits on the family's files and on everyone else's. Not frozen: ``validate``
+    counts into it. Its JSON adds ``tpr``, ``fpr`` (4 decimals) and ``ok``."""
 
     true_positives: list[str] = field(default_factory=list)  # sha256 / names
     false_negatives: list[str] = field(default_factory=list)
     false_positives: list[str] = field(default_factory=list)
     true_negatives: int = 0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def tpr(self) -> float:
         n = len(self.true_positives) + len(self.false_negatives)
         return len(self.true_positives) / n if n else 0.0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def fpr(self) -> float:
         n = len(self.false_positives) + self.true_negatives
         return len(self.false_positives) / n if n else 0.0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
         return not self.false_negatives and not self.false_positives and \
             bool(self.true_positives)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"tpr": round(self.tpr, 4), "fpr": round(self.fpr, 4), "ok": self.ok,
-                "true_positives": list(self.true_positives),
-                "false_negatives": list(self.false_negatives),
-                "false_positives": list(self.false_positives),
-                "true_negatives": self.true_negatives}
+    @field_serializer("tpr", "fpr")
+    def _rate_json(self, rate: float) -> float:
+        return round(rate, 4)
 
 
-@dataclass
+@dataclass(frozen=True)
 class HeldOut:
     """One leave-one-out trial: rules made without ``sample``, scanned over ``sample``."""
 
@@ -118,13 +122,15 @@ class HeldOut:
     note: str = ""  # why it was not matched ("no rule from the other 3 samples")
 
 
-@dataclass
-class LeaveOneOut:
-    """Leave-one-out over a family: did the rules from n-1 samples catch the n-th?"""
+@dataclass(frozen=True)
+class LeaveOneOut(Document):
+    """Leave-one-out over a family: did the rules from n-1 samples catch the n-th? Its JSON
+    adds ``tpr`` (4 decimals), ``held_out``, ``matched`` and ``missed``."""
 
     samples: list[HeldOut] = field(default_factory=list)
     skipped: int = 0  # samples not held out (family above YaraConfig.max_leave_one_out)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def tpr(self) -> float | None:
         """Held-out samples matched / held out; None when nothing could be held out."""
@@ -132,19 +138,24 @@ class LeaveOneOut:
             return None
         return sum(h.matched for h in self.samples) / len(self.samples)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def held_out(self) -> int:
+        return len(self.samples)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def matched(self) -> int:
+        return sum(h.matched for h in self.samples)
+
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def missed(self) -> list[str]:
         return [h.sample for h in self.samples if not h.matched]
 
-    def to_dict(self) -> dict[str, Any]:
-        tpr = self.tpr
-        return {"tpr": None if tpr is None else round(tpr, 4),
-                "held_out": len(self.samples),
-                "matched": sum(h.matched for h in self.samples),
-                "missed": self.missed, "skipped": self.skipped,
-                "samples": [{"sample": h.sample, "matched": h.matched, "rule": h.rule,
-                             "trained_on": h.trained_on, "note": h.note}
-                            for h in self.samples]}
+    @field_serializer("tpr")
+    def _tpr_json(self, tpr: float | None) -> float | None:
+        return None if tpr is None else round(tpr, 4)
 
 
 def matching_rules(compiled: Any, path: Path) -> list[str]:
