@@ -4,7 +4,10 @@
 Built complete by :func:`kinship.report.build.build_report` (through
 :meth:`kinship.api.Kinship.report`) and read by every renderer and exporter (HTML/Markdown,
 STIX, MISP, Navigator, CSV); nothing downstream re-analyses. ``to_dict``/``from_dict`` are the
-JSON edge (``intel.json``).
+JSON edge (``intel.json``), derived from the types (:mod:`kinship.document`); the keys made
+from other fields (a sample's ``verdict`` and ``top_evidence``, the report's ``techniques`` and
+``rule_sets``) are computed fields, listed after the fields and not read back. Both classes are
+filled in place by ``build_report``, so they are not frozen.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from pydantic import computed_field, model_validator
+
+from kinship.document import Document, Meta
 from kinship.intel.actors import ActorProfile
 from kinship.intel.capabilities import CapabilitiesResult
 from kinship.intel.iocs import IOC
@@ -24,7 +30,7 @@ MAX_EVIDENCE_ROWS = 15
 
 
 @dataclass
-class SampleIntel:
+class SampleIntel(Document):
     """What the intel layer knows about one analysed sample."""
 
     sha256: str
@@ -51,11 +57,13 @@ class SampleIntel:
     # its own labels when the store holds it (first seen, source ...)
     stored: dict[str, Any] | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def verdict(self) -> dict[str, Any] | None:
         """``MatchResult.to_dict()["verdict"]`` of :attr:`match`; None without a store."""
         return self._match_dict()["verdict"] if self.match is not None else None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def top_evidence(self) -> list[dict[str, Any]]:
         """The best non-library shared functions (``function_matches`` rows of the match's
@@ -72,54 +80,24 @@ class SampleIntel:
         assert self.match is not None
         return self.match.to_dict()
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sha256": self.sha256, "md5": self.md5, "sha1": self.sha1, "name": self.name,
-            "format": self.format, "arch": self.arch, "size": self.size,
-            "n_functions": self.n_functions, "verdict": self.verdict,
-            "top_evidence": self.top_evidence,
-            "match": self.match.to_dict() if self.match is not None else None,
-            "capabilities": self.capabilities.to_dict() if self.capabilities else None,
-            "iocs": [i.to_dict() for i in self.iocs],
-            "filtered_iocs": [i.to_dict() for i in self.filtered_iocs],
-            "shared_strings": self.shared_strings, "listing": self.listing,
-            "coverage": self.coverage, "references": self.references, "stored": self.stored,
-        }
-
+    @model_validator(mode="before")
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SampleIntel:
-        """Inverse of :meth:`to_dict` (``verdict`` and ``top_evidence`` come from ``match``)."""
-        caps = d.get("capabilities")
-        return cls(
-            sha256=d["sha256"], md5=d["md5"], sha1=d["sha1"], name=d["name"],
-            format=d["format"], arch=d["arch"], size=int(d["size"]),
-            n_functions=int(d["n_functions"]),
-            match=_match_of(d),
-            capabilities=CapabilitiesResult.from_dict(caps) if caps else None,
-            iocs=[IOC.from_dict(i) for i in d.get("iocs", [])],
-            filtered_iocs=[IOC.from_dict(i) for i in d.get("filtered_iocs", [])],
-            shared_strings=list(d.get("shared_strings", [])), listing=d.get("listing"),
-            coverage=list(d.get("coverage", [])), references=list(d.get("references", [])),
-            stored=d.get("stored"),
-        )
-
-
-def _match_of(d: dict[str, Any]) -> MatchResult | None:
-    """The match of a saved :class:`SampleIntel`; its ``verdict`` key is what people read
-    and may edit, so it wins over the verdict inside ``match``."""
-    if not d.get("match"):
-        return None
-    match = MatchResult.from_dict(d["match"])
-    verdict = d.get("verdict")
-    if verdict is None or verdict == match.to_dict()["verdict"]:
-        return match
-    names = {f.name for f in dataclasses.fields(Verdict)}
-    return dataclasses.replace(
-        match, verdict=Verdict(**{k: v for k, v in verdict.items() if k in names}))
+    def _edited_verdict(cls, data: Any) -> Any:
+        """A saved sample's ``verdict`` key is what people read and may edit, so it wins over
+        the verdict inside ``match``."""
+        if not isinstance(data, dict) or not data.get("match"):
+            return data
+        verdict, match = data.get("verdict"), data["match"]
+        if not isinstance(verdict, dict) or not isinstance(match, dict) \
+                or verdict == match.get("verdict"):
+            return data
+        names = {f.name for f in dataclasses.fields(Verdict)}
+        edited = {k: v for k, v in verdict.items() if k in names}
+        return {**data, "match": {**match, "verdict": edited}}
 
 
 @dataclass
-class IntelReport:
+class IntelReport(Document):
     title: str
     created: str  # ISO 8601 UTC
     samples: list[SampleIntel]
@@ -135,7 +113,9 @@ class IntelReport:
     # the family's stored samples and the others: the rules' validation sets
     n_family_samples: int = 0
     n_other_samples: int = 0
+    meta: Meta | None = None  # kinship.document: version, store, time (None: not filled)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def rule_sets(self) -> list[dict[str, Any]]:
         """The capability rule sets (used or not, and why), as the samples' runs saw them."""
@@ -144,6 +124,7 @@ class IntelReport:
                 return [r.to_dict() for r in s.capabilities.rule_sets]
         return []
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def techniques(self) -> list[dict[str, Any]]:
         """ATT&CK techniques over all samples: id, name, tactics, evidence with sample."""
@@ -174,38 +155,6 @@ class IntelReport:
                     out[(i.type, i.value)] = IOC(i.type, i.value, list(i.sources),
                                                  list(i.warning_lists))
         return list(out.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "title": self.title, "created": self.created, "lang": self.lang, "tool": self.tool,
-            "family": self.family,
-            "actor": self.actor.to_dict() if self.actor else None,
-            "samples": [s.to_dict() for s in self.samples],
-            "techniques": self.techniques,
-            "yara_rules": self.yara_rules,
-            "sigma_rules": self.sigma_rules,
-            "rule_notes": self.rule_notes,
-            "n_family_samples": self.n_family_samples,
-            "n_other_samples": self.n_other_samples,
-            "rule_sets": self.rule_sets,
-            "warnings": list(self.warnings),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> IntelReport:
-        """Inverse of :meth:`to_dict` (``techniques`` and ``rule_sets`` are derived, so they
-        are not read back)."""
-        return cls(
-            title=d["title"], created=d["created"],
-            samples=[SampleIntel.from_dict(s) for s in d.get("samples", [])],
-            family=d.get("family"),
-            actor=ActorProfile.from_dict(d["actor"]) if d.get("actor") else None,
-            yara_rules=list(d.get("yara_rules", [])), lang=d.get("lang", "en"),
-            tool=d.get("tool", "kinship"), warnings=list(d.get("warnings", [])),
-            sigma_rules=list(d.get("sigma_rules", [])), rule_notes=list(d.get("rule_notes", [])),
-            n_family_samples=int(d.get("n_family_samples", 0)),
-            n_other_samples=int(d.get("n_other_samples", 0)),
-        )
 
 
 def now_iso() -> str:
