@@ -13,7 +13,9 @@ it is back within the limit (the entry is stale: remove it), so the lists only s
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
+import re
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "src" / "kinship"
@@ -106,3 +108,41 @@ def test_no_module_over_the_limit() -> None:
 
 def test_no_function_over_the_limit() -> None:
     _check(function_sizes(), MAX_FUNCTION_LINES, ALLOWED_LONG_FUNCTIONS, "functions")
+
+
+# docs/ARCHITECTURE.md (issue #11 item 6): links stay inside the repository and the knobs it
+# quotes have the values the code has.
+ARCHITECTURE = PACKAGE_DIR.parent.parent / "docs" / "ARCHITECTURE.md"
+
+
+def test_architecture_doc_links_stay_in_the_repository() -> None:
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text
+    for target in re.findall(r"\]\(([^)]+)\)", text):
+        path = target.split("#", 1)[0]
+        assert path and not path.startswith(("/", "..")), f"link out of the repository: {target}"
+        assert (ARCHITECTURE.parent / path).is_file(), f"broken link: {target}"
+
+
+def test_architecture_doc_numbers_match_the_code() -> None:
+    """Every ``knob` = N`` or ``knob` (N)`` the document quotes for a config field is the
+    field's default (``5%`` reads 0.05)."""
+    from kinship.index.config import IndexConfig
+    from kinship.match.combine import CombineConfig
+    from kinship.match.config import MatchConfig
+    from kinship.rules.yara_gen import YaraConfig
+
+    defaults: dict[str, float] = {}
+    for cfg in (MatchConfig(), IndexConfig(), CombineConfig(), YaraConfig()):
+        for f in dataclasses.fields(cfg):
+            value = getattr(cfg, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                defaults[f.name] = float(value)
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    quoted = re.findall(r"`(?:\w+\.)?(\w+)`\s*(?:=|\()\s*(\d+(?:\.\d+)?)(%?)", text)
+    checked = [(name, float(n) / (100 if pct else 1)) for name, n, pct in quoted
+               if name in defaults]
+    assert len(checked) >= 8, checked  # the walk finds the knobs
+    wrong = [f"{name}: doc {v}, code {defaults[name]}" for name, v in checked
+             if abs(v - defaults[name]) > 1e-9]
+    assert not wrong, wrong
