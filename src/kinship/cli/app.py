@@ -4,7 +4,7 @@ Exit codes (stable, see ``kinship.exceptions.EXIT_CODES``): 0 ok, 1 error, 2 usa
 file, 4 unsupported format, 5 store error, 6 not found, 7 batch finished with skipped files.
 
 Each command module (:mod:`kinship.cli.sample`, ``db``, ``evidence``, ``intel``, ``rules``,
-``artifact``, ``baseline``) defines its click commands and groups and lists them in
+``artifact``, ``baseline``, ``render``) defines its click commands and groups and lists them in
 ``COMMANDS``; :data:`COMMANDS` here gathers them and :func:`register` is the one place that
 adds commands to a group.
 """
@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
-from kinship.cli import artifact, baseline, db, evidence, intel, rules, sample
+from kinship.cli import artifact, baseline, db, evidence, intel, render, rules, sample
 from kinship.cli.common import emit_ascii, err
 from kinship.exceptions import KinshipError
 from kinship.render.safe import InertFormatter, inert, plain_lines
@@ -31,6 +31,7 @@ COMMANDS: tuple[click.Command, ...] = (
     *rules.COMMANDS,
     *artifact.COMMANDS,
     *baseline.COMMANDS,
+    *render.COMMANDS,
 )
 
 

@@ -228,7 +228,10 @@ def export_cmd(fmt: str, samples: tuple[Path, ...], db: str | Path | None, capa_
 
 
 @click.command("report")
-@_samples_arg
+@click.argument("samples", nargs=-1, type=InputPath())
+@click.option("--from", "from_doc", type=InputPath(),
+              help="Make the report from a saved document instead of SAMPLES: a report's "
+                   "intel.json, or the --json of kinship match (no store, no sample).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder.")
 @_capa_opt
@@ -237,19 +240,36 @@ def export_cmd(fmt: str, samples: tuple[Path, ...], db: str | Path | None, capa_
               help="Report language.")
 @click.option("--no-store", is_flag=True, help="No verdict from the store.")
 @common_with(_DB_REPORT)
-def report_cmd(samples: tuple[Path, ...], out: Path, db: str | Path | None,
-               capa_rules: Path | None, actor: str | None, lang: str, no_store: bool,
-               as_json: bool) -> None:
+def report_cmd(samples: tuple[Path, ...], from_doc: Path | None, out: Path,
+               db: str | Path | None, capa_rules: Path | None, actor: str | None, lang: str,
+               no_store: bool, as_json: bool) -> None:
     """Tactical intelligence report (HTML, Markdown, JSON + STIX/MISP/Navigator/CSV) in OUT.
 
     \b
     Examples:
       kinship report implant1.exe implant2.dll --out case42/ --capa-rules ~/capa-rules
       kinship report implant.exe --out case42/ --lang ja --actor "Hidden Cobra"
+      kinship match implant.exe --json > m.json; kinship report --from m.json --out case42/
+      kinship report --from case42/intel.json --out case42-ja/ --lang ja
     """
     from kinship.api import write_report
+    from kinship.exceptions import UsageError
 
-    report = _report_for(samples, db, capa_rules, actor, lang, use_store=not no_store)
+    if from_doc is not None:
+        if samples:
+            raise UsageError("give SAMPLES or --from DOCUMENT, not both")
+        from kinship.cli.render import load_report
+
+        report = load_report(from_doc)
+        source = click.get_current_context().get_parameter_source("lang")
+        if source is not click.core.ParameterSource.DEFAULT and lang != report.lang:
+            import dataclasses
+
+            report = dataclasses.replace(report, lang=lang)
+    elif not samples:
+        raise UsageError("give the samples to report on, or --from DOCUMENT")
+    else:
+        report = _report_for(samples, db, capa_rules, actor, lang, use_store=not no_store)
     files = write_report(report, out)
     if as_json:
         emit({"files": {k: str(v) for k, v in files.items()}, "warnings": report.warnings,

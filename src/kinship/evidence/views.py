@@ -42,14 +42,20 @@ def match_coverage(res: MatchResult, query: AnalysedSample) -> list[dict[str, An
     return out
 
 
-def match_string_evidence(res: MatchResult, query: AnalysedSample,
+def match_string_evidence(res: MatchResult, query: AnalysedSample | None,
                           refs: ReferenceEvidence | None = None) -> list[dict[str, Any]]:
     """The shared strings of a match, JSON-safe: per string its occurrences (query first)
     with provenance and a hex dump (``HexDump.to_dict()``: the query's and, when ``refs`` has
-    it, the reference file's bytes; else the stored text at the stored offset)."""
+    it, the reference file's bytes; else the stored text at the stored offset).
+
+    ``query`` None (a saved result re-rendered without its sample): the query's dumps show
+    the string's own bytes at its offset."""
     refs = refs or ReferenceEvidence()
-    names: dict[int, str | None] = {f.va: f.name for f in query.features}
-    data = query.binary.data if query.binary is not None else b""
+    names: dict[int, str | None] = (
+        {f.va: f.name for f in query.features} if query is not None else {})
+    data = query.binary.data if query is not None and query.binary is not None else b""
+    q_name = query.record.name if query is not None else res.sample_sha256[:12]
+    q_source = query.record.source if query is not None else None
     out = []
     for s in res.shared_strings:
         q = s.query
@@ -58,12 +64,15 @@ def match_string_evidence(res: MatchResult, query: AnalysedSample,
         qdump: HexDump | None = None
         if data and q.offset is not None and q.encoding != "stack":
             qdump = hexdump(data, q.offset, len(raw))
+        elif q.offset is not None and q.encoding != "stack":
+            qdump = hexdump_of(raw, q.offset)
         occs: list[dict[str, Any]] = [{
-            "name": query.record.name, "sha256": query.record.sha256,
-            "source": query.record.source, "offset": q.offset, "va": q.va,
+            "name": q_name, "sha256": res.sample_sha256,
+            "source": q_source, "offset": q.offset, "va": q.va,
             "section": q.section, "encoding": q.encoding,
             "functions": [function_label(names, va) for va in q.functions],
-            "hexdump": qdump.to_dict() if qdump else None, "from_file": qdump is not None}]
+            "hexdump": qdump.to_dict() if qdump else None,
+            "from_file": bool(data) and qdump is not None}]
         for r in s.references:
             rraw = s.text.encode("utf-16-le") if r.encoding == "utf-16le" else raw
             rdump = refs.dumps.get((r.sha256, r.offset)) if r.offset is not None else None

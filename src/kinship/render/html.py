@@ -200,7 +200,7 @@ def listing_context(rl: ReferenceListing, query_name: str, query_arch: str) -> d
             "right_sha256": rl.reference.sha256, "right_source": rl.reference.source}
 
 
-def render_match_html(res: MatchResult, query: AnalysedSample,
+def render_match_html(res: MatchResult, query: AnalysedSample | None,
                       refs: ReferenceEvidence | None = None) -> str:
     """The page for ``kinship match X --html``: verdict, families (code and string scores),
     a coverage map per family, the function-pair table, side-by-side listings of the top pairs
@@ -208,23 +208,27 @@ def render_match_html(res: MatchResult, query: AnalysedSample,
 
     ``refs`` (:func:`kinship.evidence.references.reference_evidence`) brings the reference
     side from the kept sample files: listings, and hex dumps of the reference files' bytes.
-    Without it (files not kept) reference dumps show the stored text at the stored offset."""
+    Without it (files not kept) reference dumps show the stored text at the stored offset.
+    ``query`` None: a saved result re-rendered without its sample (``kinship render``): no
+    coverage map (it needs the sample's functions) and no query listings."""
     refs = refs or ReferenceEvidence()
     coverage = [{"label": f"{row['family']}: ", "svg": coverage_svg(segments_of(row))}
-                for row in match_coverage(res, query)]
+                for row in match_coverage(res, query)] if query is not None else []
     strings = [
         {**s, "occurrences": [
             _Occurrence(o["name"], o["sha256"], o["source"], o["offset"], o["va"],
                         o["section"], o["encoding"], o["functions"], hexlines(o["hexdump"]))
             for o in s["occurrences"]]}
         for s in match_string_evidence(res, query, refs)]
-    rec = query.record
+    rec = query.record if query is not None else None
+    name = rec.name if rec is not None else res.sample_sha256[:12]
     ctx = {
-        "title": f"kinship match: {rec.name}",
+        "title": f"kinship match: {name}",
         "version": _version(),
-        "samples": [{"role": "query", "name": rec.name, "sha256": rec.sha256,
-                     "format": rec.format, "arch": rec.arch, "family": rec.family,
-                     "source": rec.source}],
+        "samples": [{"role": "query", "name": name, "sha256": res.sample_sha256,
+                     "format": rec.format if rec else "", "arch": rec.arch if rec else "",
+                     "family": rec.family if rec else None,
+                     "source": rec.source if rec else None}],
         "verdict": res.verdict,
         "warnings": res.warnings,
         "comparison": None,
@@ -236,7 +240,7 @@ def render_match_html(res: MatchResult, query: AnalysedSample,
              "library_label": m.library, "score": m.score, "kind": m.kind.value, "notes": ""}
             for m in res.function_matches[:MAX_TABLE_PAIRS]
         ],
-        "listings": [listing_context(rl, rec.name, rec.arch) for rl in refs.listings],
+        "listings": [listing_context(rl, name, rec.arch if rec else "") for rl in refs.listings],
         "strings": strings,
         "evidence_seconds": refs.seconds if refs.listings or refs.dumps else None,
         "missing_files": refs.missing_files,
