@@ -88,3 +88,23 @@ def test_render_refuses_what_is_not_a_document(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["report", "--from", str(bad), str(bad), "--out",
                                   str(tmp_path / "o")])
     assert r.exit_code == 2 and "not both" in r.output
+
+
+def test_documents_carry_a_filled_meta_block(bins: dict[str, Path], tmp_path: Path) -> None:
+    """add, match, compare and info results say which kinship, features and store made them."""
+    from kinship.api import Kinship
+    from kinship.pipeline import Labels, feature_params
+
+    with Kinship(tmp_path / "k.db") as k:
+        added = k.add([bins["netsh_x86.exe"]], Labels(family="netsh"))
+        docs = {"add": added, "match": k.match(bins["netsh_x64.exe"]),
+                "compare": k.compare(bins["netsh_x86.exe"], bins["netsh_x64.exe"]),
+                "info": k.info(bins["netsh_x64.exe"])}
+        store_id = k.store.store_id()
+    for name, doc in docs.items():
+        meta = doc.meta
+        assert meta is not None, name
+        assert meta.store_id == store_id and meta.feature_params == feature_params(), name
+        assert meta.kinship_version and meta.query_time is not None, name
+        assert doc.to_dict()["meta"]["store_id"] == store_id, name
+    assert docs["match"].meta is not None and docs["match"].meta.store_generation >= 1

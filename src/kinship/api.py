@@ -29,7 +29,7 @@ from kinship.baseline.registry import (
     with_baseline,
 )
 from kinship.binary.model import Arch
-from kinship.document import Meta, kinship_version, utc_now
+from kinship.document import Meta, MetaFn, kinship_version, utc_now
 from kinship.evidence.compare import MAX_LISTED_PAIRS, CompareResult, compare_samples
 from kinship.evidence.references import (
     MAX_REFERENCE_PAIRS,
@@ -194,7 +194,7 @@ class Kinship(Workflows):
         items = expand([Path(p) for p in paths], _canonical(labels or Labels()), base=base,
                        follow_symlinks=follow_symlinks)
         return add_inputs(self.store, items, jobs=jobs, replace=replace, progress=progress,
-                          files=self.files)
+                          files=self.files, meta=self.meta_for())
 
     def add_manifest(
         self,
@@ -214,7 +214,7 @@ class Kinship(Workflows):
                 yield from expand([path], base.merged(labels), use_tree=False)
 
         return add_inputs(self.store, items(), jobs=jobs, replace=replace, progress=progress,
-                          files=self.files)
+                          files=self.files, meta=self.meta_for())
 
     # ---- labels / inventory ---------------------------------------------------------------
     def relabel(self, ref: str, **labels: Any) -> SampleRecord:
@@ -366,7 +366,8 @@ class Kinship(Workflows):
         left = self._with_stored_labels(left)
         right = self._with_stored_labels(right)
         return compare_samples(left, right, max_listed=max_listed, t0=t0,
-                               library=self.library_labels(left), config=self.match_config)
+                               library=self.library_labels(left), config=self.match_config,
+                               meta=self.meta_for())
 
     def _with_stored_labels(self, sample: AnalysedSample) -> AnalysedSample:
         """``sample`` with the labels (family, actor, source, first seen) of its stored copy,
@@ -380,6 +381,18 @@ class Kinship(Workflows):
             first_seen=rec.first_seen, version=rec.version)
         return sample
 
+    def meta_for(self) -> MetaFn:
+        """The ``meta`` block maker for a document this store answers now: kinship version,
+        feature parameters, store id and generation, the time the query started (UTC); the
+        builder gives its wall time."""
+        started = utc_now()
+
+        def meta(seconds: float) -> Meta:
+            return Meta(kinship_version(), feature_params(), self.store.store_id(),
+                        self.store.generation(), started, seconds)
+
+        return meta
+
     def library_functions(self, sample: AnalysedSample) -> set[int]:
         """VAs of ``sample``'s functions recognised as library code: compiler runtimes of the
         baseline packs and the store's ``--library`` samples."""
@@ -392,7 +405,7 @@ class Kinship(Workflows):
 
     def info(self, path: str | Path, *, base: int | None = None, arch: Arch | None = None
              ) -> InfoResult:
-        return build_info(self.analyse(path, base=base, arch=arch))
+        return build_info(self.analyse(path, base=base, arch=arch), meta=self.meta_for())
 
     def match_bytes(self, data: bytes, name: str, *, base: int | None = None,
                     arch: Arch | None = None, include_self: bool = False) -> MatchResult:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
@@ -61,6 +62,11 @@ def kinship_version() -> str:
 def utc_now() -> datetime:
     """Now, in UTC, to the microsecond (``Meta.query_time``)."""
     return datetime.now(UTC)
+
+
+# What a builder calls, with its wall time, to get the meta block of the document it is
+# about to construct (the API makes one per query: version, feature parameters, store).
+MetaFn = Callable[[float], Meta]
 
 
 # One pydantic adapter per result type: building one costs milliseconds.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kinship.document import Document, Meta
+from kinship.document import Document, Meta, MetaFn
 from kinship.pipeline import AnalysedSample
 from kinship.sample_hashes import sample_hashes
 
@@ -49,7 +49,7 @@ class InfoResult(Document):
     meta: Meta | None = None  # kinship.document: version, store, time (None: not filled)
 
 
-def build_info(sample: AnalysedSample) -> InfoResult:
+def build_info(sample: AnalysedSample, meta: MetaFn | None = None) -> InfoResult:
     b, dis, r = sample.binary, sample.disassembly, sample.record
     assert b is not None and dis is not None
     imports: dict[str, list[str]] = {}
@@ -92,4 +92,5 @@ def build_info(sample: AnalysedSample) -> InfoResult:
         warnings=r.info.get("warnings", []),
         seconds={k: round(v, 4) for k, v in sample.seconds.items()},
         similarity_hashes=sample_hashes(b, with_ssdeep=True).to_dict(),
+        meta=meta(sum(sample.seconds.values())) if meta is not None else None,
     )

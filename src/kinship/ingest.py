@@ -41,7 +41,7 @@ from pydantic import computed_field, field_serializer
 from kinship.binary import limits
 from kinship.binary.archive import MemberRef, close_archives, list_archive, member_chunks
 from kinship.binary.load import file_kind, is_archive
-from kinship.document import Document, Meta
+from kinship.document import Document, Meta, MetaFn
 from kinship.exceptions import InputError, KinshipError, UsageError
 from kinship.manifest import tree_labels
 from kinship.pipeline import AnalysedSample, Labels, SampleInput, analyse, feature_params
@@ -364,6 +364,7 @@ def add_inputs(
     replace: bool = False,
     progress: ProgressFn | None = None,
     files: SampleFiles | None = None,
+    meta: MetaFn | None = None,
 ) -> AddReport:
     """Analyse and store every input; one transaction per sample.
 
@@ -371,10 +372,12 @@ def add_inputs(
     :class:`Notice` inputs go to the report's warnings, other Failures to ``failed``.
     """
     try:
-        return _add_inputs(store, inputs, jobs=jobs, replace=replace, progress=progress,
-                           files=files)
+        report = _add_inputs(store, inputs, jobs=jobs, replace=replace, progress=progress,
+                             files=files)
     finally:
         close_archives()
+    report.meta = meta(report.seconds) if meta is not None else None
+    return report
 
 
 def _add_inputs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -86,6 +87,8 @@ def add(paths: tuple[Path, ...], family: str | None, actor: str | None, source: 
             report.failed += r2.failed
             report.warnings += r2.warnings
             report.seconds += r2.seconds
+            report.meta = r2.meta if r2.meta is None or report.meta is None else (
+                dataclasses.replace(r2.meta, seconds=report.seconds))
     if as_json:
         emit_ascii(report.to_dict())
     else:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from kinship.binary.model import Binary
 from kinship.disasm.listing import ListingLine, listing
 from kinship.disasm.model import Function
-from kinship.document import Document, Meta
+from kinship.document import Document, Meta, MetaFn
 from kinship.evidence.align import align, identity
 from kinship.exceptions import UsageError
 from kinship.match.aggregate import ReferenceIndex, attribute
@@ -142,7 +142,7 @@ def _ref(s: AnalysedSample) -> SampleRef:
 def compare_samples(
     left: AnalysedSample, right: AnalysedSample, *, max_listed: int = MAX_LISTED_PAIRS,
     t0: float | None = None, library: dict[int, str] | None = None,
-    config: MatchConfig | None = None,
+    config: MatchConfig | None = None, meta: MetaFn | None = None,
 ) -> CompareResult:
     """Pairs of ``left``'s functions with their best match in ``right``.
 
@@ -184,9 +184,11 @@ def compare_samples(
     matched = {p.left_va for p in pairs}
     total = sum(f.n_instructions for f in own) or 1
     covered = sum(f.n_instructions for f in own if f.va in matched)
+    seconds = time.perf_counter() - t0
     return CompareResult(
         left=_ref(left), right=_ref(right), pairs=pairs,
-        similarity=round(covered / total, 4), seconds=round(time.perf_counter() - t0, 3),
+        similarity=round(covered / total, 4), seconds=round(seconds, 3),
+        meta=meta(seconds) if meta is not None else None,
     )
 
 
