@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kinship.api import Kinship, open_attributor
+from kinship.artifacts.model import ArtifactResult
 from kinship.exceptions import NotFoundError
 from kinship.match.config import MatchConfig
 from kinship.pipeline import Labels
@@ -68,3 +69,46 @@ def test_intel_workflows(store: Path, bins: dict[str, Path]) -> None:
 
 def _sha(k: Kinship, family: str) -> str:
     return next(r.sha256 for r in k.store.samples() if r.family == family)
+
+
+def _eml(path: Path, pe: bytes) -> Path:
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "a@example.com", "b@example.com", "invoice"
+    msg.set_content("see attached")
+    msg.add_attachment(pe, maintype="application", subtype="octet-stream",
+                       filename="invoice.exe")
+    path.write_bytes(bytes(msg))
+    return path
+
+
+def test_workflow_documents_carry_the_store_meta(store: Path, bins: dict[str, Path],
+                                                 tmp_path: Path) -> None:
+    """capabilities, report and artifact documents made by the facade say which store made
+    them (meta: store id, kinship version, feature parameters); store-less ones say none."""
+    from kinship.api import capabilities, report
+    from kinship.pipeline import feature_params
+    from kinship.report.build import ReportOptions
+
+    exe = bins["netsh_x64.exe"]
+    mail = _eml(tmp_path / "invoice.eml", exe.read_bytes())
+    opts = ReportOptions(detection_rules=False)
+    with Kinship(store) as k:
+        store_id = k.store.store_id()
+        docs = {"capabilities": k.capabilities(exe)[1], "report": k.report([exe], opts),
+                "artifact": k.artifact(mail)}
+    for name, doc in docs.items():
+        meta = doc.meta
+        assert meta is not None, name
+        assert meta.store_id == store_id and meta.feature_params == feature_params(), name
+        assert meta.kinship_version and meta.query_time is not None, name
+        assert meta.store_generation >= 1 and meta.seconds >= 0.0, name
+        assert doc.to_dict()["meta"]["store_id"] == store_id, name
+    art = docs["artifact"]
+    assert isinstance(art, ArtifactResult)
+    assert art.children and all(c.meta is None for c in art.children)  # the top one only
+    assert art.children[0].attribution is not None
+    assert art.children[0].attribution.status == "matched"
+    assert capabilities(exe)[1].meta is None
+    assert report([exe], opts).meta is None

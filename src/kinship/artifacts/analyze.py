@@ -9,8 +9,10 @@ a :class:`kinship.exceptions.CorruptFileError` the same way, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
+import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ from kinship.artifacts.model import ArtifactResult, PasswordCandidate
 from kinship.artifacts.office import OLE_MAGIC, parse_ole, parse_ooxml
 from kinship.artifacts.passwords import candidates, mail_passwords, option_passwords
 from kinship.artifacts.zip_ import open_zip
+from kinship.document import MetaFn
 from kinship.exceptions import (
     CorruptFileError,
     FileTooLargeError,
@@ -66,13 +69,16 @@ def detect_kind(data: bytes, name: str) -> str:
 
 
 def analyze_file(path: str | Path, *, attributor: Attributor | None = None,
-                 filter_benign: bool = True, passwords: Sequence[str] = ()) -> ArtifactResult:
+                 filter_benign: bool = True, passwords: Sequence[str] = (),
+                 meta: MetaFn | None = None) -> ArtifactResult:
     """Analyse the e-mail or document at ``path``; executables inside go to ``attributor``.
 
     Encrypted zips are tried with "infected", then ``passwords``, then the passwords the
     enclosing mails state (``passwords.py``); the one that opened a zip is in its
-    ``archive.password`` with its source.
+    ``archive.password`` with its source. ``meta`` makes the top result's meta block from
+    the wall time of the whole analysis (None: left empty).
     """
+    t0 = time.perf_counter()
     p = Path(path)
     if not p.is_file():
         raise InputError(str(p), "no such file" if not p.exists() else "not a file")
@@ -86,9 +92,12 @@ def analyze_file(path: str | Path, *, attributor: Attributor | None = None,
     ctx = _Context(attributor or skipped("no store given"), filter_benign,
                    option_passwords(passwords))
     try:
-        return ctx.analyze(str(p), data, kind, "file", 0)
+        top = ctx.analyze(str(p), data, kind, "file", 0)
     except _PARSER_ERRORS as e:
         raise CorruptFileError(str(p), _reason(e)) from e
+    if meta is None:
+        return top
+    return dataclasses.replace(top, meta=meta(time.perf_counter() - t0))
 
 
 def _reason(e: BaseException) -> str:

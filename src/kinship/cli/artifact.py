@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kinship.cli.common import InputPath, common_with, emit, out
 from kinship.exceptions import EXIT_CODES, InputError, UsageError
+
+if TYPE_CHECKING:
+    from kinship.artifacts.model import ArtifactResult
+
+
+@contextmanager
+def _analyser(db: str | Path | None, passwords: Sequence[str]
+              ) -> Iterator[Callable[[Path], ArtifactResult]]:
+    """:meth:`Kinship.artifact` over the store ``db`` when it exists and holds samples;
+    otherwise the store-less analysis, executables skipped with the reason
+    :func:`~kinship.api.open_attributor` gives (a missing store file is never created)."""
+    from kinship.api import Kinship, open_attributor
+    from kinship.artifacts.analyze import analyze_file
+    from kinship.cli.intel import _existing_store
+
+    target = _existing_store(db)
+    if target is not None:
+        with Kinship(target, keep_files=False) as k:
+            if k.stats().samples:
+                yield lambda f: k.artifact(f, passwords=passwords)
+                return
+    with open_attributor(db) as attributor:  # skips, and says why
+        yield lambda f: analyze_file(f, attributor=attributor, passwords=passwords)
 
 
 @click.command("artifact")
@@ -40,8 +65,6 @@ def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool,
       kinship artifact mails/*.eml --db refs.db
       kinship artifact locked.eml --password Offer2018
     """
-    from kinship.api import open_attributor
-    from kinship.artifacts.analyze import analyze_file
     from kinship.render.artifact import (  # every sample string escaped there
         render_artifact,
         render_failed,
@@ -49,12 +72,12 @@ def artifact_cmd(files: tuple[Path, ...], db: str | Path | None, as_json: bool,
 
     if not files:
         raise UsageError("give .eml or Office files to analyse")
-    results: list[Any] = []
+    results: list[ArtifactResult] = []
     failed: list[dict[str, Any]] = []
-    with open_attributor(db) as attributor:
+    with _analyser(db, passwords) as analyse_artifact:
         for f in files:
             try:
-                results.append(analyze_file(f, attributor=attributor, passwords=passwords))
+                results.append(analyse_artifact(f))
             except InputError as e:
                 if len(files) == 1:
                     raise

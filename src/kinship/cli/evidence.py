@@ -5,51 +5,49 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
 
-from kinship.api import Kinship, sample_input
+from kinship.api import Kinship
 from kinship.binary.model import Arch
 from kinship.cli.common import DB_HELP, InputPath, common_with, out
 from kinship.evidence.compare import CompareResult
-from kinship.evidence.shared_strings import SharedStringsResult, shared_strings
+from kinship.evidence.shared_strings import SharedStringsResult
 from kinship.exceptions import UsageError
 from kinship.match.result import MatchResult
-from kinship.pipeline import analyse
 from kinship.render.html import render_compare_html, render_match_html
 from kinship.render.strings import render_shared_strings
 
 
 def write_compare_html(k: Kinship, a: Path, b: Path, html: Path, *, max_listed: int = 50
                        ) -> CompareResult:
-    """Compare ``a`` with ``b`` and write the HTML evidence page to ``html``."""
-    t0 = time.perf_counter()
-    left = analyse(sample_input(a), keep=True)
-    right = analyse(sample_input(b), keep=True)
-    res = k.compare_analysed(left, right, max_listed=max_listed, t0=t0)
-    strings = shared_strings([left, right], postings=k.store.string_postings)
+    """Compare ``a`` with ``b`` (:meth:`Kinship.compare_evidence`) and write the HTML
+    evidence page to ``html``."""
+    res, strings, left = k.compare_evidence(a, b, max_listed=max_listed)
     html.write_text(render_compare_html(res, strings, left), encoding="utf-8")
     return res
 
 
 def write_match_html(k: Kinship, file: Path, html: Path, *, base: int | None = None,
                      arch: Arch | None = None, include_self: bool = False) -> MatchResult:
-    """Match ``file`` (code + strings) and write the HTML evidence page to ``html``."""
-    t0 = time.perf_counter()
-    sample = analyse(sample_input(file, base=base, arch=arch), keep=True)
-    res = k.match_analysed(sample, include_self=include_self, t0=t0)
-    refs = k.reference_evidence(res, sample)
+    """Match ``file`` (code + strings, :meth:`Kinship.match_evidence`) and write the HTML
+    evidence page to ``html``."""
+    res, sample, refs = k.match_evidence(file, base=base, arch=arch, include_self=include_self)
     html.write_text(render_match_html(res, sample, refs), encoding="utf-8")
     return res
 
 
 def shared_strings_of(k: Kinship | None, files: list[Path], min_samples: int | None
                       ) -> SharedStringsResult:
-    samples = [analyse(sample_input(f), keep=True) for f in files]
-    postings = k.store.string_postings if k is not None else None
-    return shared_strings(samples, min_samples=min_samples, postings=postings)
+    """:meth:`Kinship.shared_strings` of ``files``; ``k`` None: without a store (rarity
+    from the strings alone)."""
+    if k is not None:
+        return k.shared_strings(files, min_samples=min_samples)
+    from kinship.store.memory import MemoryStore
+
+    with Kinship(store=MemoryStore(), keep_files=False) as bare:
+        return bare.shared_strings(files, min_samples=min_samples, use_store=False)
 
 
 @click.command("strings")

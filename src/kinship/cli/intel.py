@@ -5,13 +5,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kinship.cli.common import InputPath, common_with, emit
 from kinship.render import intel as render
+
+if TYPE_CHECKING:
+    from kinship.api import Kinship
+    from kinship.report.model import IntelReport
 
 _CAPA_HELP = ("capa rules directory (default: $KINSHIP_CAPA_RULES; neither: kinship's own "
               "rules only).")
@@ -37,23 +43,36 @@ def _existing_store(db: str | Path | None) -> str | Path | None:
     return path if path.is_file() else None
 
 
-def stored_labels(db: str | Path | None, sha256s: list[str]) -> dict[str, dict[str, Any]]:
-    """Labels of the samples of ``sha256s`` that the store at ``db`` holds (sha256 -> labels)."""
+@contextmanager
+def _existing(db: str | Path | None) -> Iterator[Kinship | None]:
+    """The facade over the store ``db`` when it exists (see :func:`_existing_store`), else
+    None; no sample files kept."""
     from kinship.api import Kinship
 
     path = _existing_store(db)
     if path is None:
-        return {}
-    want = set(sha256s)
+        yield None
+        return
     with Kinship(path, keep_files=False) as k:
-        return {r.sha256: {"family": r.family, "actor": r.actor, "source": r.source,
-                           "first_seen": r.first_seen, "version": r.version,
-                           "is_library": r.is_library}
-                for r in k.store.samples() if r.sha256 in want}
+        yield k
+
+
+@contextmanager
+def _or_bare(k: Kinship | None) -> Iterator[Kinship]:
+    """``k``, or (None) the facade over an empty in-memory store: for a workflow that reads
+    no store, where none exists (nothing is created)."""
+    if k is not None:
+        yield k
+        return
+    from kinship.api import Kinship
+    from kinship.store.memory import MemoryStore
+
+    with Kinship(store=MemoryStore(), keep_files=False) as bare:
+        yield bare
 
 
 def _report_for(samples: tuple[Path, ...], db: str | Path | None, capa_rules: Path | None,
-                actor: str | None, lang: str = "en", use_store: bool = True) -> Any:
+                actor: str | None, lang: str = "en", use_store: bool = True) -> IntelReport:
     from kinship.api import Kinship, report
     from kinship.report.build import ReportOptions
 
@@ -62,23 +81,6 @@ def _report_for(samples: tuple[Path, ...], db: str | Path | None, capa_rules: Pa
         return report(list(samples), opts)
     with Kinship(db) as k:
         return k.report(list(samples), opts)
-
-
-def _stored_of_actor(db: str | Path | None, actor: str) -> list[dict[str, Any]]:
-    """Stored samples whose actor label (any alias) resolves to ``actor``."""
-    from kinship.api import Kinship
-    from kinship.intel.actors import canonical_actor
-
-    path = _existing_store(db)
-    if path is None:
-        return []
-    with Kinship(path, keep_files=False) as k:
-        records = [r for r in k.store.samples() if r.actor]
-    # exact names and aliases only: a label the galaxies do not know is not this actor
-    resolved = {label: canonical_actor(label) for label in {r.actor for r in records if r.actor}}
-    return [{"sha256": r.sha256, "name": r.name, "family": r.family, "actor_label": r.actor,
-             "source": r.source, "first_seen": r.first_seen}
-            for r in records if r.actor and resolved.get(r.actor) == actor]
 
 
 # a missing file is "not found" (exit code 6, one line), see cli.common.InputPath
@@ -102,7 +104,10 @@ def actor_cmd(name: str, db: str | Path | None, as_json: bool) -> None:
     from kinship.intel.actors import resolve_actor
 
     p = resolve_actor(name)
-    stored = _stored_of_actor(db, p.name)
+    with _existing(db) as k:
+        records = k.samples_of_actor(p.name) if k is not None else []
+    stored = [{"sha256": r.sha256, "name": r.name, "family": r.family, "actor_label": r.actor,
+               "source": r.source, "first_seen": r.first_seen} for r in records]
     if as_json:
         emit({**p.to_dict(), "stored_samples": stored})
         return
@@ -127,27 +132,15 @@ def capabilities_cmd(file: Path, capa_rules: Path | None, db: str | Path | None,
       kinship capabilities implant.exe --capa-rules ~/capa-rules
       KINSHIP_CAPA_RULES=~/capa-rules kinship capabilities implant.exe --json
     """
-    from kinship.api import Kinship, baseline_library_functions
-    from kinship.intel.capabilities import (
-        CapabilitiesConfig,
-        find_capabilities,
-        library_code,
-        load_rule_sets,
-    )
-    from kinship.pipeline import SampleInput, analyse
+    from kinship.api import capabilities
 
-    rules = load_rule_sets(CapabilitiesConfig(rules_dir=capa_rules))
-    a = analyse(SampleInput(name=str(file), path=file), keep=True)
-    assert a.binary is not None and a.disassembly is not None
-    path = _existing_store(db)
-    if path is None:
-        library, note = library_code(a, baseline_library_functions)
-    else:
-        with Kinship(path, keep_files=False) as k:
-            library, note = library_code(a, k.library_functions)
-    res = find_capabilities(a.binary, a.disassembly, rules, name=a.record.name,
-                            library_vas=library, library_note=note)
-    labels = stored_labels(db, [a.record.sha256]).get(a.record.sha256)
+    with _existing(db) as k:
+        if k is None:
+            a, res = capabilities(file, capa_rules=capa_rules)
+            labels = None
+        else:
+            a, res = k.capabilities(file, capa_rules=capa_rules)
+            labels = k.stored_labels([a.record.sha256]).get(a.record.sha256)
     if as_json:
         emit({**res.to_dict(), "sha256": a.record.sha256, "stored_labels": labels})
         return
@@ -169,22 +162,23 @@ def iocs_cmd(files: tuple[Path, ...], text: bool, no_filter: bool, db: str | Pat
       kinship iocs implant.exe
       kinship iocs --text vendor_report.txt --json     # defanged IOCs are refanged
     """
-    from kinship.intel.iocs import IOCResult, iocs_from_sample, iocs_from_text
-    from kinship.pipeline import SampleInput, analyse
+    from kinship.intel.iocs import IOCResult, iocs_from_text
 
     out: list[IOCResult] = []
     hashes: list[str | None] = []
-    for f in files:
-        if text:
+    labels: dict[str, dict[str, Any]] = {}
+    if text:
+        for f in files:
             out.append(iocs_from_text(f.read_text(encoding="utf-8", errors="replace"),
                                       source=f.name, filter_benign=not no_filter))
             hashes.append(None)
-        else:
-            a = analyse(SampleInput(name=str(f), path=f), keep=True)
-            assert a.binary is not None
-            out.append(iocs_from_sample(a.binary, a.disassembly, filter_benign=not no_filter))
-            hashes.append(a.record.sha256)
-    labels = stored_labels(db, [h for h in hashes if h]) if not text else {}
+    else:
+        with _existing(db) as stored, _or_bare(stored) as k:
+            for f in files:
+                a, found = k.iocs(f, filter_benign=not no_filter)
+                out.append(found)
+                hashes.append(a.record.sha256)
+            labels = k.stored_labels([h for h in hashes if h])
     if as_json:
         emit({"files": [{"file": str(f), "sha256": h,
                          "stored_labels": labels.get(h) if h else None, **r.to_dict()}
@@ -203,22 +197,14 @@ def export_cmd(fmt: str, samples: tuple[Path, ...], db: str | Path | None, capa_
     compactly parsed-and-reindented, like every ``--json`` output); CSV with ``--json`` is a
     JSON list of row objects.
     """
-    from kinship.export.csv_iocs import to_csv, to_records
-    from kinship.export.misp import to_misp_event
-    from kinship.export.navigator import to_layer
-    from kinship.export.stix import to_bundle
+    from kinship.export.csv_iocs import to_records
+    from kinship.export.files import export_text
 
     report = _report_for(samples, db, capa_rules, actor, use_store=not no_store)
-    if fmt == "stix":
-        text = to_bundle(report).serialize(pretty=True)
-    elif fmt == "misp":
-        text = to_misp_event(report).to_json(indent=2)
-    elif fmt == "navigator":
-        text = json.dumps(to_layer(report), indent=2)
-    elif as_json:
+    if fmt == "csv" and as_json:
         text = json.dumps(to_records(report), indent=2, ensure_ascii=False)
     else:
-        text = to_csv(report)
+        text = export_text(report, fmt)
     if as_json and fmt != "csv":
         text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     if out is not None:

@@ -12,7 +12,6 @@ from pathlib import Path
 import click
 
 from kinship.cli.common import InputPath, common, emit, family_option, pick_family
-from kinship.exceptions import NotFoundError, UsageError
 
 
 @click.group("rules")
@@ -46,36 +45,20 @@ def yara_cmd(family_arg: str | None, family: str | None, samples: tuple[Path, ..
     """
     from kinship.api import Kinship
     from kinship.render.intel import render_yara
-    from kinship.rules.yara_gen import YaraConfig, generate_family_rule
-    from kinship.rules.yara_validate import locate_files
+    from kinship.rules.yara_gen import YaraConfig
 
     family = pick_family(family_arg, family)
-    with Kinship(db) as k:
-        records = list(k.store.samples())
-        kept = k.files
-    fam = {r.sha256 for r in records if r.family == family}
-    if not fam:
-        raise NotFoundError(f"no stored samples of family {family!r}")
-    files = locate_files([r.sha256 for r in records], kept, list(samples))
-    missing = [h for h in fam if h not in files]
-    if missing:
-        raise UsageError(f"{len(missing)} sample file(s) of {family!r} not found: give "
-                         "--samples DIR or keep them with `kinship rules keep`")
-    members = {h: files[h] for h in fam}
-    others = {h: p for h, p in files.items() if h not in fam}
     cfg = YaraConfig() if strings_share is None else YaraConfig(strings_share=strings_share)
-    with Kinship(db) as k:  # library/runtime functions are never rule material
-        rule = generate_family_rule(family, members, others, cfg,
-                                    library=k.library_functions)
-    if rule is None:
-        raise NotFoundError(f"no YARA rule for {family!r} matches all its samples and "
-                            "none of the others")
+    with Kinship(db) as k:
+        rule = k.yara_rule(family, sample_dirs=samples, config=cfg)
+    v = rule.validation  # every other sample file found was scanned: FP + TN
+    n_others = len(v.false_positives) + v.true_negatives if v is not None else 0
     if out is not None:
         out.write_text(rule.text, encoding="utf-8")
     if as_json:
         emit(rule.to_dict())
     else:
-        render_yara(rule, len(others))
+        render_yara(rule, n_others)
 
 
 @rules.command("keep")
@@ -124,17 +107,12 @@ def sigma_cmd(family_arg: str | None, family: str | None, out: Path | None,
     """
     from kinship.api import Kinship
     from kinship.render.sigma import render_sigma
-    from kinship.rules.sigma_gen import SigmaConfig, generate_family_rules
+    from kinship.rules.sigma_gen import SigmaConfig
 
     family = pick_family(family_arg, family)
     cfg = SigmaConfig() if min_share is None else SigmaConfig(min_family_share=min_share)
     with Kinship(db, keep_files=False) as k:
-        if not k.store.samples(family=family):
-            raise NotFoundError(f"no stored samples of family {family!r}")
-        res = generate_family_rules(k.store, family, cfg)
-    if not res.rules:
-        raise NotFoundError(f"no Sigma rule for {family!r} fires on its samples and none of "
-                            f"the others ({len(res.dropped)} dropped)")
+        res = k.sigma_rules(family, cfg)
     if out is not None:
         out.write_text(res.yaml(), encoding="utf-8")
     if as_json:

@@ -31,7 +31,7 @@ from pydantic import computed_field, field_serializer
 
 from kinship.binary.model import Binary
 from kinship.disasm.model import Disassembly
-from kinship.document import Document, Meta
+from kinship.document import Document, Meta, MetaFn
 from kinship.exceptions import UsageError
 from kinship.intel.capa_extractor import KinshipCapaExtractor
 
@@ -334,7 +334,8 @@ def _scope(rule: Any) -> str:
 
 def find_capabilities(binary: Binary, disassembly: Disassembly, rules: LoadedRules | Any,
                       *, name: str | None = None, library_vas: Collection[int] = (),
-                      library_note: str | None = None) -> CapabilitiesResult:
+                      library_note: str | None = None, meta: MetaFn | None = None
+                      ) -> CapabilitiesResult:
     """Run ``rules`` (:class:`LoadedRules`, or a bare capa ``RuleSet``) over the sample;
     capabilities with evidence, techniques by ATT&CK id.
 
@@ -359,10 +360,10 @@ def find_capabilities(binary: Binary, disassembly: Disassembly, rules: LoadedRul
     capabilities: list[Capability] = []
     for rule_name, hits in sorted(caps.matches.items()):
         rule = ruleset.rules[rule_name]
-        meta = rule.meta
-        if meta.get("lib") or meta.get("capa/subscope-rule"):
+        rule_meta = rule.meta
+        if rule_meta.get("lib") or rule_meta.get("capa/subscope-rule"):
             continue  # helper rules are shown through the rules that use them
-        attack_names = [str(a) for a in meta.get("att&ck", []) or []]
+        attack_names = [str(a) for a in rule_meta.get("att&ck", []) or []]
         evidence: list[Evidence] = []
         for addr, result in hits[:MAX_LOCATIONS]:
             va = int(addr) if hasattr(addr, "__int__") else 0
@@ -372,11 +373,11 @@ def find_capabilities(binary: Binary, disassembly: Disassembly, rules: LoadedRul
             evidence.append(Evidence(va, fva, fname, tuple(feats)))
         capabilities.append(Capability(
             rule=rule_name,
-            namespace=meta.get("namespace"),
+            namespace=rule_meta.get("namespace"),
             scope=_scope(rule),
             attack=[m for a in attack_names for m in _ATTACK_ID.findall(a)],
             attack_names=attack_names,
-            mbc=[m for a in meta.get("mbc", []) or [] for m in _MBC_ID.findall(str(a))],
+            mbc=[m for a in rule_meta.get("mbc", []) or [] for m in _MBC_ID.findall(str(a))],
             evidence=evidence,
             source=_rule_set_of(rule),
         ))
@@ -391,6 +392,7 @@ def find_capabilities(binary: Binary, disassembly: Disassembly, rules: LoadedRul
             if cap.rule not in hit.rules:
                 hit.rules.append(cap.rule)
             hit.evidence.extend(e for e in cap.evidence if e not in hit.evidence)
+    seconds = time.perf_counter() - t0
     return CapabilitiesResult(
         sha256=binary.hashes.sha256,
         name=name or Path(binary.path).name,
@@ -399,23 +401,25 @@ def find_capabilities(binary: Binary, disassembly: Disassembly, rules: LoadedRul
         n_rules=len(ruleset.rules),
         rules_source=", ".join(sorted({c.source for c in capabilities})) or ", ".join(
             s.name for s in sets if s.used),
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
         rule_sets=sets,
         n_functions=len(own),
         n_library_functions=len(library),
         library_note=library_note,
+        meta=meta(seconds) if meta is not None else None,
     )
 
 
 def sample_capabilities(sample: AnalysedSample,
                         library: Callable[[AnalysedSample], set[int]],
-                        capa_rules: Path | None = None
+                        capa_rules: Path | None = None, *, meta: MetaFn | None = None
                         ) -> tuple[AnalysedSample, CapabilitiesResult]:
     """Capabilities of an analysed sample (``keep=True``): kinship's rules and capa's
-    (``capa_rules`` or $KINSHIP_CAPA_RULES), functions ``library`` recognises not searched."""
+    (``capa_rules`` or $KINSHIP_CAPA_RULES), functions ``library`` recognises not searched;
+    ``meta`` makes the result's meta block (None: left empty)."""
     assert sample.binary is not None and sample.disassembly is not None
     rules = load_rule_sets(CapabilitiesConfig(rules_dir=capa_rules))
     library_vas, note = library_code(sample, library)
     res = find_capabilities(sample.binary, sample.disassembly, rules, name=sample.record.name,
-                            library_vas=library_vas, library_note=note)
+                            library_vas=library_vas, library_note=note, meta=meta)
     return sample, res
