@@ -23,14 +23,8 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = "kinship"
 
 # Strongly connected sets of modules allowed for now (module -> module cycles).
-ALLOWED_MODULE_CYCLES: dict[frozenset[str], str] = {
-    # issue #11 item 1 (one feature path: the feature-path engineer): disasm.model builds
-    # columns lazily and disasm.columns builds model objects.
-    frozenset({"kinship.disasm.columns", "kinship.disasm.decoder", "kinship.disasm.model"}):
-        "issue #11 item 1 (one feature path)",
-}
+ALLOWED_MODULE_CYCLES: dict[frozenset[str], str] = {}
 
-# Package -> package edges allowed although they close a cycle between subpackages.
 ALLOWED_PACKAGE_EDGES: dict[tuple[str, str], str] = {}
 
 # Lower layers and what they must never import.

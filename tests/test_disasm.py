@@ -10,8 +10,9 @@ import pytest
 from kinship.binary.model import Arch, Binary, Format, Hashes, Section
 from kinship.disasm.config import DisasmConfig
 from kinship.disasm.disassemble import disassemble
+from kinship.disasm.disassembly import Disassembly
 from kinship.disasm.listing import listing
-from kinship.disasm.model import Disassembly, Discovery, Flow, Function
+from kinship.disasm.model import Discovery, Flow, Function
 
 load = pytest.importorskip("kinship.binary.load")
 

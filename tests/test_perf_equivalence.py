@@ -24,7 +24,8 @@ from kinship.binary.model import Arch
 from kinship.disasm.columns import CodeColumns
 from kinship.disasm.decoder import _SHARED_TEMPLATES, MNEMONICS
 from kinship.disasm.disassemble import disassemble
-from kinship.disasm.model import Disassembly, Flow, Function
+from kinship.disasm.disassembly import Disassembly
+from kinship.disasm.model import Flow, Function
 from kinship.features.config import FeatureConfig
 from kinship.features.context import caller_token
 from kinship.features.extract import extract_columns, extract_features

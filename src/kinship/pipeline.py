@@ -18,7 +18,7 @@ from kinship.binary.archive import MemberRef, read_member
 from kinship.binary.load import load_bytes, load_file
 from kinship.binary.model import Arch, Binary
 from kinship.disasm.disassemble import disassemble
-from kinship.disasm.model import Disassembly
+from kinship.disasm.disassembly import Disassembly
 from kinship.features.config import FeatureConfig
 from kinship.features.extract import extract_columns
 from kinship.features.model import FunctionFeatures

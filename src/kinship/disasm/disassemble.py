@@ -12,6 +12,7 @@ from kinship.disasm.cfg import CodeGraph
 from kinship.disasm.columns import CodeColumns, FunctionBlocks
 from kinship.disasm.config import DisasmConfig
 from kinship.disasm.decoder import CodeDecoder
+from kinship.disasm.disassembly import Disassembly
 from kinship.disasm.discovery import (
     Coverage,
     data_pointer_candidates,
@@ -22,7 +23,7 @@ from kinship.disasm.discovery import (
     seed_starts,
     tailcall_targets,
 )
-from kinship.disasm.model import Disassembly, Discovery
+from kinship.disasm.model import Discovery
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def disassemble(
     Never raises for odd code: undecodable bytes end a block, limits hit become warnings in
     the result. With ``lazy=True`` the result carries the columnar form
     (``Disassembly.columns``, see :mod:`kinship.disasm.columns`) and its ``functions`` list
-    stays empty until :meth:`~kinship.disasm.model.Disassembly.materialise` is called: the
+    stays empty until :meth:`~kinship.disasm.disassembly.Disassembly.materialise` is called: the
     fast ingest path computes features and strings from the columns and never builds
     Instruction/BasicBlock objects.
     """

@@ -1,4 +1,5 @@
-"""Disassembly results: instructions, basic blocks, functions.
+"""Disassembly results: instructions, basic blocks, functions (the whole run of one binary
+is :class:`kinship.disasm.disassembly.Disassembly`).
 
 This is the contract between ``disasm`` (which fills it) and ``features``/``evidence`` (which
 read it). Instructions carry an architecture-neutral normalised form (``norm``) so that the
@@ -17,10 +18,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from kinship.disasm.columns import CodeColumns
 
 
 class Flow(enum.IntEnum):
@@ -116,24 +113,3 @@ class Function:
     @property
     def strings(self) -> list[str]:
         return [i.string for b in self.blocks for i in b.instructions if i.string]
-
-
-@dataclass(slots=True)
-class Disassembly:
-    """All functions of one binary, plus statistics about the run."""
-
-    functions: list[Function]  # sorted by va (empty while ``lazy``: see materialise)
-    n_instructions: int
-    seconds: float
-    warnings: list[str] = field(default_factory=list)
-    # The columnar form the functions were built from (kinship.disasm.columns.CodeColumns);
-    # None for a Disassembly assembled by hand.
-    columns: CodeColumns | None = None
-    lazy: bool = False  # functions not built yet: call materialise()
-
-    def materialise(self) -> list[Function]:
-        """``functions``, building the objects from ``columns`` first if still lazy."""
-        if self.lazy and self.columns is not None:
-            self.functions = self.columns.function_objects()
-            self.lazy = False
-        return self.functions

@@ -60,7 +60,8 @@ from iced_x86 import OpKind, Register
 
 from kinship.binary.model import Binary
 from kinship.binary.model import Format as BinFormat
-from kinship.disasm.model import BasicBlock, Disassembly, Flow, Function, Instruction
+from kinship.disasm.disassembly import Disassembly
+from kinship.disasm.model import BasicBlock, Flow, Function, Instruction
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import computed_field, field_serializer
 
 from kinship.binary.model import Binary
-from kinship.disasm.model import Disassembly
+from kinship.disasm.disassembly import Disassembly
 from kinship.document import Document, Meta, MetaFn
 from kinship.exceptions import UsageError
 from kinship.intel.capa_extractor import KinshipCapaExtractor

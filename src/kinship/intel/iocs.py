@@ -30,7 +30,7 @@ import numpy.typing as npt
 from pydantic import computed_field
 
 from kinship.binary.model import Binary
-from kinship.disasm.model import Disassembly
+from kinship.disasm.disassembly import Disassembly
 from kinship.document import Document
 from kinship.intel.datacache import cached_folder, data_key, package_dir
 

@@ -29,7 +29,8 @@ import numpy as np
 from kinship.binary.model import Binary
 from kinship.disasm.columns import CodeColumns
 from kinship.disasm.decoder import DEP_NONE
-from kinship.disasm.model import Disassembly, Function, Instruction
+from kinship.disasm.disassembly import Disassembly
+from kinship.disasm.model import Function, Instruction
 
 log = logging.getLogger(__name__)
 
