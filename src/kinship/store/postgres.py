@@ -53,13 +53,13 @@ from kinship.store.base import (
 )
 from kinship.store.model import SampleRecord, StoreStats
 from kinship.store.paths import redact_url, url_password
-from kinship.store.sqlcommon import (
+from kinship.store.sqlcommon import SQLStore
+from kinship.store.sqlrows import (
     ACTORS_COUNT_SQL,
     FUNCTION_COLUMNS,
     POSTING_COLUMNS,
     POSTING_FROM,
     SAMPLE_SUMMARIES_SQL,
-    SQLStore,
     clean_surrogates,
     new_store_id,
     now,

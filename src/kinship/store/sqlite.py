@@ -47,14 +47,14 @@ from kinship.store.base import (
 )
 from kinship.store.model import SampleRecord, StoreStats
 from kinship.store.paths import PRIVATE_FILE_MODE
-from kinship.store.sqlcommon import (
+from kinship.store.sqlcommon import SQLStore
+from kinship.store.sqlrows import (
     ACTORS_COUNT_SQL,
     FUNCTION_COLUMNS,
     POSTING_COLUMNS,
     POSTING_FROM,
     SAMPLE_SUMMARIES_SQL,
     SIG_DTYPE,
-    SQLStore,
     clean_surrogates,
     new_store_id,
     now,
