@@ -30,8 +30,9 @@ from iced_x86 import Code, FlowControl, OpKind, Register
 
 from kinship.disasm.columns import BlockSpan, FunctionBlocks
 from kinship.disasm.config import DisasmConfig
-from kinship.disasm.decoder import FULL_REGISTER, MNEMONICS, STOPPED, CodeDecoder
+from kinship.disasm.decoder import CodeDecoder
 from kinship.disasm.discovery import is_noreturn_name
+from kinship.disasm.encoding import FULL_REGISTER, MNEMONICS, STOPPED
 from kinship.disasm.model import Discovery, Flow
 
 log = logging.getLogger(__name__)
@@ -89,21 +90,10 @@ class CodeGraph:
 
     def explore(self, roots: list[int]) -> None:
         """Decode everything reachable from ``roots`` (calls, branches, jump tables)."""
-        dec = self.decoder
         insns = self.insns
-        leaders = self.leaders
-        executable = dec.addresses.executable
         limit = self.config.max_instructions
-        thunk_slots = dec.api_thunks  # IAT/GOT slots and ELF PLT stubs
-        decode_block = dec.decode_block
-        pointers = self.code_pointers
-        vas = dec.vas
-        tids = dec.tids
-        tlist = dec.tlist
-        x_target = dec.x_target
-        x_api = dec.x_api
-        x_norm = dec.x_norm
-        api_of = dec.api
+        vas = self.decoder.vas
+        explore_run = self._explore_run
         work = list(reversed(roots))
         while work:
             start = work.pop()
@@ -113,82 +103,111 @@ class CodeGraph:
                 self.warnings.append(f"instruction limit {limit} reached; disassembly partial")
                 return
             first = len(vas)
-            calls: list[int] = []
-            run = RunSpan(first, first, calls)
+            run = RunSpan(first, first, [])
             self.runs.append(run)
-            api_regs: dict[int, str] = {}
-            va = start
-            while True:
-                reg = decode_block(va, api_regs, pointers)
-                if reg == STOPPED:
-                    # the run fell into known code or stopped at undecodable bytes
-                    if len(vas) > first:
-                        leaders.add(vas[-1] + len(tlist[tids[-1]][3]))
-                    break
-                i = len(vas) - 1
-                t = tlist[tids[i]]
-                va = vas[i] + len(t[3])
-                flow = t[2]
-                if flow is Flow.CALL:
-                    target = x_target.get(i)
-                    if target is not None:
-                        if target == va:
-                            continue  # call $+5; pop reg: reads EIP (32-bit PIC), not a call
-                        api = self._thunk_api(target)
-                        if api is not None:
-                            x_api[i] = api
-                            x_norm[i] = "call api"
-                            if target not in thunk_slots and not self.in_stub_section(target):
-                                self.thunk_starts.append(target)
-                        elif executable(target) and not self.in_stub_section(target):
-                            self.call_targets.append(target)
-                            calls.append(i)
-                            work.append(target)
-                            if is_noreturn_name(self.names.get(target, "")):
-                                self.noreturn_calls.add(vas[i])
-                                break
-                    elif api_of(i) is None and reg in api_regs:
-                        x_api[i] = api_regs[reg]
-                        x_norm[i] = "call api"
-                    api = api_of(i)
-                    if api is not None and is_noreturn_name(api):
-                        self.noreturn_calls.add(vas[i])
-                        break
-                    continue
-                if flow is Flow.COND:
-                    target = x_target.get(i)
-                    leaders.add(va)
-                    if target is not None and executable(target):
-                        leaders.add(target)
-                        work.append(target)
-                    continue
-                if flow is Flow.JUMP:
-                    target = x_target.get(i)
-                    if target is not None:
-                        api = self._thunk_api(target)
-                        if api is not None:
-                            x_api[i] = api
-                            x_norm[i] = "jmp api"
-                            if target not in thunk_slots and not self.in_stub_section(target):
-                                self.thunk_starts.append(target)
-                        elif executable(target) and not self.in_stub_section(target):
-                            leaders.add(target)
-                            work.append(target)
-                            self.jumps.append((vas[i], target))
-                    break
-                if flow is Flow.INDIRECT_JUMP:
-                    if api_of(i) is None and reg in api_regs:
-                        x_api[i] = api_regs[reg]
-                        x_norm[i] = "jmp api"
-                    if api_of(i) is None and self.config.resolve_jump_tables:
-                        targets = self._jump_table(i, first)
-                        if targets:
-                            self.jump_tables[vas[i]] = targets
-                            leaders.update(targets)
-                            work.extend(targets)
-                    break
-                break  # RET, INT
+            explore_run(start, run.calls, work)
             run.end = len(vas)
+
+    def _explore_run(self, va: int, calls: list[int], work: list[int]) -> None:
+        """Decode one linear run from ``va`` block by block (see :meth:`explore`): through
+        calls and conditional branches, up to a jump, return, non-returning call or known code.
+        Direct internal calls are appended to ``calls``, code to explore to ``work``."""
+        dec = self.decoder
+        leaders = self.leaders
+        executable = dec.addresses.executable
+        decode_block = dec.decode_block
+        pointers = self.code_pointers
+        vas = dec.vas
+        tids = dec.tids
+        tlist = dec.tlist
+        x_target = dec.x_target
+        x_api = dec.x_api
+        x_norm = dec.x_norm
+        api_of = dec.api
+        first = len(vas)
+        api_regs: dict[int, str] = {}
+        while True:
+            reg = decode_block(va, api_regs, pointers)
+            if reg == STOPPED:
+                # the run fell into known code or stopped at undecodable bytes
+                if len(vas) > first:
+                    leaders.add(vas[-1] + len(tlist[tids[-1]][3]))
+                return
+            i = len(vas) - 1
+            t = tlist[tids[i]]
+            va = vas[i] + len(t[3])
+            flow = t[2]
+            if flow is Flow.CALL:
+                target = x_target.get(i)
+                if target is not None:
+                    if target == va:
+                        continue  # call $+5; pop reg: reads EIP (32-bit PIC), not a call
+                    api = self._thunk_api(target)
+                    if api is not None:
+                        self._record_thunk(i, target, api, "call api")
+                    elif executable(target) and not self.in_stub_section(target):
+                        self.call_targets.append(target)
+                        calls.append(i)
+                        work.append(target)
+                        if is_noreturn_name(self.names.get(target, "")):
+                            self.noreturn_calls.add(vas[i])
+                            return
+                elif api_of(i) is None and reg in api_regs:
+                    x_api[i] = api_regs[reg]
+                    x_norm[i] = "call api"
+                api = api_of(i)
+                if api is not None and is_noreturn_name(api):
+                    self.noreturn_calls.add(vas[i])
+                    return
+                continue
+            if flow is Flow.COND:
+                target = x_target.get(i)
+                leaders.add(va)
+                if target is not None and executable(target):
+                    leaders.add(target)
+                    work.append(target)
+                continue
+            if flow is Flow.JUMP:
+                self._explore_jump(i, work)
+            elif flow is Flow.INDIRECT_JUMP:
+                self._explore_indirect_jump(i, reg, api_regs, first, work)
+            return  # JUMP, INDIRECT_JUMP, RET, INT
+
+    def _record_thunk(self, i: int, target: int, api: str, norm: str) -> None:
+        """The direct call/jump at index ``i`` reaches ``api`` through the import stub at
+        ``target``: ``i`` is normalised as ``norm``, the stub is recorded."""
+        self.decoder.x_api[i] = api
+        self.decoder.x_norm[i] = norm
+        if target not in self.decoder.api_thunks and not self.in_stub_section(target):
+            self.thunk_starts.append(target)
+
+    def _explore_jump(self, i: int, work: list[int]) -> None:
+        """The direct jump at instruction index ``i``: an import stub or code to explore."""
+        target = self.decoder.x_target.get(i)
+        if target is None:
+            return
+        api = self._thunk_api(target)
+        if api is not None:
+            self._record_thunk(i, target, api, "jmp api")
+        elif self.decoder.addresses.executable(target) and not self.in_stub_section(target):
+            self.leaders.add(target)
+            work.append(target)
+            self.jumps.append((self.decoder.vas[i], target))
+
+    def _explore_indirect_jump(
+        self, i: int, reg: int, api_regs: dict[int, str], first: int, work: list[int]
+    ) -> None:
+        """``jmp reg`` loaded from an import slot, or a jump table (run starts at ``first``)."""
+        dec = self.decoder
+        if dec.api(i) is None and reg in api_regs:
+            dec.x_api[i] = api_regs[reg]
+            dec.x_norm[i] = "jmp api"
+        if dec.api(i) is None and self.config.resolve_jump_tables:
+            targets = self._jump_table(i, first)
+            if targets:
+                self.jump_tables[dec.vas[i]] = targets
+                self.leaders.update(targets)
+                work.extend(targets)
 
     def spans(self) -> list[tuple[int, int]]:
         """(start VA, end VA) of every non-empty linear run decoded so far."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from kinship.disasm.decoder import DEP_BRANCH, DEP_NONE, Template
+from kinship.disasm.encoding import DEP_BRANCH, DEP_NONE, Template
 from kinship.disasm.model import BasicBlock, Discovery, Function, Instruction
 
 

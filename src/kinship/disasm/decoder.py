@@ -31,13 +31,43 @@ from __future__ import annotations
 
 import bisect
 import logging
+from dataclasses import dataclass
 
 import iced_x86 as iced
-from iced_x86 import Code, FlowControl, Mnemonic, OpKind, Register, RegisterExt
+from iced_x86 import Code, OpKind, Register
 
 from kinship.binary.measure import check_address_space
 from kinship.binary.model import Arch, Binary, Format
+from kinship.disasm.address_space import AddressSpace, CodeRegion
+from kinship.disasm.encoding import (
+    DEP_BRANCH,
+    DEP_NONE,
+    DEP_RIPREL,
+    FAR_BRANCH_KINDS,
+    FULL_REGISTER,
+    IMM_KINDS,
+    K_BRANCH,
+    K_PLAIN,
+    K_POINTER,
+    K_RIPREL,
+    MNEMONICS,
+    NEAR_BRANCH_KINDS,
+    REGISTER_CLASS,
+    STACK_REGISTERS,
+    STOPPED,
+    Template,
+    instruction_flow,
+    pic_bytes,
+    pic_key,
+)
 from kinship.disasm.model import Flow
+
+# Names imported from here by other packages (tables: see kinship.disasm.encoding).
+__all__ = [
+    "DEP_BRANCH", "DEP_NONE", "DEP_RIPREL", "FULL_REGISTER", "MAX_SHARED_TEMPLATES",
+    "MAX_STRING_LOOKUPS", "MIN_ABSOLUTE_ADDRESS", "MIN_GOT_OFFSET", "MNEMONICS", "STOPPED",
+    "AddressSpace", "CodeDecoder", "Template",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,156 +86,6 @@ _SHARED_TEMPLATES: dict[tuple[int, int], dict[bytes, Template]] = {}
 # Strings are looked up for at most this many distinct addresses per sample (the check reads
 # up to 512 bytes each); beyond it operands simply carry no string.
 MAX_STRING_LOOKUPS = 200_000
-
-
-def _enum_names(enum_module: object) -> dict[int, str]:
-    return {
-        getattr(enum_module, n): n
-        for n in dir(enum_module)
-        if n.isupper() and isinstance(getattr(enum_module, n), int)
-    }
-
-
-MNEMONICS: list[str] = [""] * (max(_enum_names(Mnemonic)) + 1)
-for _v, _n in _enum_names(Mnemonic).items():
-    MNEMONICS[_v] = _n.lower()
-
-
-def _register_class(reg: int) -> str:
-    checks = (
-        (RegisterExt.is_gpr, "reg"),
-        (RegisterExt.is_xmm, "xmm"),
-        (RegisterExt.is_ymm, "ymm"),
-        (RegisterExt.is_zmm, "zmm"),
-        (RegisterExt.is_st, "st"),
-        (RegisterExt.is_mm, "mm"),
-        (RegisterExt.is_k, "k"),
-        (RegisterExt.is_segment_register, "seg"),
-        (RegisterExt.is_cr, "cr"),
-        (RegisterExt.is_dr, "dr"),
-        (RegisterExt.is_bnd, "bnd"),
-        (RegisterExt.is_tmm, "tmm"),
-        (RegisterExt.is_ip, "ip"),
-    )
-    for check, name in checks:
-        if check(reg):  # type: ignore[arg-type]
-            return name
-    return "reg"
-
-
-_N_REGISTERS = max(_enum_names(Register)) + 1
-REGISTER_CLASS: list[str] = [_register_class(r) for r in range(_N_REGISTERS)]
-FULL_REGISTER: list[int] = [
-    RegisterExt.full_register(r) if r != Register.NONE else Register.NONE  # type: ignore[arg-type]
-    for r in range(_N_REGISTERS)
-]
-REGISTER_NAMES: dict[int, str] = {v: n.lower() for v, n in _enum_names(Register).items()}
-STACK_REGISTERS = frozenset(
-    {Register.ESP, Register.RSP, Register.EBP, Register.RBP, Register.SP, Register.BP}
-)
-
-_FLOW: dict[int, Flow] = {
-    FlowControl.NEXT: Flow.NEXT,
-    FlowControl.UNCONDITIONAL_BRANCH: Flow.JUMP,
-    FlowControl.INDIRECT_BRANCH: Flow.INDIRECT_JUMP,
-    FlowControl.CONDITIONAL_BRANCH: Flow.COND,
-    FlowControl.RETURN: Flow.RET,
-    FlowControl.CALL: Flow.CALL,
-    FlowControl.INDIRECT_CALL: Flow.CALL,
-    FlowControl.INTERRUPT: Flow.INT,
-    FlowControl.XBEGIN_XABORT_XEND: Flow.NEXT,
-    FlowControl.EXCEPTION: Flow.INT,
-}
-_BLOCK_ENDING_INTERRUPTS = frozenset({"int3", "int1", "ud0", "ud1", "ud2", "hlt"})
-# `int 0x29` is Windows __fastfail (never returns); other `int n` are system calls.
-_FASTFAIL_VECTOR = 0x29
-
-_IMM_KINDS: dict[int, int] = {  # op kind -> width in bits of the (sign-extended) value
-    OpKind.IMMEDIATE8: 0,  # unsigned
-    OpKind.IMMEDIATE8_2ND: 0,
-    OpKind.IMMEDIATE16: 16,
-    OpKind.IMMEDIATE32: 32,
-    OpKind.IMMEDIATE64: 64,
-    OpKind.IMMEDIATE8TO16: 16,
-    OpKind.IMMEDIATE8TO32: 32,
-    OpKind.IMMEDIATE8TO64: 64,
-    OpKind.IMMEDIATE32TO64: 64,
-}
-_NEAR_BRANCH_KINDS = frozenset({OpKind.NEAR_BRANCH16, OpKind.NEAR_BRANCH32, OpKind.NEAR_BRANCH64})
-_FAR_BRANCH_KINDS = frozenset({OpKind.FAR_BRANCH16, OpKind.FAR_BRANCH32})
-
-# Position dependence of a cached template.
-DEP_NONE = 0
-DEP_BRANCH = 1  # near branch: target = ip + displacement
-DEP_RIPREL = 2  # RIP-relative memory operand
-
-# decode_block's return value for a run that ended without a control-flow instruction.
-STOPPED = -2
-
-# Template fields, cached per raw encoding:
-# (mnemonic, norm, flow, pic_bytes, data_ref, imm, api, string, dependence, register,
-#  code_pointer: data_ref is an executable address taken by a non-branch instruction,
-#  id: index in the owning decoder's ``tlist``; -1 in the process-wide shared cache,
-#  kind: what decode_block must do per occurrence, one of the _K_* below)
-Template = tuple[
-    str, str, Flow, bytes, int | None, int | None, str | None, str | None, int, int, bool, int,
-    int,
-]
-_K_PLAIN = 0  # nothing: every field is in the template
-_K_POINTER = 1  # record data_ref as a code pointer
-_K_BRANCH = 2  # record the branch target
-_K_RIPREL = 3  # record the RIP-relative address (and its API/string)
-
-
-class AddressSpace:
-    """Fast membership tests for mapped and executable addresses of a :class:`Binary`."""
-
-    def __init__(self, binary: Binary) -> None:
-        spans = sorted(
-            (s.va, s.va + max(s.virtual_size, s.raw_size), s.executable)
-            for s in binary.sections
-            if max(s.virtual_size, s.raw_size) > 0
-        )
-        self._starts = [s[0] for s in spans]
-        self._ends = [s[1] for s in spans]
-        self._exec = [s[2] for s in spans]
-        merged: list[list[int]] = []
-        for lo, hi, ex in spans:
-            if not ex:
-                continue
-            if merged and lo <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], hi)
-            else:
-                merged.append([lo, hi])
-        self._exec_starts = [m[0] for m in merged]
-        self._exec_ends = [m[1] for m in merged]
-        self.low = self._starts[0] if spans else 0
-        self.high = max(self._ends) if spans else 0
-
-    def _index(self, va: int) -> int:
-        i = bisect.bisect_right(self._starts, va) - 1
-        if i >= 0 and va < self._ends[i]:
-            return i
-        return -1
-
-    def mapped(self, va: int) -> bool:
-        return self.low <= va < self.high and self._index(va) >= 0
-
-    def executable(self, va: int) -> bool:
-        i = bisect.bisect_right(self._exec_starts, va) - 1
-        return i >= 0 and va < self._exec_ends[i]
-
-
-class _Region:
-    """One executable section: its bytes and a reusable iced decoder over them."""
-
-    __slots__ = ("data", "decoder", "end", "va")
-
-    def __init__(self, va: int, data: bytes, bitness: int) -> None:
-        self.va = va
-        self.end = va + len(data)
-        self.data = data
-        self.decoder = iced.Decoder(bitness, data, ip=va)
 
 
 class CodeDecoder:
@@ -239,15 +119,15 @@ class CodeDecoder:
         self._branch_disp: dict[int, int] = {}
         self._branch_templates: dict[bytes, Template] = {}
         self._strings: dict[int, str | None] = {}
-        self._regions: list[_Region] = []
+        self._regions: list[CodeRegion] = []
         for s in sorted(binary.sections, key=lambda s: s.va):
             if s.executable and s.raw_size > 0:
                 data = binary.data[s.offset : s.offset + min(s.raw_size, max(s.virtual_size, 1))]
                 if s.virtual_size == 0:
                     data = binary.data[s.offset : s.offset + s.raw_size]
-                self._regions.append(_Region(s.va, data, self.bitness))
+                self._regions.append(CodeRegion(s.va, data, self.bitness))
         self._region_starts = [r.va for r in self._regions]
-        self._last_region: _Region | None = None
+        self._last_region: CodeRegion | None = None
         # Decoded instructions as columns, index = decode order (see kinship.disasm.columns):
         self.tlist: list[Template] = []  # this decoder's templates, by id
         self.vas: list[int] = []  # instruction VA
@@ -262,7 +142,7 @@ class CodeDecoder:
 
     # -- lookups -------------------------------------------------------------------------
 
-    def region(self, va: int) -> _Region | None:
+    def region(self, va: int) -> CodeRegion | None:
         i = bisect.bisect_right(self._region_starts, va) - 1
         if i >= 0 and va < self._regions[i].end:
             return self._regions[i]
@@ -346,9 +226,9 @@ class CodeDecoder:
                 t = self._template(dec, ins, raw)
             kind = t[12]
             if kind:  # (most instructions take none of these branches)
-                if kind == _K_POINTER:
+                if kind == K_POINTER:
                     pointers.append(t[4])  # type: ignore[arg-type]
-                elif kind == _K_BRANCH:
+                elif kind == K_BRANCH:
                     x_target[i] = ins.near_branch_target
                 else:
                     self._riprel(i, t, ins.ip_rel_memory_address, pointers)
@@ -362,7 +242,7 @@ class CodeDecoder:
             if t[2] is not next_flow:
                 return reg
             if reg >= 0:
-                api = x_api.get(i - 1) if kind == _K_RIPREL else t[6]
+                api = x_api.get(i - 1) if kind == K_RIPREL else t[6]
                 if api:
                     api_regs[reg] = api
                 else:
@@ -418,7 +298,7 @@ class CodeDecoder:
             if t is None:
                 t = self._branch_templates[key] = self._analyse(dec, ins, raw)
             return t
-        if ins.op0_kind in _NEAR_BRANCH_KINDS:
+        if ins.op0_kind in NEAR_BRANCH_KINDS:
             co = dec.get_constant_offsets(ins)
             k = co.immediate_size
             if co.has_immediate and k > 0 and co.immediate_offset + k == len(raw):
@@ -427,7 +307,7 @@ class CodeDecoder:
                 self._branch_disp[ins.code] = k
                 t = self._branch_templates[raw[: len(raw) - k]] = self._analyse(dec, ins, raw)
                 return t
-        pic = self._pic_key(dec, ins, raw)
+        pic = pic_key(dec, ins, raw)
         if pic is None:  # (not in the shared cache: looked up above)
             t = self._analyse(dec, ins, raw)
             if not self._context_used:
@@ -444,22 +324,6 @@ class CodeDecoder:
         # are recomputed per occurrence), so the raw bytes may find it directly next time.
         self._templates[raw] = t2
         return t2
-
-    def _pic_key(self, dec: iced.Decoder, ins: iced.Instruction, raw: bytes) -> bytes | None:
-        """``raw`` with its branch/RIP-relative displacement zeroed, or None if it has none."""
-        if ins.op0_kind in _NEAR_BRANCH_KINDS:
-            co = dec.get_constant_offsets(ins)
-            if not co.has_immediate:
-                return None
-            o = co.immediate_offset
-            return raw[:o] + bytes(co.immediate_size) + raw[o + co.immediate_size :]
-        if ins.is_ip_rel_memory_operand:
-            co = dec.get_constant_offsets(ins)
-            if not co.has_displacement:
-                return None
-            o = co.displacement_offset
-            return raw[:o] + bytes(co.displacement_size) + raw[o + co.displacement_size :]
-        return None
 
     def decode_one(self, va: int) -> iced.Instruction | None:
         """The raw iced instruction at ``va`` (for jump-table and thunk analysis)."""
@@ -481,90 +345,13 @@ class CodeDecoder:
         operand value below MIN_ABSOLUTE_ADDRESS is never an address in any binary (absolute
         addresses count only in images mapped at or above it), so it leaves the flag clear.
         """
-        ctx = False
         mnem = MNEMONICS[ins.mnemonic]
-        flow = _FLOW.get(ins.flow_control, Flow.NEXT)
-        if flow is Flow.INT and mnem not in _BLOCK_ENDING_INTERRUPTS:
-            if not (mnem == "int" and ins.immediate8 == _FASTFAIL_VECTOR):
-                flow = Flow.NEXT
-        elif mnem == "hlt":
-            flow = Flow.INT
-        tokens: list[str] = []
-        dep = DEP_NONE
-        data_ref: int | None = None
-        imm: int | None = None
-        zero_disp = zero_imm = False
-        register = -1
-        for k in range(ins.op_count):
-            kind = ins.op_kind(k)
-            if kind == OpKind.REGISTER:
-                reg = ins.op_register(k)
-                tokens.append(REGISTER_CLASS[reg])
-                if k == 0 and flow in (Flow.CALL, Flow.INDIRECT_JUMP):
-                    register = FULL_REGISTER[reg]
-            elif kind == OpKind.MEMORY:
-                base = ins.memory_base
-                if ins.is_ip_rel_memory_operand:
-                    dep = DEP_RIPREL
-                    zero_disp = True
-                    tokens.append("mem")
-                    continue
-                tokens.append("stk" if base in STACK_REGISTERS else "mem")
-                disp = ins.memory_displacement & self._mask
-                if (
-                    base == Register.NONE
-                    or (self.bitness == 32 and disp >= MIN_ABSOLUTE_ADDRESS)
-                    or (mnem == "lea" and base == Register.EBX)
-                ):
-                    ctx = True
-                if base == Register.NONE and ins.memory_segment not in (Register.FS, Register.GS):
-                    if ins.memory_index == Register.NONE:
-                        # absolute address; only dismissed when the image is mapped low
-                        if self.addresses.mapped(disp) and (self.absolute_ok or disp > 0xFFF):
-                            data_ref = disp
-                            zero_disp = True
-                    elif self.is_address(disp):
-                        data_ref = disp  # table base, [reg*4 + table]
-                        zero_disp = True
-                elif self.bitness == 32 and self.is_address(disp):
-                    data_ref = disp
-                    zero_disp = True
-                elif (
-                    self.pic_base is not None
-                    and mnem == "lea"
-                    and base == Register.EBX
-                    and ins.memory_index == Register.NONE
-                    and (disp >= 0x8000_0000 or disp >= MIN_GOT_OFFSET)
-                ):
-                    # lea reg, [ebx + off]: GOT-relative address of a string/global/callback
-                    # (small offsets are rather struct fields of a pointer in ebx)
-                    value = (self.pic_base + disp) & self._mask
-                    if self.addresses.mapped(value):
-                        data_ref = value
-                        zero_disp = True
-            elif kind in _NEAR_BRANCH_KINDS:
-                dep = DEP_BRANCH
-                zero_imm = True
-                tokens.append("func" if flow is Flow.CALL else "loc")
-            elif kind in _IMM_KINDS:
-                value = ins.immediate(k)
-                if value & self._mask >= MIN_ABSOLUTE_ADDRESS:
-                    ctx = True
-                if self.is_address(value & self._mask) and imm is None and data_ref is None:
-                    data_ref = value & self._mask
-                    zero_imm = k == 0 or not any(ins.op_kind(j) in _IMM_KINDS for j in range(k))
-                    tokens.append("addr")
-                    continue
-                width = _IMM_KINDS[kind]
-                if width and value >= 1 << (width - 1):
-                    value -= 1 << width
-                if imm is None:
-                    imm = value
-                tokens.append(str(value) if 0 <= value <= self.max_literal else "imm")
-            elif kind in _FAR_BRANCH_KINDS:
-                tokens.append("far")
-            else:
-                tokens.append("mem")  # string-instruction memory operands
+        flow = instruction_flow(ins, mnem)
+        ops = self._operands(ins, mnem, flow)
+        tokens = ops.tokens
+        dep = ops.dep
+        data_ref = ops.data_ref
+        register = ops.register
         if (
             mnem == "mov"
             and register == -1
@@ -574,23 +361,13 @@ class CodeDecoder:
             register = FULL_REGISTER[ins.op0_register]
         if dep == DEP_RIPREL and mnem == "mov" and ins.op0_kind == OpKind.REGISTER:
             register = FULL_REGISTER[ins.op0_register]
-        pic = raw
-        if zero_disp or zero_imm:
-            co = dec.get_constant_offsets(ins)
-            buf = bytearray(raw)
-            if zero_disp and co.has_displacement:
-                o = co.displacement_offset
-                buf[o : o + co.displacement_size] = bytes(co.displacement_size)
-            if zero_imm and co.has_immediate:
-                o = co.immediate_offset
-                buf[o : o + co.immediate_size] = bytes(co.immediate_size)
-            pic = bytes(buf)
+        pic = pic_bytes(dec, ins, raw, ops.zero_disp, ops.zero_imm)
         api = self.api_thunks.get(data_ref) if data_ref is not None else None
         string = self.string(data_ref) if data_ref is not None and api is None else None
         if api is not None and flow in (Flow.CALL, Flow.INDIRECT_JUMP, Flow.JUMP):
             tokens = ["api"]
         norm = f"{mnem} {', '.join(tokens)}" if tokens else mnem
-        self._context_used = ctx or data_ref is not None
+        self._context_used = ops.ctx or data_ref is not None
         code_pointer = (
             flow is Flow.NEXT
             and data_ref is not None
@@ -598,12 +375,113 @@ class CodeDecoder:
             and self.addresses.executable(data_ref)
         )
         fast = (
-            _K_BRANCH if dep == DEP_BRANCH
-            else _K_RIPREL if dep == DEP_RIPREL
-            else _K_POINTER if code_pointer
-            else _K_PLAIN
+            K_BRANCH if dep == DEP_BRANCH
+            else K_RIPREL if dep == DEP_RIPREL
+            else K_POINTER if code_pointer
+            else K_PLAIN
         )
         return self._own(
-            (mnem, norm, flow, pic, data_ref, imm, api, string, dep, register, code_pointer, -1,
-             fast)
+            (mnem, norm, flow, pic, data_ref, ops.imm, api, string, dep, register, code_pointer,
+             -1, fast)
         )
+
+    def _operands(self, ins: iced.Instruction, mnem: str, flow: Flow) -> _Operands:
+        """The operand tokens of ``ins`` and what they imply (see :class:`_Operands`)."""
+        tokens: list[str] = []
+        dep = DEP_NONE
+        data_ref: int | None = None
+        imm: int | None = None
+        zero_disp = zero_imm = ctx = False
+        register = -1
+        mask = self._mask
+        for k in range(ins.op_count):
+            kind = ins.op_kind(k)
+            if kind == OpKind.REGISTER:
+                reg = ins.op_register(k)
+                tokens.append(REGISTER_CLASS[reg])
+                if k == 0 and flow in (Flow.CALL, Flow.INDIRECT_JUMP):
+                    register = FULL_REGISTER[reg]
+            elif kind == OpKind.MEMORY:
+                if ins.is_ip_rel_memory_operand:
+                    dep = DEP_RIPREL
+                    zero_disp = True
+                    tokens.append("mem")
+                    continue
+                tokens.append("stk" if ins.memory_base in STACK_REGISTERS else "mem")
+                ref, used = self._memory_ref(ins, mnem)
+                ctx = ctx or used
+                if ref is not None:
+                    data_ref = ref
+                    zero_disp = True
+            elif kind in NEAR_BRANCH_KINDS:
+                dep = DEP_BRANCH
+                zero_imm = True
+                tokens.append("func" if flow is Flow.CALL else "loc")
+            elif kind in IMM_KINDS:
+                value = ins.immediate(k)
+                if value & mask >= MIN_ABSOLUTE_ADDRESS:
+                    ctx = True
+                if self.is_address(value & mask) and imm is None and data_ref is None:
+                    data_ref = value & mask
+                    zero_imm = k == 0 or not any(ins.op_kind(j) in IMM_KINDS for j in range(k))
+                    tokens.append("addr")
+                    continue
+                width = IMM_KINDS[kind]
+                if width and value >= 1 << (width - 1):
+                    value -= 1 << width
+                if imm is None:
+                    imm = value
+                tokens.append(str(value) if 0 <= value <= self.max_literal else "imm")
+            elif kind in FAR_BRANCH_KINDS:
+                tokens.append("far")
+            else:
+                tokens.append("mem")  # string-instruction memory operands
+        return _Operands(tokens, dep, data_ref, imm, zero_disp, zero_imm, register, ctx)
+
+    def _memory_ref(self, ins: iced.Instruction, mnem: str) -> tuple[int | None, bool]:
+        """(address, context) of the memory operand of ``ins`` (not RIP-relative): the image
+        address its displacement names, if any, and whether reading it so may depend on the
+        binary (see :meth:`_analyse`)."""
+        base = ins.memory_base
+        disp = ins.memory_displacement & self._mask
+        ctx = (
+            base == Register.NONE
+            or (self.bitness == 32 and disp >= MIN_ABSOLUTE_ADDRESS)
+            or (mnem == "lea" and base == Register.EBX)
+        )
+        if base == Register.NONE and ins.memory_segment not in (Register.FS, Register.GS):
+            if ins.memory_index == Register.NONE:
+                # absolute address; only dismissed when the image is mapped low
+                if self.addresses.mapped(disp) and (self.absolute_ok or disp > 0xFFF):
+                    return disp, ctx
+            elif self.is_address(disp):
+                return disp, ctx  # table base, [reg*4 + table]
+        elif self.bitness == 32 and self.is_address(disp):
+            return disp, ctx
+        elif (
+            self.pic_base is not None
+            and mnem == "lea"
+            and base == Register.EBX
+            and ins.memory_index == Register.NONE
+            and (disp >= 0x8000_0000 or disp >= MIN_GOT_OFFSET)
+        ):
+            # lea reg, [ebx + off]: GOT-relative address of a string/global/callback
+            # (small offsets are rather struct fields of a pointer in ebx)
+            value = (self.pic_base + disp) & self._mask
+            if self.addresses.mapped(value):
+                return value, ctx
+        return None, ctx
+
+
+@dataclass(slots=True)
+class _Operands:
+    """What :meth:`CodeDecoder._operands` learnt from the operands of one encoding."""
+
+    tokens: list[str]  # normalised operand tokens (see the module docstring)
+    dep: int  # DEP_*: position dependence
+    data_ref: int | None  # image address named by an operand
+    imm: int | None  # first immediate that is not an address (sign-extended)
+    zero_disp: bool  # the displacement is position/image dependent: zeroed in pic bytes
+    zero_imm: bool  # likewise the immediate (branch displacement, address)
+    register: int  # full target register of call reg / jmp reg, else -1
+    ctx: bool  # the reading may depend on the binary (see CodeDecoder._analyse)

@@ -19,7 +19,8 @@ from iced_x86 import Code, FlowControl
 
 from kinship.binary.model import Binary, Format
 from kinship.disasm.config import DisasmConfig
-from kinship.disasm.decoder import MNEMONICS, CodeDecoder
+from kinship.disasm.decoder import CodeDecoder
+from kinship.disasm.encoding import MNEMONICS
 from kinship.disasm.model import Discovery
 
 log = logging.getLogger(__name__)
