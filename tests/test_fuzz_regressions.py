@@ -113,3 +113,32 @@ def test_ole_with_a_looping_fat_is_not_given_to_olevba(tmp_path: Path) -> None:
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert any("macros not analysed" in w for w in res["warnings"])
     assert res["hwm_kb"] < 400 * 1024
+
+
+def test_docx_with_a_damaged_lzma_part_is_a_warning(tmp_path: Path) -> None:
+    """zipfile reads method 14 (LZMA) parts; a damaged one raised lzma.LZMAError out of the
+    Office reader (a fuzzed docx did): it is a warning on the document, the rest is read."""
+    from tests.fuzz_inputs import make_ooxml
+
+    from kinship.artifacts.analyze import analyze_file
+
+    good = make_ooxml("docx")
+    with zipfile.ZipFile(io.BytesIO(good)) as zf:
+        parts = [(i.filename, zf.read(i)) for i in zf.infolist()]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in parts:
+            method = zipfile.ZIP_LZMA if name == "docProps/core.xml" else zipfile.ZIP_DEFLATED
+            zf.writestr(name, data if method != zipfile.ZIP_LZMA else data * 50,
+                        compress_type=method)
+    raw = bytearray(buf.getvalue())
+    with zipfile.ZipFile(io.BytesIO(bytes(raw))) as zf:
+        info = zf.getinfo("docProps/core.xml")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for i in range(start + 12, start + min(info.compress_size, 60)):
+        raw[i] ^= 0x5A  # damage the LZMA stream after its 4-byte header and properties
+    path = tmp_path / "lzma.docx"
+    path.write_bytes(bytes(raw))
+    result = analyze_file(path)
+    assert result.office is not None
+    assert any("docProps/core.xml" in w and "unreadable part" in w for w in result.warnings)

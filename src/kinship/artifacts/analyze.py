@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import lzma
+import struct
 import time
 import zlib
 from collections.abc import Sequence
@@ -43,8 +45,9 @@ _OLE_EXT = frozenset({".doc", ".dot", ".xls", ".xlt", ".ppt", ".pps", ".msg"})
 # What the standard library and the third-party parsers raise on damaged or crafted data:
 # inflating (zlib.error is no OSError), truncation, olefile's index errors, nesting that
 # recurses past Python's limit. Each becomes a CorruptFileError naming the file.
-_PARSER_ERRORS = (zlib.error, EOFError, OSError, ValueError, IndexError, KeyError, TypeError,
-                  NotImplementedError, RecursionError, UnicodeError, LookupError)
+_PARSER_ERRORS = (zlib.error, lzma.LZMAError, struct.error, EOFError, OSError, ValueError,
+                  IndexError, KeyError, TypeError, NotImplementedError, RecursionError,
+                  UnicodeError, LookupError)
 
 
 def detect_kind(data: bytes, name: str) -> str:

@@ -22,6 +22,7 @@ import hashlib
 import importlib
 import io
 import logging
+import lzma
 import re
 import struct
 import warnings
@@ -58,8 +59,8 @@ _TEXT_PARTS = re.compile(r"^(word/(document|header\d*|footer\d*)\.xml|xl/sharedS
 # "<[^>]{0,4096}>" costs 4,096 steps per "<" of a part made of "<" (80 s for 16 MiB).
 _TAG_RE = re.compile(r"<[^<>]*>")
 # What inflating a damaged part raises (zlib.error is not an OSError).
-_PART_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError,
-                NotImplementedError, RuntimeError)
+_PART_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, struct.error, OSError, EOFError,
+                ValueError, NotImplementedError, RuntimeError)
 _CHUNK = 1024 * 1024
 
 

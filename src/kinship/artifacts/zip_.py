@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import logging
+import lzma
 import struct
 import tempfile
 import zipfile
@@ -40,8 +41,8 @@ logger = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
 # What reading a damaged member raises besides kinship's errors (zlib.error is no OSError).
-_MEMBER_ERRORS = (pyzipper.BadZipFile, zipfile.BadZipFile, zlib.error, OSError, EOFError,
-                  ValueError, NotImplementedError, RuntimeError)
+_MEMBER_ERRORS = (pyzipper.BadZipFile, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
+                  struct.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError)
 _EOCD = struct.Struct("<4s4H2LH")  # end of central directory record (22 bytes)
 _EOCD64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory record (56 bytes)
 _EOCD64_LOCATOR_SIZE = 20
