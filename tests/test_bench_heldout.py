@@ -21,9 +21,11 @@ from bench.attribution import (
     lineage,
     tuning_queries,
 )
-from bench.gt import DEFAULT_CACHE, CorpusEntry
+from bench.gt import CorpusEntry, ensure_corpus
 from bench.heldout import FRESH_HOLDOUT_FAMILIES, HeldOutLeak, guard_tuning
 from bench.matching import HOLDOUT_FAMILIES
+
+from conftest import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,9 +40,11 @@ def test_frozen_list_is_the_documented_draw() -> None:
 
 
 def test_dev_families_match_the_corpus_manifest() -> None:
-    manifest = DEFAULT_CACHE / "dev" / "manifest.jsonl"
-    if not manifest.is_file():
-        pytest.skip(f"dev corpus not unpacked at {manifest.parent}")
+    try:
+        manifest = ensure_corpus() / "manifest.jsonl"  # unpacks ../shared/corpus if needed
+    except (OSError, ValueError) as e:
+        skip_or_fail(f"dev corpus not available: {e}")
+        return
     with manifest.open(encoding="utf-8") as fh:
         families = {json.loads(line)["family"] for line in fh if line.strip()}
     assert families == set(heldout.DEV_FAMILIES)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_or_fail
 from kinship.exceptions import UsageError
 from kinship.intel.capabilities import (
     BUILTIN_RULES,
@@ -23,7 +24,7 @@ from kinship.pipeline import AnalysedSample, SampleInput, analyse
 @pytest.fixture(scope="module")
 def capa_rules(shared_dir: Path | None) -> Path:
     if shared_dir is None or not (shared_dir / "data/capa-rules").is_dir():
-        pytest.skip("../shared/data/capa-rules is not here")
+        skip_or_fail("../shared/data/capa-rules is not here")
     return shared_dir / "data/capa-rules"
 
 

@@ -11,6 +11,7 @@ import pytest
 from pymisp import MISPEvent
 from stix2validator import ValidationOptions, validate_string
 
+from conftest import skip_or_fail
 from kinship.api import report as build_report
 from kinship.export.csv_iocs import to_csv
 from kinship.export.misp import to_misp_event
@@ -27,7 +28,7 @@ from kinship.rules.yara_validate import sha256_file
 def report(bins: dict[str, Path], shared_dir: Path | None) -> IntelReport:
     rules = shared_dir / "data/capa-rules" if shared_dir is not None else None
     if rules is None or not rules.is_dir():
-        pytest.skip("../shared/data/capa-rules is not here")
+        skip_or_fail("../shared/data/capa-rules is not here")
     paths = [bins["netsh_x86.exe"], bins["netsh_x64.exe"]]
     rule = generate_family_rule("netsh", {sha256_file(p): p for p in paths},
                                 {sha256_file(bins["other_x64.exe"]): bins["other_x64.exe"]})
