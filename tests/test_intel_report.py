@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_or_fail
 from kinship.api import report as build_report
 from kinship.api import write_report
 from kinship.report.build import ReportOptions
@@ -33,7 +34,7 @@ def test_report_renders(bins: dict[str, Path], shared_dir: Path | None, tmp_path
     for k in ("stix", "misp", "navigator", "csv", "json"):
         assert files[k].stat().st_size > 0
     if CHROMIUM is None:
-        pytest.skip("chromium is not installed")
+        skip_or_fail("chromium is not installed")
     proc = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
          files["html"].resolve().as_uri()],
@@ -77,7 +78,7 @@ def test_report_reuses_evidence_views_and_round_trips(bins: dict[str, Path],
     assert "netsh firewall add portopening TCP" in md and " = " in md
     assert "<script" not in html
     if CHROMIUM is None:
-        pytest.skip("chromium is not installed")
+        skip_or_fail("chromium is not installed")
     proc = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
          files["html"].resolve().as_uri()],
