@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
-from kinship.cli import artifact, baseline, db, evidence, intel, render, rules, sample
+from kinship.cli import artifact, baseline, db, evidence, intel, logs, render, rules, sample
 from kinship.cli.common import emit_ascii, err
 from kinship.exceptions import KinshipError
 from kinship.render.safe import InertFormatter, inert, plain_lines
@@ -32,6 +32,7 @@ COMMANDS: tuple[click.Command, ...] = (
     *artifact.COMMANDS,
     *baseline.COMMANDS,
     *render.COMMANDS,
+    *logs.COMMANDS,
 )
 
 
