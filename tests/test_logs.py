@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from kinship.cli import main
 from kinship.logs.analyze import analyze_logs, detect
 from kinship.logs.evtx_read import FlatEvent, flatten
+from kinship.logs.model import LogResult
 from kinship.logs.sigma import load_rules
 from kinship.logs.sources import add_aliases
 
@@ -74,6 +75,7 @@ def test_log_cleared_detected_with_technique_and_record(samples: Path, rules_dir
                                                         windows_rules: Path) -> None:
     code, doc = _run(samples / CLEARED, samples / POWERSHELL, "--sigma-rules", rules_dir)
     assert code == 0
+    assert LogResult.from_dict(doc).to_dict() == doc  # a saved result reads back whole
     assert [f["error"] for f in doc["files"]] == [None, None]
     cleared = [d for d in doc["detections"] if d["rule"]["title"] == "Security Eventlog Cleared"]
     assert len(cleared) == 1
@@ -118,6 +120,7 @@ def test_bad_files_named_and_good_file_still_detected(tmp_path: Path, samples: P
 def test_time_window_and_no_rules(samples: Path) -> None:
     inside = analyze_logs([samples / CLEARED], since=None, until=None)
     assert inside.events == 8 and not inside.detections and inside.rules.loaded == 0
+    assert LogResult.from_json(json.dumps(inside.to_dict())) == inside
     code, doc = _run(samples / CLEARED, "--since", "2020-09-23T16:50:00Z")
     assert code == 0 and doc["files"][0]["events"] == 7  # the 1102 record is before
     code, doc = _run(samples / CLEARED, "--until", "2019-01-01")
