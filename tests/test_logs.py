@@ -15,8 +15,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+import kinship.logs.cache as cache_mod
+import kinship.logs.sigma as sigma_mod
 from kinship.cli import main
 from kinship.logs.analyze import analyze_logs, detect
+from kinship.logs.cache import RuleCache
 from kinship.logs.evtx_read import FlatEvent, flatten
 from kinship.logs.model import LogResult
 from kinship.logs.sigma import load_rules
@@ -37,6 +40,11 @@ def _need(shared_dir: Path | None, sub: str) -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _private_home(tmp_home: Path) -> None:
+    """Every test gets its own data home: the rule cache never touches the user's."""
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +190,66 @@ def test_terminal_view_is_inert(samples: Path, rules_dir: Path, tmp_path: Path) 
     assert "Security Eventlog Cleared" in r.stdout and "T1685.005" in r.stdout
     assert "01566s-win16-ir.threebeesco.com" in r.stdout and "broken.yml" in r.stdout
     assert "\x1b" not in r.stdout
+
+
+@pytest.fixture
+def counted_conversions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts calls of the pySigma conversion."""
+    calls: list[int] = []
+    real = sigma_mod.to_sql
+
+    def counting(rule: Any) -> str:
+        calls.append(1)
+        return real(rule)
+
+    monkeypatch.setattr(sigma_mod, "to_sql", counting)
+    return calls
+
+
+def test_rule_cache_second_run_converts_nothing(samples: Path, rules_dir: Path, tmp_home: Path,
+                                                counted_conversions: list[int]) -> None:
+    files = [samples / CLEARED, samples / POWERSHELL]
+    first = analyze_logs(files, rules_dir)
+    assert len(counted_conversions) == 2 and first.detections
+    folder = tmp_home / "cache" / "sigma"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    entries = sorted(folder.glob("*.json"))
+    assert len(entries) == 3  # the broken file's failure is cached too
+    assert all(e.stat().st_mode & 0o777 == 0o600 for e in entries)
+    second = analyze_logs(files, rules_dir)
+    assert len(counted_conversions) == 2  # all from the cache
+    assert json.dumps(second.to_dict()) == json.dumps(first.to_dict())
+    # the same rules elsewhere: same entries, paths of the new place
+    moved = shutil.copytree(rules_dir, tmp_home / "moved")
+    third = analyze_logs(files, moved)
+    assert len(counted_conversions) == 2
+    assert {Path(d.rule.path).parent for d in third.detections} == {moved}
+
+
+def test_rule_cache_corrupt_entry_rebuilt(samples: Path, rules_dir: Path, tmp_home: Path,
+                                          counted_conversions: list[int]) -> None:
+    files = [samples / CLEARED, samples / POWERSHELL]
+    first = analyze_logs(files, rules_dir)
+    entries = sorted((tmp_home / "cache" / "sigma").glob("*.json"))
+    bad = {entries[0]: b"\x00not json{", entries[1]: b'{"key": "other", "value": []}',
+           entries[2]: json.dumps({"key": entries[2].stem, "value": [{"title": 3}]}).encode()}
+    for path, data in bad.items():
+        path.write_bytes(data)
+    second = analyze_logs(files, rules_dir)
+    assert second == first
+    assert 2 < len(counted_conversions) <= 4  # the bad entries were converted again
+    for path in entries:  # and rewritten
+        assert json.loads(path.read_bytes())["key"] == path.stem
+    counted_conversions.clear()
+    assert analyze_logs(files, rules_dir) == first and not counted_conversions
+
+
+def test_rule_cache_off_and_key_depends_on_versions(rules_dir: Path, tmp_home: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    rules, failed = load_rules(rules_dir, cache=False)
+    assert len(rules) == 2 and len(failed) == 1 and all(r.sql for r in rules)
+    assert not (tmp_home / "cache").exists()
+    data = (rules_dir / "broken.yml").read_bytes()
+    key = RuleCache(tmp_home).key(data)
+    monkeypatch.setattr(cache_mod, "MAPPING_VERSION", 999)
+    assert RuleCache(tmp_home).key(data) != key

@@ -1,7 +1,8 @@
 """``kinship logs``: files in, :class:`~kinship.logs.model.LogResult` out.
 
     paths ─> expand (folders, recursively) ─> read_evtx (limits, per-file errors) ─> events
-    rules folder ─> load_rules ─> rules whose log source is in the events ─> to_sql (once)
+    rules folder ─> load_rules (parsed and converted once: logs/cache.py) ─> rules whose log
+                   source is in the events
     events ─> SQLite table ─> each query over its log source ─> detections ─> techniques
 """
 
@@ -25,7 +26,7 @@ from kinship.logs.model import (
     RuleStats,
     TechniqueSummary,
 )
-from kinship.logs.sigma import LoadedRule, event_table, load_rules, run_rule, to_sql
+from kinship.logs.sigma import LoadedRule, event_table, load_rules, run_rule
 from kinship.logs.sources import add_aliases
 
 logger = logging.getLogger(__name__)
@@ -119,13 +120,13 @@ def detect(events: Sequence[FlatEvent], rules: Sequence[LoadedRule]
     evaluated = 0
     for r in todo:
         assert r.sources is not None
+        if r.sql is None:
+            failed.append(RuleFailure(r.ref.path, r.error or "does not convert"))
+            continue
         try:
-            rows = run_rule(con, to_sql(r.rule), r.sources)
+            rows = run_rule(con, r.sql, r.sources)
         except (sqlite3.Error, ValueError) as e:
             failed.append(RuleFailure(r.ref.path, f"{type(e).__name__}: {e}"))
-            continue
-        except Exception as e:  # pySigma raises its own errors on conversions it lacks
-            failed.append(RuleFailure(r.ref.path, f"does not convert: {type(e).__name__}: {e}"))
             continue
         evaluated += 1
         found += [Detection(r.ref, r.techniques, _event_ref(events[i])) for i in rows]

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from kinship.logs.cache import RuleCache
 from kinship.logs.evtx_read import FlatEvent
 from kinship.logs.model import RuleFailure, RuleRef
 from kinship.logs.sources import Source, sources
@@ -38,12 +39,14 @@ _MISSING = re.compile(r"no such column: (.+)$")
 
 @dataclass(frozen=True, slots=True)
 class LoadedRule:
-    """One parsed rule: pySigma's object, where it came from and where it applies."""
+    """One parsed rule: where it came from, where it applies, and its query (``sql``) or why
+    it does not convert (``error``); both None when its log source is not mapped."""
 
     ref: RuleRef
     techniques: tuple[str, ...]
     sources: tuple[Source, ...] | None  # None: log source not mapped
-    rule: Any  # sigma.rule.SigmaRule
+    sql: str | None = None
+    error: str | None = None
 
 
 def _text(value: Any) -> str | None:
@@ -60,12 +63,99 @@ def _level(rule: Any) -> str | None:
     return str(level.name).lower() if level is not None else None
 
 
-def load_rules(folder: Path) -> tuple[list[LoadedRule], list[RuleFailure]]:
-    """Every ``*.yml``/``*.yaml`` rule under ``folder``, and the files that did not parse."""
+def _conversion_error(e: Exception) -> str:
+    if isinstance(e, (sqlite3.Error, ValueError)):
+        return f"{type(e).__name__}: {e}"
+    # pySigma raises its own errors on conversions it lacks
+    return f"does not convert: {type(e).__name__}: {e}"
+
+
+def _parse_file(data: bytes) -> list[dict[str, Any]]:
+    """The cache entry of one rule file's bytes: one item per rule, ``{"failure": reason}``
+    for a file (or rule) that does not parse or cannot run. Raises what parsing raises."""
     from sigma.collection import SigmaCollection
-    from sigma.exceptions import SigmaError
     from sigma.rule import SigmaRule
 
+    coll = SigmaCollection.from_yaml(data.decode("utf-8"), collect_errors=True)
+    errors = list(coll.errors) + [e for r in coll.rules for e in r.errors]
+    if errors:
+        raise ValueError("; ".join(str(e) for e in errors))
+    if not coll.rules:
+        raise ValueError("no rule in the file")
+    items: list[dict[str, Any]] = []
+    for rule in coll.rules:
+        if not isinstance(rule, SigmaRule):  # a correlation rule: over rules, not events
+            items.append({"failure": "correlation rules are not run yet"})
+            continue
+        ls = rule.logsource
+        item: dict[str, Any] = {
+            "id": _text(rule.id), "title": str(rule.title), "level": _level(rule),
+            "author": _text(rule.author), "techniques": list(_techniques(rule)),
+            "product": ls.product, "service": ls.service, "category": ls.category,
+            "sql": None, "error": None}
+        if sources(ls.product, ls.service, ls.category) is not None:
+            try:
+                item["sql"] = to_sql(rule)
+            except Exception as e:  # named on the rule, never raised
+                item["error"] = _conversion_error(e)
+        items.append(item)
+    return items
+
+
+def _parse_or_failure(data: bytes) -> list[dict[str, Any]]:
+    """:func:`_parse_file`, or the one-line reason the file does not parse."""
+    from sigma.exceptions import SigmaError
+
+    try:
+        return _parse_file(data)
+    except (SigmaError, yaml.YAMLError, ValueError, UnicodeDecodeError) as e:
+        # one line (YAML errors quote the rule over several)
+        return [{"failure": " ".join(str(e).split()) or type(e).__name__}]
+
+
+def _loaded(item: dict[str, Any], path: str) -> LoadedRule:
+    """A cache item as a rule; KeyError/TypeError/ValueError on an item of the wrong shape."""
+    def opt(key: str) -> str | None:
+        value = item[key]
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{key}: {value!r}")
+        return value
+
+    techniques = item["techniques"]
+    if not isinstance(techniques, list) or not all(isinstance(t, str) for t in techniques):
+        raise TypeError("techniques")
+    title = item["title"]
+    if not isinstance(title, str):
+        raise TypeError("title")
+    ref = RuleRef(opt("id"), title, opt("level"), opt("author"), path)
+    return LoadedRule(ref, tuple(techniques),
+                      sources(opt("product"), opt("service"), opt("category")),
+                      opt("sql"), opt("error"))
+
+
+def _from_items(items: Any, path: str) -> tuple[list[LoadedRule], list[RuleFailure]]:
+    if not isinstance(items, list) or not items:
+        raise TypeError("not a list of rules")
+    loaded: list[LoadedRule] = []
+    failed: list[RuleFailure] = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise TypeError("not a rule")
+        if "failure" in item:
+            if not isinstance(item["failure"], str):
+                raise TypeError("failure")
+            failed.append(RuleFailure(path, item["failure"]))
+        else:
+            loaded.append(_loaded(item, path))
+    return loaded, failed
+
+
+def load_rules(folder: Path, cache: RuleCache | bool | None = True
+               ) -> tuple[list[LoadedRule], list[RuleFailure]]:
+    """Every ``*.yml``/``*.yaml`` rule under ``folder`` (parsed and converted to SQL), and the
+    files that did not parse. ``cache``: True (default) for the :class:`RuleCache` of the
+    kinship data home, a :class:`RuleCache`, or False/None to parse every file again."""
+    store = RuleCache.default() if cache is True else cache or None
     loaded: list[LoadedRule] = []
     failed: list[RuleFailure] = []
     paths = sorted(p for p in folder.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
@@ -73,26 +163,28 @@ def load_rules(folder: Path) -> tuple[list[LoadedRule], list[RuleFailure]]:
         try:
             if path.stat().st_size > MAX_RULE_FILE_SIZE:
                 raise ValueError(f"over {MAX_RULE_FILE_SIZE} bytes (MAX_RULE_FILE_SIZE)")
-            coll = SigmaCollection.from_yaml(path.read_text(encoding="utf-8"),
-                                             collect_errors=True)
-            errors = list(coll.errors) + [e for r in coll.rules for e in r.errors]
-            if errors:
-                raise ValueError("; ".join(str(e) for e in errors))
-            if not coll.rules:
-                raise ValueError("no rule in the file")
-        except (SigmaError, yaml.YAMLError, ValueError, OSError, UnicodeDecodeError) as e:
-            # one line (YAML errors quote the rule over several)
+            data = path.read_bytes()
+        except (ValueError, OSError) as e:
             failed.append(RuleFailure(str(path), " ".join(str(e).split()) or type(e).__name__))
             continue
-        for rule in coll.rules:
-            if not isinstance(rule, SigmaRule):  # a correlation rule: over rules, not events
-                failed.append(RuleFailure(str(path), "correlation rules are not run yet"))
-                continue
-            ls = rule.logsource
-            ref = RuleRef(_text(rule.id), str(rule.title), _level(rule),
-                          _text(rule.author), str(path))
-            loaded.append(LoadedRule(ref, _techniques(rule),
-                                     sources(ls.product, ls.service, ls.category), rule))
+        key = store.key(data) if store is not None else ""
+        if store is not None:
+            cached = store.get(key)
+            if cached is not None:
+                try:
+                    rules, fails = _from_items(cached, str(path))
+                except (KeyError, TypeError, ValueError):
+                    logger.info("sigma cache: bad entry %s, rebuilt", key)
+                else:
+                    loaded += rules
+                    failed += fails
+                    continue
+        items = _parse_or_failure(data)
+        if store is not None:
+            store.put(key, items)
+        rules, fails = _from_items(items, str(path))
+        loaded += rules
+        failed += fails
     return loaded, failed
 
 

@@ -14,6 +14,8 @@ SYSMON = "Microsoft-Windows-Sysmon/Operational"
 POWERSHELL = "Microsoft-Windows-PowerShell/Operational"
 POWERSHELL_CLASSIC = "Windows PowerShell"
 DEFENDER = "Microsoft-Windows-Windows Defender/Operational"
+# Raise when a change here changes which rules are converted (part of the rule cache's key).
+MAPPING_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
