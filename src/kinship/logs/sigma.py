@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from kinship.exceptions import StoreError
 from kinship.logs.cache import RuleCache
 from kinship.logs.evtx_read import FlatEvent
 from kinship.logs.model import RuleFailure, RuleRef
@@ -155,7 +156,13 @@ def load_rules(folder: Path, cache: RuleCache | bool | None = True
     """Every ``*.yml``/``*.yaml`` rule under ``folder`` (parsed and converted to SQL), and the
     files that did not parse. ``cache``: True (default) for the :class:`RuleCache` of the
     kinship data home, a :class:`RuleCache`, or False/None to parse every file again."""
-    store = RuleCache.default() if cache is True else cache or None
+    store = cache if isinstance(cache, RuleCache) else None
+    if cache is True:
+        try:
+            store = RuleCache.default()
+        except StoreError as e:  # no data home: every file parsed, nothing cached
+            logger.warning("sigma cache off: %s", e)
+            store = None
     loaded: list[LoadedRule] = []
     failed: list[RuleFailure] = []
     paths = sorted(p for p in folder.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
