@@ -28,12 +28,9 @@ documents; ``MatchResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r``.
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import dataclass
-from typing import Any
 
-from kinship.document import Meta, from_jsonable, to_jsonable
-from kinship.exceptions import InputError
+from kinship.document import Document, Meta
 from kinship.match.sample_signals import SampleSignal
 from kinship.strings.similarity import SharedString
 
@@ -143,7 +140,7 @@ class QuerySample:
 
 
 @dataclass(frozen=True, slots=True)
-class MatchResult:
+class MatchResult(Document):
     """The attribution of one query sample. Frozen: built complete, in one place (the API
     assembles code reuse, string reuse, signals, warnings and meta before constructing it)."""
 
@@ -175,21 +172,3 @@ class MatchResult:
     @property
     def library_vas(self) -> set[int]:
         return {h.va for h in self.library_functions}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data (the ``match --json`` contract, module docstring)."""
-        return to_jsonable(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str = "document") -> MatchResult:
-        """The result :meth:`to_dict` gave ``data`` for; InputError when it is not one."""
-        return from_jsonable(cls, data, source)
-
-    @classmethod
-    def from_json(cls, text: str | bytes, source: str = "document") -> MatchResult:
-        """The result a ``match --json`` document holds (``source`` names it in errors)."""
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise InputError(source, f"not JSON: {e}") from e
-        return cls.from_dict(data, source)
