@@ -40,7 +40,8 @@ from pydantic import computed_field, field_serializer
 
 from kinship.binary import limits
 from kinship.binary.archive import MemberRef, close_archives, list_archive, member_chunks
-from kinship.binary.load import file_kind, is_archive
+from kinship.binary.load import is_archive
+from kinship.binary.regular import file_kind, open_regular
 from kinship.document import Document, Meta, MetaFn
 from kinship.exceptions import InputError, KinshipError, UsageError
 from kinship.manifest import tree_labels
@@ -282,17 +283,15 @@ def _sha256_of(item: SampleInput) -> str | None:
         return hashlib.sha256(item.data).hexdigest()
     assert item.path is not None
     try:
-        # O_NONBLOCK + fstat: only a regular file is hashed (a FIFO or /dev/zero put in its
-        # place since the listing would block or never end).
-        fd = os.open(item.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size > limits.MAX_FILE_SIZE:
+        # only a regular file is hashed (a FIFO or /dev/zero put in its place since the
+        # listing would block or never end)
+        with open_regular(item.path) as fh:
+            if os.fstat(fh.fileno()).st_size > limits.MAX_FILE_SIZE:
                 return None
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
         return h.hexdigest()
-    except OSError:
+    except (OSError, InputError):
         return None
 
 

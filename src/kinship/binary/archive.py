@@ -31,7 +31,6 @@ import logging
 import lzma
 import os
 import posixpath
-import stat
 import struct
 import zipfile
 import zlib
@@ -43,6 +42,7 @@ from typing import IO
 import pyzipper
 
 from kinship.binary import limits
+from kinship.binary.regular import open_regular
 from kinship.exceptions import (
     CorruptFileError,
     FileTooLargeError,
@@ -76,7 +76,6 @@ _EOCD = struct.Struct("<4s4H2LH")  # sig, disk, cd disk, entries here, entries, 
 _EOCD64_LOCATOR = struct.Struct("<4sLQL")  # sig, disk, offset of the zip64 record, disks
 _EOCD64 = struct.Struct("<4sQ2H2L4Q")  # sig, size, versions, disks, entries here, entries, ...
 _LOCAL = struct.Struct("<4s2B4HL2L2H")  # ..., name length, extra length
-_FIFO_SAFE = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 @dataclass(frozen=True)
@@ -134,24 +133,6 @@ def _safe_name(name: str) -> str | None:
     if norm in ("", ".") or norm.startswith("../") or norm == "..":
         return None
     return norm
-
-
-def _open_regular(path: str) -> IO[bytes]:
-    """``path`` opened for reading if it is a regular file. O_NONBLOCK: a FIFO swapped in
-    after a stat cannot block the open; fstat then refuses it."""
-    try:
-        fd = os.open(path, _FIFO_SAFE)
-    except FileNotFoundError as e:
-        raise InputError(path, "no such file") from e
-    except OSError as e:
-        raise InputError(path, f"cannot open: {e.strerror or e}") from e
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InputError(path, "not a regular file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _directory_size(fh: IO[bytes]) -> tuple[int, int] | None:
@@ -244,7 +225,7 @@ class _Opened:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.fh = _open_regular(path)
+        self.fh = open_regular(path)
         st = os.fstat(self.fh.fileno())
         self.key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         self.password: bytes | None = None

@@ -27,6 +27,7 @@ from kinship.binary.dump import base_from_name, parse_dump
 from kinship.binary.elf import parse_elf
 from kinship.binary.model import Arch, Binary
 from kinship.binary.pe import parse_pe, pe_header_offset
+from kinship.binary.regular import file_kind, open_regular
 from kinship.exceptions import (
     CorruptFileError,
     FileTooLargeError,
@@ -37,7 +38,6 @@ from kinship.exceptions import (
 logger = logging.getLogger(__name__)
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
-_NONBLOCKING_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 def load_file(path: str | Path, *, base: int | None = None, arch: Arch | None = None) -> Binary:
@@ -92,27 +92,10 @@ def is_archive(path: str | Path) -> bool:
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return False
-        fd = os.open(path, _NONBLOCKING_READ)
-    except OSError:
+        with open_regular(path) as fh:
+            return fh.read(4) in _ZIP_MAGICS
+    except (OSError, InputError):
         return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        return os.read(fd, 4) in _ZIP_MAGICS
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def file_kind(mode: int) -> str:
-    """What a non-regular file is, for error messages ("FIFO", "character device" ...)."""
-    for test, kind in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO, a named pipe"),
-                       (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISLNK, "symbolic link")):
-        if test(mode):
-            return kind
-    return "special file"
 
 
 def _read_file(path: Path) -> bytes:
@@ -132,16 +115,8 @@ def _read_file(path: Path) -> bytes:
         raise FileTooLargeError(
             where, f"{st.st_size} bytes is over MAX_FILE_SIZE ({limits.MAX_FILE_SIZE} bytes)"
         )
-    try:
-        # O_NONBLOCK and fstat: a FIFO put in the file's place after the stat is refused,
-        # not waited on.
-        fd = os.open(path, _NONBLOCKING_READ)
-    except OSError as e:
-        raise InputError(where, f"cannot read: {e.strerror or e}") from e
-    with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fh.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise InputError(where, f"not a regular file ({file_kind(mode)}): refused")
+    # open_regular: a FIFO put in the file's place after the stat is refused, not waited on.
+    with open_regular(path) as fh:
         try:
             # Read one byte more than the limit: the file may grow between stat and read.
             data = fh.read(limits.MAX_FILE_SIZE + 1)

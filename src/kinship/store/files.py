@@ -11,11 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import stat
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
 
+from kinship.binary.regular import open_regular
 from kinship.exceptions import InputError
 
 logger = logging.getLogger(__name__)
@@ -25,23 +24,9 @@ FILE_MODE = 0o600  # readable by the analyst only, never executable
 DIR_MODE = 0o700  # the samples folder: the analyst only
 
 
-def _open_regular(path: Path) -> BinaryIO:
-    """``path`` opened for reading when it is a regular file. O_NONBLOCK and the check on
-    the open descriptor: a FIFO or device put in a sample's place never blocks or streams
-    forever."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as e:
-        raise InputError(str(path), f"cannot read: {e.strerror or e}") from e
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise InputError(str(path), "not a regular file")
-    return os.fdopen(fd, "rb")
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
-    with _open_regular(path) as fh:
+    with open_regular(path) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -71,7 +56,7 @@ class SampleFiles:
         fd, name = tempfile.mkstemp(dir=self.root, suffix=".part")  # created 0600
         tmp = Path(name)
         try:
-            with _open_regular(path) as src, os.fdopen(fd, "wb") as out:
+            with open_regular(path) as src, os.fdopen(fd, "wb") as out:
                 for chunk in iter(lambda: src.read(1 << 20), b""):
                     h.update(chunk)
                     out.write(chunk)
