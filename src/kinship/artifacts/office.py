@@ -22,12 +22,10 @@ import hashlib
 import importlib
 import io
 import logging
-import lzma
 import re
 import struct
 import warnings
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree
@@ -35,6 +33,7 @@ from xml.etree import ElementTree
 from kinship.artifacts import limits
 from kinship.artifacts.model import MacroFinding, MacroModule, OfficeInfo, Relationship
 from kinship.artifacts.zip_ import check_entry_count
+from kinship.binary.archive import ZIP_DAMAGE
 from kinship.exceptions import CorruptFileError, FileTooLargeError
 
 logger = logging.getLogger(__name__)
@@ -58,9 +57,9 @@ _TEXT_PARTS = re.compile(r"^(word/(document|header\d*|footer\d*)\.xml|xl/sharedS
 # Linear time on any input ("<" never occurs inside well-formed XML markup); a bounded
 # "<[^>]{0,4096}>" costs 4,096 steps per "<" of a part made of "<" (80 s for 16 MiB).
 _TAG_RE = re.compile(r"<[^<>]*>")
-# What inflating a damaged part raises (zlib.error is not an OSError).
-_PART_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, struct.error, OSError, EOFError,
-                ValueError, NotImplementedError, RuntimeError)
+# What inflating a damaged part raises: the zip reader's damage errors, a method zipfile
+# lacks, a part that wants a password.
+_PART_ERRORS: tuple[type[Exception], ...] = (*ZIP_DAMAGE, NotImplementedError, RuntimeError)
 _CHUNK = 1024 * 1024
 
 

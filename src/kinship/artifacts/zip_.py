@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import io
 import logging
-import lzma
 import struct
 import tempfile
 import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,14 +33,15 @@ import pyzipper
 from kinship.artifacts import limits
 from kinship.artifacts.model import ArchiveInfo, PasswordCandidate, ZipMember
 from kinship.binary import limits as binary_limits
+from kinship.binary.archive import ZIP_DAMAGE
 from kinship.exceptions import CorruptFileError, FileTooLargeError, InputError
 
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
-# What reading a damaged member raises besides kinship's errors (zlib.error is no OSError).
-_MEMBER_ERRORS = (pyzipper.BadZipFile, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
-                  struct.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError)
+# What reading a damaged member raises besides kinship's errors: the zip reader's damage
+# errors, a method pyzipper lacks, a wrong password.
+_MEMBER_ERRORS: tuple[type[Exception], ...] = (*ZIP_DAMAGE, NotImplementedError, RuntimeError)
 _EOCD = struct.Struct("<4s4H2LH")  # end of central directory record (22 bytes)
 _EOCD64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory record (56 bytes)
 _EOCD64_LOCATOR_SIZE = 20

@@ -57,7 +57,7 @@ _CHUNK = 1024 * 1024
 
 # What zipfile / pyzipper and the decompressors raise on a damaged or hostile archive. Every
 # one of them becomes a CorruptFileError; none may end a batch.
-_DAMAGE: tuple[type[Exception], ...] = (
+ZIP_DAMAGE: tuple[type[Exception], ...] = (
     zipfile.BadZipFile,
     pyzipper.BadZipFile,
     zlib.error,
@@ -234,7 +234,7 @@ class _Opened:
             self.fh.seek(0)
             try:
                 self.zf = pyzipper.AESZipFile(self.fh)
-            except _DAMAGE as e:
+            except ZIP_DAMAGE as e:
                 raise CorruptFileError(path, f"not a readable zip archive: {e}") from e
             except NotImplementedError as e:  # "zip file version 25.4" in the directory
                 raise UnsupportedFormatError(path, f"zip archive kinship cannot read: {e}"
@@ -253,7 +253,7 @@ class _Opened:
         listing = ArchiveListing(where)
         try:
             _spans(self.fh, self.infos, listing, int(self.zf.start_dir))
-        except _DAMAGE as e:
+        except ZIP_DAMAGE as e:
             raise CorruptFileError(where, f"damaged zip archive: {e}") from e
         total = sum(i.file_size for i in self.infos)
         if total > limits.MAX_ZIP_TOTAL:
@@ -326,7 +326,7 @@ def _find_password(
             return pw
         except RuntimeError:
             continue  # bad password
-        except _DAMAGE as e:
+        except ZIP_DAMAGE as e:
             # ZipCrypto checks only one byte of the password: a wrong one may pass the check
             # and then fail the CRC; keep trying the others.
             logger.debug("%s: password %r failed: %s", where, pw, e)
@@ -365,7 +365,7 @@ def _chunks(opened: _Opened, info: zipfile.ZipInfo, where: str,
         raise InputError(where, f"cannot decrypt: {e}") from e
     except NotImplementedError as e:
         raise CorruptFileError(where, f"cannot read zip member: {e}") from e
-    except _DAMAGE as e:
+    except ZIP_DAMAGE as e:
         raise CorruptFileError(where, f"damaged zip member: {type(e).__name__}: {e}") from e
 
 
