@@ -253,3 +253,11 @@ def test_rule_cache_off_and_key_depends_on_versions(rules_dir: Path, tmp_home: P
     key = RuleCache(tmp_home).key(data)
     monkeypatch.setattr(cache_mod, "MAPPING_VERSION", 999)
     assert RuleCache(tmp_home).key(data) != key
+
+
+def test_no_rules_is_said_not_silent(samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a rule folder, "no detections" must not read as "the logs are clean"."""
+    monkeypatch.delenv("KINSHIP_SIGMA_RULES", raising=False)
+    r = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["logs", str(samples / CLEARED)])
+    assert r.exit_code == 0
+    assert "no Sigma rules given" in r.stderr and "nothing is detected" in r.stderr

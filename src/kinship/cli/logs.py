@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from kinship.cli.common import InputPath, emit, out
+from kinship.cli.common import InputPath, emit, err, out
 from kinship.exceptions import EXIT_CODES, UsageError
+from kinship.render.safe import inert
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -53,8 +54,12 @@ def logs_cmd(paths: tuple[Path, ...], sigma_rules: Path | None, since: str | Non
 
     if not paths:
         raise UsageError("give .evtx files or folders to read")
-    result = analyze_logs(list(paths), rules_folder(sigma_rules), _when(since, "--since"),
-                          _when(until, "--until"))
+    rules = rules_folder(sigma_rules)
+    if rules is None:  # a quiet "no detections" would read as "the logs are clean"
+        err.print(inert("warning: no Sigma rules given (--sigma-rules DIR or "
+                        "$KINSHIP_SIGMA_RULES; kinship bundles none): events are read, "
+                        "nothing is detected", style="yellow"))
+    result = analyze_logs(list(paths), rules, _when(since, "--since"), _when(until, "--until"))
     if as_json:
         emit(result.to_dict())
     else:
